@@ -1,0 +1,52 @@
+//! The command line: argument parsing (clap), dispatch to commands, and exit codes.
+//!
+//! Exit codes are part of the interface: 0 ok, 1 a sync failed, 2 bad usage or bad configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for a run that completed.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for a sync that failed.
+pub const EXIT_SYNC_FAILED: u8 = 1;
+/// Exit code for bad usage or bad configuration.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Keeps a faithful, queryable SQLite mirror of a Kustomer organisation.
+#[derive(Debug, Parser)]
+#[command(name = "kustomer-mirror", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Environment variables KUSTOMER_MIRROR__SECTION__KEY override it.
+    #[arg(long, global = true, env = "KUSTOMER_MIRROR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the effective configuration (secrets redacted) and exit 2 if it is invalid.
+    CheckConfig,
+    /// Serve the built-in fake Kustomer API (for trying the mirror out and for tests).
+    FakeApi(crate::fake::cli::FakeApiArgs),
+}
+
+/// Parses the process arguments, runs the command and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help/version on stdout (exit 0) and usage errors on stderr (exit 2).
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    match cli.command {
+        Command::CheckConfig => crate::config::cli::check_config(cli.config.as_deref()),
+        Command::FakeApi(args) => crate::fake::cli::serve(args),
+    }
+}

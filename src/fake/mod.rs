@@ -1,0 +1,3 @@
+//! The built-in fake Kustomer API.
+
+pub mod cli;

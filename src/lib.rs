@@ -1,0 +1,16 @@
+//! kustomer-mirror keeps a faithful, queryable SQLite mirror of a Kustomer organisation.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (clap): parses arguments, loads settings, dispatches to commands and maps
+//!   outcomes to exit codes (0 ok, 1 sync failed, 2 bad usage or config).
+//! - [`config`]: settings: defaults → TOML file → environment, validation with messages that name the
+//!   key, secrets that never print.
+//! - [`store`]: the SQLite mirror: opening (WAL, busy timeout), schema versions and upgrades.
+//! - [`fake`]: the built-in fake Kustomer API used by `demo`, `fake-api` and the tests: deterministic
+//!   data, JSON:API lists and search, rate limits, fault injection and a control API.
+
+pub mod cli;
+pub mod config;
+pub mod fake;
+pub mod store;
