@@ -19,7 +19,12 @@ pub const EXIT_USAGE: u8 = 2;
 #[command(name = "kustomer-mirror", version, about, long_about = None)]
 pub struct Cli {
     /// Configuration file (TOML). Environment variables KUSTOMER_MIRROR__SECTION__KEY override it.
-    #[arg(long, global = true, env = "KUSTOMER_MIRROR_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "KUSTOMER_MIRROR_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -42,7 +47,11 @@ pub fn main() -> ExitCode {
         Err(err) => {
             // clap prints help/version on stdout (exit 0) and usage errors on stderr (exit 2).
             let _ = err.print();
-            return ExitCode::from(if err.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+            return ExitCode::from(if err.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_OK
+            });
         }
     };
     match cli.command {

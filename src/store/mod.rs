@@ -1,1 +1,148 @@
-//! The SQLite mirror.
+//! The SQLite mirror: opening the database file (WAL, busy timeout, schema upgrades) and the one writer
+//! connection every sync goes through.
+//!
+//! rusqlite is blocking: a [`Store`] is owned by one thread at a time and never held across `.await`.
+//! BI tools read the same file concurrently; WAL mode keeps them from blocking the writer and vice versa.
+
+mod migrate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use migrate::{SCHEMA_SQL, SCHEMA_VERSION};
+
+/// How long a statement waits for a lock held by another connection (a BI tool's long read in a
+/// non-WAL moment, a checkpoint) before failing with "database is locked".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What can go wrong with the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file could not be opened or created.
+    #[error(
+        "cannot open the database {path}: {source}; check that the directory exists and that this user may write to it (database.path)"
+    )]
+    Open {
+        /// The database path as configured.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The file holds a schema newer than this binary knows.
+    #[error(
+        "the database {path} has schema version {found}, newer than this kustomer-mirror supports ({supported}); upgrade kustomer-mirror or point database.path at another file"
+    )]
+    TooNew {
+        /// The database path.
+        path: PathBuf,
+        /// `PRAGMA user_version` found in the file.
+        found: u32,
+        /// The newest version this binary knows.
+        supported: u32,
+    },
+    /// The file is an SQLite database, but not one written by kustomer-mirror.
+    #[error(
+        "the database {path} already holds tables that kustomer-mirror did not create ({table}, …); point database.path at a new or kustomer-mirror file"
+    )]
+    Foreign {
+        /// The database path.
+        path: PathBuf,
+        /// One of the foreign tables.
+        table: String,
+    },
+    /// Creating or upgrading the schema failed; the transaction was rolled back.
+    #[error("upgrading the database {path} from schema version {from} to {to} failed: {source}")]
+    Migrate {
+        /// The database path.
+        path: PathBuf,
+        /// Version before.
+        from: u32,
+        /// Version aimed at.
+        to: u32,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// Any other SQLite error, with what the store was doing.
+    #[error("database error while {context}: {source}")]
+    Sqlite {
+        /// What the store was doing.
+        context: String,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+}
+
+impl StoreError {
+    /// Wraps a SQLite error with what the store was doing at the time.
+    pub fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
+        StoreError::Sqlite {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// The mirror database: one writer connection, schema at [`SCHEMA_VERSION`].
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, switches it to WAL mode with a busy timeout,
+    /// and creates or upgrades the schema to [`SCHEMA_VERSION`] in one transaction.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&path, flags).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // WAL: BI readers never block the writer. The pragma answers with the mode in force; a read-only
+        // or unwritable location surfaces here as an error rather than later mid-sync.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(journal_mode = %mode, "database did not switch to WAL mode; readers may block syncs");
+        }
+        // NORMAL is safe in WAL mode: a power loss may lose the last commits but never corrupts, and a
+        // page's rows and cursor commit together, so a lost commit is simply fetched again.
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;",
+        )
+        .map_err(open_err)?;
+        let mut store = Store { conn, path };
+        migrate::migrate(&mut store.conn, &store.path)?;
+        Ok(store)
+    }
+
+    /// The database path this store was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The writer connection, for the modules that own the SQL (sync, status).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The writer connection, mutably (transactions need `&mut`).
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The schema version recorded in the file (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        migrate::user_version(&self.conn)
+            .map_err(|e| StoreError::sqlite("reading the schema version", e))
+    }
+}

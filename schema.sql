@@ -1,0 +1,287 @@
+-- kustomer-mirror data model, schema version 1 (the whole model; see docs in README.md).
+--
+-- Applied by the binary when it opens a database (never by hand): a new file gets this script and
+-- PRAGMA user_version = 1; older versions are upgraded by the migrations in src/store/migrate.rs.
+--
+-- Every entity table has:
+--   id               the Kustomer id (24-hex), primary key
+--   data             the JSON:API resource object (type, id, attributes, relationships, links) as served,
+--                    with object keys in canonical (sorted) order; nothing Kustomer sends is dropped,
+--                    custom attributes included
+--   created_at, updated_at   source timestamps (attributes.createdAt / updatedAt), ISO-8601 UTC text
+--   deleted_at       NULL while live; set when the record was seen deleted upstream (soft delete via
+--                    includeDeleted, missing from a complete full-refresh read, or a confirmed 404)
+--   first_synced_at  when the mirror first stored the record
+--   last_changed_at  when a sync last stored a real change (unchanged records are never rewritten)
+--   hash             xxh3-128 of the canonical JSON in `data` (hex), used to skip unchanged records
+-- plus typed columns for what reports filter and join on. Typed columns are STORED generated columns
+-- computed from `data`, so they can never disagree with it; each is indexed where reports use it.
+-- Tables are not STRICT on purpose: an unexpected upstream type must never make an insert fail.
+
+CREATE TABLE customers (
+    id              TEXT PRIMARY KEY,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    name            TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.name')) STORED,
+    display_name    TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.displayName')) STORED,
+    external_id     TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.externalId')) STORED,
+    email           TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.emails[0].email')) STORED,
+    phone           TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.phones[0].phone')) STORED,
+    company_id      TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.company.data.id')) STORED,
+    locale          TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.locale')) STORED,
+    time_zone       TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.timeZone')) STORED,
+    verified        INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.verified')) STORED,
+    last_activity_at TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.lastActivityAt')) STORED,
+    conversations_all  INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.conversationCounts.all')) STORED,
+    conversations_open INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.conversationCounts.open')) STORED
+);
+CREATE INDEX customers_updated_at ON customers (updated_at);
+CREATE INDEX customers_email ON customers (email);
+CREATE INDEX customers_external_id ON customers (external_id);
+CREATE INDEX customers_company_id ON customers (company_id);
+
+CREATE TABLE companies (
+    id              TEXT PRIMARY KEY,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    name            TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.name')) STORED,
+    external_id     TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.externalId')) STORED,
+    domain          TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.domains[0]')) STORED
+);
+CREATE INDEX companies_updated_at ON companies (updated_at);
+CREATE INDEX companies_name ON companies (name);
+
+CREATE TABLE conversations (
+    id              TEXT PRIMARY KEY,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    customer_id     TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.customer.data.id')) STORED,
+    name            TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.name')) STORED,
+    status          TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.status')) STORED,
+    priority        INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.priority')) STORED,
+    direction       TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.direction')) STORED,
+    channel         TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.channels[0]')) STORED,
+    queue_id        TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.queue.data.id')) STORED,
+    brand_id        TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.brand.data.id')) STORED,
+    assigned_user_id TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.assignedUsers[0]')) STORED,
+    assigned_team_id TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.assignedTeams[0]')) STORED,
+    message_count   INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.messageCount')) STORED,
+    inbound_message_count  INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.inboundMessageCount')) STORED,
+    outbound_message_count INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.outboundMessageCount')) STORED,
+    note_count      INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.noteCount')) STORED,
+    done_count      INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.doneCount')) STORED,
+    reopen_count    INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.reopenCount')) STORED,
+    last_message_at TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.lastMessageAt')) STORED,
+    ended           INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.ended')) STORED,
+    spam            INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.spam')) STORED
+);
+CREATE INDEX conversations_updated_at ON conversations (updated_at);
+CREATE INDEX conversations_customer_id ON conversations (customer_id);
+CREATE INDEX conversations_status ON conversations (status);
+CREATE INDEX conversations_channel ON conversations (channel);
+CREATE INDEX conversations_queue_id ON conversations (queue_id);
+CREATE INDEX conversations_assigned_user_id ON conversations (assigned_user_id);
+CREATE INDEX conversations_created_at ON conversations (created_at);
+
+CREATE TABLE messages (
+    id              TEXT PRIMARY KEY,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    conversation_id TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.conversation.data.id')) STORED,
+    customer_id     TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.customer.data.id')) STORED,
+    channel         TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.channel')) STORED,
+    direction       TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.direction')) STORED,
+    direction_type  TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.directionType')) STORED,
+    status          TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.status')) STORED,
+    app             TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.app')) STORED,
+    subject         TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.subject')) STORED,
+    auto            INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.auto')) STORED,
+    size            INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.size')) STORED,
+    sent_at         TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.sentAt')) STORED,
+    created_by_id   TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.createdBy.data.id')) STORED
+);
+CREATE INDEX messages_updated_at ON messages (updated_at);
+CREATE INDEX messages_conversation_id ON messages (conversation_id);
+CREATE INDEX messages_customer_id ON messages (customer_id);
+CREATE INDEX messages_channel ON messages (channel);
+CREATE INDEX messages_created_at ON messages (created_at);
+
+CREATE TABLE notes (
+    id              TEXT PRIMARY KEY,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    conversation_id TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.conversation.data.id')) STORED,
+    customer_id     TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.customer.data.id')) STORED,
+    created_by_id   TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.createdBy.data.id')) STORED,
+    body            TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.body')) STORED
+);
+CREATE INDEX notes_updated_at ON notes (updated_at);
+CREATE INDEX notes_conversation_id ON notes (conversation_id);
+CREATE INDEX notes_customer_id ON notes (customer_id);
+
+CREATE TABLE users (
+    id              TEXT PRIMARY KEY,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    name            TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.name')) STORED,
+    display_name    TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.displayName')) STORED,
+    email           TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.email')) STORED,
+    user_type       TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.userType')) STORED
+);
+CREATE INDEX users_email ON users (email);
+
+CREATE TABLE teams (
+    id              TEXT PRIMARY KEY,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    name            TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.name')) STORED,
+    display_name    TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.displayName')) STORED,
+    member_count    INTEGER GENERATED ALWAYS AS (json_array_length(data, '$.attributes.members')) STORED
+);
+
+CREATE TABLE tags (
+    id              TEXT PRIMARY KEY,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    name            TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.name')) STORED,
+    color           TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.color')) STORED
+);
+CREATE INDEX tags_name ON tags (name);
+
+CREATE TABLE queues (
+    id              TEXT PRIMARY KEY,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    name            TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.name')) STORED,
+    display_name    TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.displayName')) STORED,
+    priority        INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.priority')) STORED,
+    system          INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.system')) STORED
+);
+
+CREATE TABLE klasses (
+    id              TEXT PRIMARY KEY,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    name            TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.name')) STORED,
+    display_name    TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.displayName')) STORED,
+    status          TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.status')) STORED
+);
+CREATE UNIQUE INDEX klasses_name ON klasses (name) WHERE deleted_at IS NULL;
+
+-- Custom objects of every klass; `klass` is the klass name (as used in API paths), set by the sync.
+CREATE TABLE kobjects (
+    id              TEXT PRIMARY KEY,
+    klass           TEXT NOT NULL,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    klass_id        TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.klass.data.id')) STORED,
+    title           TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.title')) STORED,
+    external_id     TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.externalId')) STORED,
+    customer_id     TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.customer.data.id')) STORED,
+    company_id      TEXT GENERATED ALWAYS AS (json_extract(data, '$.relationships.company.data.id')) STORED
+);
+CREATE INDEX kobjects_klass_updated_at ON kobjects (klass, updated_at);
+CREATE INDEX kobjects_customer_id ON kobjects (customer_id);
+
+-- One row per sync pass of one entity (kobjects: one per klass): the cheapest dashboard there is.
+CREATE TABLE sync_runs (
+    id          INTEGER PRIMARY KEY,
+    entity      TEXT NOT NULL,
+    mode        TEXT NOT NULL CHECK (mode IN ('incremental', 'full', 'reconcile')),
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),
+    requests    INTEGER NOT NULL DEFAULT 0,
+    fetched     INTEGER NOT NULL DEFAULT 0,
+    inserted    INTEGER NOT NULL DEFAULT 0,
+    updated     INTEGER NOT NULL DEFAULT 0,
+    unchanged   INTEGER NOT NULL DEFAULT 0,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    error       TEXT
+);
+CREATE INDEX sync_runs_entity ON sync_runs (entity, id);
+
+-- One row per real change (never for an unchanged record). For an update, `changes` is a JSON object
+-- mapping each changed attribute path (e.g. "attributes.status") to {"old": …, "new": …}.
+CREATE TABLE change_log (
+    seq               INTEGER PRIMARY KEY,
+    run_id            INTEGER NOT NULL,
+    entity            TEXT NOT NULL,
+    record_id         TEXT NOT NULL,
+    op                TEXT NOT NULL CHECK (op IN ('insert', 'update', 'delete')),
+    source_updated_at TEXT,
+    synced_at         TEXT NOT NULL,
+    changes           TEXT
+);
+CREATE INDEX change_log_record ON change_log (entity, record_id, seq);
+CREATE INDEX change_log_run ON change_log (run_id);
+
+-- The incremental position and status of each entity (kobjects: one row per klass, `kobjects:<klass>`).
+-- `cursor` is the source updatedAt the next incremental pass starts from (minus the overlap);
+-- `cursor_ids` the JSON array of ids already stored at exactly that timestamp.
+CREATE TABLE sync_state (
+    entity               TEXT PRIMARY KEY,
+    strategy             TEXT,
+    cursor               TEXT,
+    cursor_ids           TEXT NOT NULL DEFAULT '[]',
+    last_run_id          INTEGER,
+    last_success_at      TEXT,
+    last_full_at         TEXT,
+    last_error           TEXT,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0
+);

@@ -1,0 +1,98 @@
+//! Schema versions: creates a new database from `schema.sql` and upgrades older ones step by step.
+//!
+//! `schema.sql` is always the whole current model (version [`SCHEMA_VERSION`]). When the model changes,
+//! `schema.sql` is edited and a step is appended to [`UPGRADES`] that takes a database of the previous
+//! version to the new one; a test checks that an upgraded database ends up with the same schema as a
+//! new one. Every step runs in one transaction with the version bump, so a failed upgrade leaves the
+//! file as it was.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// The whole current data model.
+pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
+
+/// The schema version `schema.sql` describes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Upgrade steps: `UPGRADES[i]` takes a database at version `i + 1` to version `i + 2`.
+/// Empty while version 1 is the only version that ever shipped.
+const UPGRADES: &[&str] = &[];
+
+// Proof that the table above and the version agree: the last step must arrive at SCHEMA_VERSION.
+const _: () = assert!(UPGRADES.len() as u32 + 1 == SCHEMA_VERSION);
+
+/// Reads `PRAGMA user_version`.
+pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Brings the database to [`SCHEMA_VERSION`]; a no-op when it is there already.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found =
+        user_version(conn).map_err(|e| StoreError::sqlite("reading the schema version", e))?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let migrate_err = |from: u32, to: u32| {
+        move |source| StoreError::Migrate {
+            path: path.to_path_buf(),
+            from,
+            to,
+            source,
+        }
+    };
+    // IMMEDIATE: take the write lock before looking, so two processes opening a new file at once
+    // cannot both create the schema.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(migrate_err(found, SCHEMA_VERSION))?;
+    let found = user_version(&tx).map_err(migrate_err(found, SCHEMA_VERSION))?;
+    if found == 0 {
+        let foreign: Option<String> = tx
+            .query_row(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                other => Err(other),
+            })
+            .map_err(migrate_err(0, SCHEMA_VERSION))?;
+        if let Some(table) = foreign {
+            return Err(StoreError::Foreign {
+                path: path.to_path_buf(),
+                table,
+            });
+        }
+        tx.execute_batch(SCHEMA_SQL)
+            .map_err(migrate_err(0, SCHEMA_VERSION))?;
+    } else if found < SCHEMA_VERSION {
+        for version in found..SCHEMA_VERSION {
+            // `version` starts at 1 here, and UPGRADES has SCHEMA_VERSION - 1 entries (checked at
+            // compile time above), so the index is always in range; `get` keeps that honest anyway.
+            let step = UPGRADES
+                .get((version - 1) as usize)
+                .ok_or_else(|| migrate_err(version, version + 1)(rusqlite::Error::InvalidQuery))?;
+            tx.execute_batch(step)
+                .map_err(migrate_err(version, version + 1))?;
+        }
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(migrate_err(found, SCHEMA_VERSION))?;
+    tx.commit().map_err(migrate_err(found, SCHEMA_VERSION))?;
+    tracing::info!(path = %path.display(), from = found, to = SCHEMA_VERSION, "database schema ready");
+    Ok(())
+}
