@@ -6,11 +6,17 @@
 //!   outcomes to exit codes (0 ok, 1 sync failed, 2 bad usage or config).
 //! - [`config`]: settings: defaults → TOML file → environment, validation with messages that name the
 //!   key, secrets that never print.
+//! - [`entity`]: the eleven entities as data: table, API paths, strategy, search attributes.
 //! - [`store`]: the SQLite mirror: opening (WAL, busy timeout), schema versions and upgrades.
+//! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding,
+//!   typed errors that say what to do.
 //! - [`fake`]: the built-in fake Kustomer API used by `demo`, `fake-api` and the tests: deterministic
 //!   data, JSON:API lists and search, rate limits, fault injection and a control API.
 
 pub mod cli;
 pub mod config;
+pub mod entity;
 pub mod fake;
+pub mod kustomer;
 pub mod store;
+pub mod sync;

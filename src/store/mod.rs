@@ -4,7 +4,10 @@
 //! rusqlite is blocking: a [`Store`] is owned by one thread at a time and never held across `.await`.
 //! BI tools read the same file concurrently; WAL mode keeps them from blocking the writer and vice versa.
 
+pub mod apply;
 mod migrate;
+pub mod runs;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +15,14 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub use migrate::{SCHEMA_SQL, SCHEMA_VERSION};
+pub use writer::Writer;
+
+/// Now as the ISO-8601 UTC text every timestamp column holds (`2024-10-21T14:05:40.118Z`).
+pub fn now_iso() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
 
 /// How long a statement waits for a lock held by another connection (a BI tool's long read in a
 /// non-WAL moment, a checkpoint) before failing with "database is locked".
@@ -64,6 +75,12 @@ pub enum StoreError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// The writer thread stopped (it panicked or was shut down) before answering.
+    #[error("the database writer thread stopped unexpectedly; restart kustomer-mirror")]
+    WriterGone,
+    /// The operating system would not start the writer thread.
+    #[error("cannot start the database writer thread: {0}")]
+    Thread(std::io::Error),
     /// Any other SQLite error, with what the store was doing.
     #[error("database error while {context}: {source}")]
     Sqlite {

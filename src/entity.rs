@@ -1,0 +1,167 @@
+//! The eleven mirrored entities described as data (design §2): table, API paths, sync strategy and
+//! search attributes. `sync` and `store` are generic over these descriptors; adding an entity is a
+//! descriptor plus a `schema.sql` block.
+
+/// How an entity is kept up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// `POST /v1/customers/search` on `<context>_updated_at`, keyset-paged (design §2).
+    Search,
+    /// Search if the org accepts the context, else a full refresh (companies).
+    SearchOrFull,
+    /// Page the GET list to the end; rows not seen become tombstones.
+    FullRefresh,
+    /// One search-incremental pass per klass, klasses discovered from `GET /v1/klasses`.
+    PerKlass,
+}
+
+/// One mirrored entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entity {
+    /// Plural name: the table, the `sync_state`/`sync_runs` key and the `--entity` value.
+    pub name: &'static str,
+    /// Search `queryContext` (for kobjects, the prefix of `kobject_<klass>`).
+    pub context: &'static str,
+    /// The GET list path (`/v1/...`); for kobjects, `/v1/klasses` + `/{klass}`.
+    pub list_path: &'static str,
+    /// Largest `pageSize` the GET list accepts (design: most lists 100, users and teams 500).
+    pub list_max_page_size: u32,
+    /// How it is synced.
+    pub strategy: Strategy,
+}
+
+impl Entity {
+    /// Search attribute the cursor follows, e.g. `conversation_updated_at`.
+    pub fn updated_attr(&self) -> String {
+        format!("{}_updated_at", self.context)
+    }
+
+    /// Search attribute for creation time, used by the hard-delete reconcile.
+    pub fn created_attr(&self) -> String {
+        format!("{}_created_at", self.context)
+    }
+
+    /// Path of one record by id (kobjects need their klass).
+    pub fn by_id_path(&self, id: &str, klass: Option<&str>) -> String {
+        match klass {
+            Some(klass) => format!("/v1/klasses/{klass}/{id}"),
+            None => format!("{}/{id}", self.list_path),
+        }
+    }
+
+    /// Whether search is how this entity is normally read.
+    pub fn uses_search(&self) -> bool {
+        matches!(
+            self.strategy,
+            Strategy::Search | Strategy::SearchOrFull | Strategy::PerKlass
+        )
+    }
+}
+
+const fn entity(
+    name: &'static str,
+    context: &'static str,
+    list_path: &'static str,
+    list_max_page_size: u32,
+    strategy: Strategy,
+) -> Entity {
+    Entity {
+        name,
+        context,
+        list_path,
+        list_max_page_size,
+        strategy,
+    }
+}
+
+/// All entities in the order a full pass syncs them (klasses before kobjects).
+pub const ENTITIES: [Entity; 11] = [
+    entity("users", "user", "/v1/users", 500, Strategy::FullRefresh),
+    entity("teams", "team", "/v1/teams", 500, Strategy::FullRefresh),
+    entity("tags", "tag", "/v1/tags", 100, Strategy::FullRefresh),
+    entity(
+        "queues",
+        "queue",
+        "/v1/routing/queues",
+        100,
+        Strategy::FullRefresh,
+    ),
+    entity(
+        "klasses",
+        "klass",
+        "/v1/klasses",
+        100,
+        Strategy::FullRefresh,
+    ),
+    entity(
+        "companies",
+        "company",
+        "/v1/companies",
+        100,
+        Strategy::SearchOrFull,
+    ),
+    entity(
+        "customers",
+        "customer",
+        "/v1/customers",
+        100,
+        Strategy::Search,
+    ),
+    entity(
+        "conversations",
+        "conversation",
+        "/v1/conversations",
+        100,
+        Strategy::Search,
+    ),
+    entity("messages", "message", "/v1/messages", 100, Strategy::Search),
+    entity("notes", "note", "/v1/notes", 100, Strategy::Search),
+    entity(
+        "kobjects",
+        "kobject",
+        "/v1/klasses",
+        100,
+        Strategy::PerKlass,
+    ),
+];
+
+/// Looks an entity up by its plural name.
+pub fn by_name(name: &str) -> Option<&'static Entity> {
+    ENTITIES.iter().find(|e| e.name == name)
+}
+
+/// The entity names, for messages and help.
+pub fn names() -> Vec<&'static str> {
+    ENTITIES.iter().map(|e| e.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SCHEMA_SQL;
+
+    #[test]
+    fn every_entity_has_a_table_in_the_schema() {
+        for e in ENTITIES {
+            assert!(
+                SCHEMA_SQL.contains(&format!("CREATE TABLE {} (", e.name)),
+                "no table for {}",
+                e.name
+            );
+        }
+    }
+
+    #[test]
+    fn kobjects_by_id_paths_name_their_klass() {
+        let k = by_name("kobjects").unwrap();
+        assert_eq!(
+            k.by_id_path("abc", Some("ecomm-order")),
+            "/v1/klasses/ecomm-order/abc"
+        );
+        assert_eq!(
+            by_name("customers").unwrap().by_id_path("x", None),
+            "/v1/customers/x"
+        );
+        assert_eq!(k.updated_attr(), "kobject_updated_at");
+    }
+}

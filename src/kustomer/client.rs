@@ -1,0 +1,305 @@
+//! The HTTP client for Kustomer's REST API: bearer auth on every request, connect and request timeouts,
+//! relative `links` resolved against the configured base URL, status codes mapped to [`ApiError`], and
+//! a bounded retry of transient faults (5xx, 429, dropped connections, truncated bodies).
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::error::{ApiError, error_message};
+use super::page::{Page, Record, decode_page, decode_single};
+
+/// Timeouts and retry bounds of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Time allowed to open a TCP/TLS connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole request, body included.
+    pub request_timeout: Duration,
+    /// Tries per request for transient faults (1 = no retry).
+    pub max_attempts: u32,
+    /// First backoff delay; doubles per try.
+    pub backoff: Duration,
+    /// Upper bound of one wait (also bounds waits for a rate-limit window).
+    pub max_backoff: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_attempts: 5,
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A Kustomer API client bound to one base URL and one API key.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    options: ClientOptions,
+    requests: AtomicU64,
+}
+
+static CRYPTO_PROVIDER: Once = Once::new();
+
+impl Client {
+    /// Builds a client for `base_url` (any path prefix is kept: links `/v1/…` are appended to it)
+    /// that sends `Authorization: Bearer <api_key>`. The key is marked sensitive so that it is never
+    /// printed by reqwest's or our `Debug` output.
+    pub fn new(base_url: &str, api_key: &str, options: ClientOptions) -> Result<Client, ApiError> {
+        // reqwest is built with `rustls-no-provider`: the process must pick rustls' crypto provider
+        // before the first Client. Installing fails only when one is already installed, which is fine.
+        CRYPTO_PROVIDER.call_once(|| {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
+        let mut auth = HeaderValue::from_str(&format!("Bearer {api_key}")).map_err(|_| {
+            ApiError::Rejected {
+                status: 0,
+                path: String::new(),
+                message: "the API key contains characters not allowed in an HTTP header; check kustomer.api_key for stray quotes or line breaks".to_string(),
+            }
+        })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            .user_agent(concat!("kustomer-mirror/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Transport {
+                url: base_url.to_string(),
+                reason: format!("cannot build the HTTP client: {}", describe(&e)),
+                timeout: false,
+            })?;
+        Ok(Client {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+            options,
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// The base URL requests are made against (no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// HTTP requests sent so far (every attempt counts).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Resolves a path or a relative `links` value against the base URL, keeping its path prefix.
+    pub fn resolve(&self, link: &str) -> String {
+        if link.starts_with("http://") || link.starts_with("https://") {
+            link.to_string()
+        } else if link.starts_with('/') {
+            format!("{}{link}", self.base)
+        } else {
+            format!("{}/{link}", self.base)
+        }
+    }
+
+    /// GETs one page of a list (`/v1/users?page=1&pageSize=500`, or a `links.next` value).
+    pub async fn get_page(&self, link: &str) -> Result<Page, ApiError> {
+        let (body, attempts) = self.send(Method::GET, link, None).await?;
+        let mut page = decode_page(&body).map_err(|reason| ApiError::Malformed {
+            path: link.to_string(),
+            reason,
+        })?;
+        page.attempts = attempts;
+        Ok(page)
+    }
+
+    /// POSTs a search (`/v1/customers/search`) for one page. The body (queryContext, criteria, sort)
+    /// is sent again for every page: Kustomer's search links do not carry it.
+    pub async fn search(
+        &self,
+        body: &Value,
+        page: u32,
+        page_size: u32,
+        ids_only: bool,
+    ) -> Result<Page, ApiError> {
+        let mut path = format!("/v1/customers/search?page={page}&pageSize={page_size}");
+        if ids_only {
+            path.push_str("&idsOnly=true");
+        }
+        let (bytes, attempts) = self.send(Method::POST, &path, Some(body)).await?;
+        let mut page = decode_page(&bytes).map_err(|reason| ApiError::Malformed {
+            path: path.clone(),
+            reason,
+        })?;
+        page.attempts = attempts;
+        Ok(page)
+    }
+
+    /// GETs one object by path; `Ok(None)` on 404.
+    pub async fn get_one(&self, path: &str) -> Result<Option<Record>, ApiError> {
+        match self.send(Method::GET, path, None).await {
+            Ok((body, _)) => decode_single(&body)
+                .map(Some)
+                .map_err(|reason| ApiError::Malformed {
+                    path: path.to_string(),
+                    reason,
+                }),
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends a request, retrying transient failures with exponential backoff; returns the body of a
+    /// 2xx answer and the number of attempts it took.
+    async fn send(
+        &self,
+        method: Method,
+        link: &str,
+        body: Option<&Value>,
+    ) -> Result<(Vec<u8>, u32), ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.send_once(method.clone(), link, body).await;
+            match result {
+                Ok(bytes) => return Ok((bytes, attempt)),
+                Err(err) if err.is_transient() && attempt < self.options.max_attempts => {
+                    let wait = self.backoff_for(&err, attempt);
+                    tracing::debug!(path = link, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// How long to wait before try `attempt + 1`.
+    fn backoff_for(&self, err: &ApiError, attempt: u32) -> Duration {
+        if let ApiError::RateLimited {
+            reset_secs: Some(secs),
+            ..
+        } = err
+        {
+            return Duration::from_secs(*secs).min(self.options.max_backoff);
+        }
+        let exp = self
+            .options
+            .backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        // Jitter from the clock's sub-second digits: enough to de-synchronise concurrent workers.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let jitter = exp.mul_f64(f64::from(nanos % 1000) / 4000.0);
+        (exp + jitter).min(self.options.max_backoff)
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        link: &str,
+        body: Option<&Value>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let url = self.resolve(link);
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let transport = |e: reqwest::Error| ApiError::Transport {
+            url: url.clone(),
+            reason: describe(&e),
+            timeout: e.is_timeout(),
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let reset_secs = reset_secs(response.headers());
+        let bytes = response.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        Err(status_error(status, link, &bytes, reset_secs))
+    }
+}
+
+/// Maps a non-2xx answer to an [`ApiError`].
+fn status_error(status: StatusCode, path: &str, body: &[u8], reset_secs: Option<u64>) -> ApiError {
+    let path = path.to_string();
+    let message = error_message(body);
+    match status.as_u16() {
+        401 => ApiError::Unauthorized {
+            status: 401,
+            path,
+            message,
+        },
+        403 => ApiError::Forbidden { path, message },
+        404 => ApiError::NotFound { path },
+        429 => ApiError::RateLimited { path, reset_secs },
+        code @ 500..=599 => ApiError::Server {
+            status: code,
+            path,
+            message,
+        },
+        code => ApiError::Rejected {
+            status: code,
+            path,
+            message,
+        },
+    }
+}
+
+/// Seconds until the rate-limit window resets: `Retry-After` when present, else `x-ratelimit-reset`,
+/// which Kustomer's sources describe both as seconds-from-now and as epoch seconds (values above 10^9
+/// are taken as epoch seconds).
+fn reset_secs(headers: &HeaderMap) -> Option<u64> {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    if let Some(secs) = number("retry-after") {
+        return Some(secs.ceil() as u64);
+    }
+    let reset = number("x-ratelimit-reset")?;
+    if reset > 1e9 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        Some((reset - now).max(0.0).ceil() as u64)
+    } else {
+        Some(reset.ceil() as u64)
+    }
+}
+
+/// A short description of a transport failure: the innermost cause, without the URL (which the
+/// error carries separately) and never with headers.
+fn describe(err: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = err;
+    while let Some(inner) = source.source() {
+        source = inner;
+    }
+    let inner = source.to_string();
+    if err.is_timeout() {
+        format!("timed out ({inner})")
+    } else if err.is_connect() {
+        format!("connection failed ({inner})")
+    } else if err.is_body() || err.is_decode() {
+        format!("the connection broke while reading the answer ({inner})")
+    } else {
+        inner
+    }
+}

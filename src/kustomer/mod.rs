@@ -1,0 +1,13 @@
+//! Talking to Kustomer: the HTTP client (bearer auth, timeouts, retries of transient faults), JSON:API
+//! page decoding and the typed errors every request can end in.
+//!
+//! The seam to Kustomer is a base URL plus an auth header: the org host, a regional host, the fake's
+//! `http://127.0.0.1:PORT` or (later) Membrane's proxy all look the same from here.
+
+mod client;
+pub mod error;
+mod page;
+
+pub use client::{Client, ClientOptions};
+pub use error::ApiError;
+pub use page::{Page, Record, decode_page, decode_single};

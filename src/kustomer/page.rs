@@ -1,0 +1,169 @@
+//! JSON:API documents from Kustomer: a page of resource objects (`data[]`, `links.next`, `meta.total`)
+//! or a single object (`data{}`), decoded into [`Record`]s that carry their canonical JSON and hash.
+//!
+//! Decoding is tolerant: unknown fields are ignored, `links`/`meta` may be missing, `data` may be null.
+//! It is strict only where the mirror's correctness needs it: every record must have a string `id`.
+
+use serde_json::Value;
+
+/// One resource object as served, with what the mirror needs pulled out of it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The resource id (24-hex Mongo-style id in practice; any non-empty string accepted).
+    pub id: String,
+    /// `attributes.updatedAt`, the cursor value of search-incremental syncs.
+    pub updated_at: Option<String>,
+    /// True when Kustomer marks the record deleted (`attributes.deleted: true`).
+    pub deleted: bool,
+    /// `attributes.deletedAt` when present (teams, tags).
+    pub deleted_at: Option<String>,
+    /// The resource object as canonical JSON text (keys sorted), stored in the `data` column.
+    pub data: String,
+    /// xxh3-128 of `data`, hex: equal hashes mean nothing changed.
+    pub hash: String,
+    /// The parsed resource object (for change diffs).
+    pub value: Value,
+}
+
+impl Record {
+    /// Builds a record from one resource object; errors name what is missing.
+    pub fn from_value(value: Value) -> Result<Record, String> {
+        let id = match value.get("id") {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            // Kustomer ids are strings; tolerate a numeric id rather than dropping the record.
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err("a resource object has no string \"id\"".to_string()),
+        };
+        let attrs = value.get("attributes");
+        let text = |key: &str| {
+            attrs
+                .and_then(|a| a.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let updated_at = text("updatedAt");
+        let deleted_at = text("deletedAt");
+        let deleted = attrs
+            .and_then(|a| a.get("deleted"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        // serde_json's map is a BTreeMap (no `preserve_order` feature), so serialising sorts keys:
+        // the same content always gives the same text and hash, whatever order Kustomer sent.
+        let data = value.to_string();
+        let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(data.as_bytes()));
+        Ok(Record {
+            id,
+            updated_at,
+            deleted,
+            deleted_at,
+            data,
+            hash,
+            value,
+        })
+    }
+}
+
+/// One page of a list or search answer.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The records in the order served.
+    pub records: Vec<Record>,
+    /// `links.next` verbatim (a relative path), `None` on the last page.
+    pub next: Option<String>,
+    /// `meta.total` where the endpoint reports it (customers list, search).
+    pub total: Option<u64>,
+    /// HTTP attempts this page took (1 unless transient faults were retried).
+    pub attempts: u32,
+}
+
+/// Decodes a list or search document. `Err` carries the reason, for [`super::ApiError::Malformed`].
+pub fn decode_page(body: &[u8]) -> Result<Page, String> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON ({e})"))?;
+    let Value::Object(mut doc) = doc else {
+        return Err("the document is not a JSON object".to_string());
+    };
+    let next = doc
+        .get("links")
+        .and_then(|l| l.get("next"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let total = doc
+        .get("meta")
+        .and_then(|m| m.get("total"))
+        .and_then(Value::as_u64);
+    let items = match doc.remove("data") {
+        Some(Value::Array(items)) => items,
+        Some(Value::Null) | None => Vec::new(),
+        Some(_) => return Err("\"data\" is not an array".to_string()),
+    };
+    let records = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| Record::from_value(item).map_err(|e| format!("item {i}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page {
+        records,
+        next,
+        total,
+        attempts: 1,
+    })
+}
+
+/// Decodes a single-object document (`{"data": {...}}`).
+pub fn decode_single(body: &[u8]) -> Result<Record, String> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON ({e})"))?;
+    match doc {
+        Value::Object(mut doc) => match doc.remove("data") {
+            Some(data @ Value::Object(_)) => Record::from_value(data),
+            _ => Err("\"data\" is not an object".to_string()),
+        },
+        _ => Err("the document is not a JSON object".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_tolerate_unknown_fields_and_missing_links() {
+        let page = decode_page(
+            br#"{"meta":{"page":1,"total":2,"x":1},"data":[{"type":"customer","id":"a","attributes":{"updatedAt":"2024-01-01T00:00:00.000Z","deleted":true}},{"id":"b","type":"customer"}],"included":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(page.records.len(), 2);
+        assert_eq!(page.total, Some(2));
+        assert_eq!(page.next, None);
+        assert!(page.records[0].deleted);
+        assert_eq!(
+            page.records[0].updated_at.as_deref(),
+            Some("2024-01-01T00:00:00.000Z")
+        );
+    }
+
+    #[test]
+    fn key_order_does_not_change_the_hash() {
+        let a = Record::from_value(
+            serde_json::from_str(r#"{"id":"x","a":1,"b":{"c":2,"d":3}}"#).unwrap(),
+        )
+        .unwrap();
+        let b = Record::from_value(
+            serde_json::from_str(r#"{"b":{"d":3,"c":2},"a":1,"id":"x"}"#).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(a.hash, b.hash);
+        assert_eq!(a.data, b.data);
+    }
+
+    #[test]
+    fn a_record_without_an_id_is_an_error() {
+        assert!(decode_page(br#"{"data":[{"type":"customer"}]}"#).is_err());
+        assert!(
+            decode_page(br#"{"data":[{"id":"a"}],"links":{"next":"/v1/x?page=2"}}"#)
+                .unwrap()
+                .next
+                .is_some()
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Run bookkeeping: a `sync_runs` row per pass of one entity, and the per-entity `sync_state` (strategy,
+//! cursor, last success, last error, consecutive failures).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::apply::Cursor;
+use super::{Store, StoreError, now_iso};
+
+/// Kind of pass, as recorded in `sync_runs.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Search from the cursor.
+    Incremental,
+    /// Read everything (full refresh, or a first/forced read).
+    Full,
+    /// Hard-delete reconcile.
+    Reconcile,
+}
+
+impl Mode {
+    /// The text stored in `sync_runs.mode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Incremental => "incremental",
+            Mode::Full => "full",
+            Mode::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// The saved state of one entity (or one klass of kobjects).
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// `search` or `full`, once known.
+    pub strategy: Option<String>,
+    /// Where the next incremental pass starts (before the overlap is applied).
+    pub cursor: Option<Cursor>,
+}
+
+/// Starts a run: marks runs of the same key left `running` by a killed process as `interrupted`,
+/// inserts the new row and links it from `sync_state`. Returns the run id.
+pub fn begin_run(store: &mut Store, key: &str, mode: Mode) -> Result<i64, StoreError> {
+    let err = |e| StoreError::sqlite(format!("starting a {} run of {key}", mode.as_str()), e);
+    let now = now_iso();
+    let tx = store.conn_mut().transaction().map_err(err)?;
+    tx.execute(
+        "UPDATE sync_runs SET status = 'interrupted', finished_at = ?2, \
+         error = COALESCE(error, 'the process stopped before the run finished') \
+         WHERE entity = ?1 AND status = 'running'",
+        params![key, now],
+    )
+    .map_err(err)?;
+    tx.execute(
+        "INSERT INTO sync_runs (entity, mode, started_at, status) VALUES (?1, ?2, ?3, 'running')",
+        params![key, mode.as_str(), now],
+    )
+    .map_err(err)?;
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO sync_state (entity, last_run_id) VALUES (?1, ?2) \
+         ON CONFLICT (entity) DO UPDATE SET last_run_id = excluded.last_run_id",
+        params![key, id],
+    )
+    .map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(id)
+}
+
+/// Ends a run: `ok` (error `None`) or `failed`, updating `sync_state`'s success/failure fields.
+pub fn finish_run(
+    store: &mut Store,
+    key: &str,
+    run_id: i64,
+    mode: Mode,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    let err = |e| StoreError::sqlite(format!("finishing run {run_id} of {key}"), e);
+    let now = now_iso();
+    let tx = store.conn_mut().transaction().map_err(err)?;
+    let status = if error.is_some() { "failed" } else { "ok" };
+    tx.execute(
+        "UPDATE sync_runs SET status = ?2, finished_at = ?3, error = ?4 WHERE id = ?1",
+        params![run_id, status, now, error],
+    )
+    .map_err(err)?;
+    if error.is_some() {
+        tx.execute(
+            "UPDATE sync_state SET last_error = ?2, consecutive_failures = consecutive_failures + 1 WHERE entity = ?1",
+            params![key, error],
+        )
+        .map_err(err)?;
+    } else {
+        let full = matches!(mode, Mode::Full | Mode::Reconcile);
+        tx.execute(
+            "UPDATE sync_state SET last_error = NULL, consecutive_failures = 0, last_success_at = ?2, \
+             last_full_at = CASE WHEN ?3 THEN ?2 ELSE last_full_at END WHERE entity = ?1",
+            params![key, now, full],
+        )
+        .map_err(err)?;
+    }
+    tx.commit().map_err(err)
+}
+
+/// Reads the saved state of `key`.
+pub fn read_state(store: &Store, key: &str) -> Result<State, StoreError> {
+    let row: Option<(Option<String>, Option<String>, String)> = store
+        .conn()
+        .query_row(
+            "SELECT strategy, cursor, cursor_ids FROM sync_state WHERE entity = ?1",
+            [key],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()
+        .map_err(|e| StoreError::sqlite(format!("reading the sync state of {key}"), e))?;
+    Ok(match row {
+        None => State::default(),
+        Some((strategy, cursor, ids)) => State {
+            strategy,
+            cursor: cursor.map(|at| Cursor {
+                at,
+                ids: serde_json::from_str(&ids).unwrap_or_default(),
+            }),
+        },
+    })
+}
+
+/// Records the strategy an entity is synced with (`search` or `full`).
+pub fn set_strategy(store: &mut Store, key: &str, strategy: &str) -> Result<(), StoreError> {
+    store
+        .conn()
+        .execute(
+            "INSERT INTO sync_state (entity, strategy) VALUES (?1, ?2) \
+             ON CONFLICT (entity) DO UPDATE SET strategy = excluded.strategy",
+            params![key, strategy],
+        )
+        .map_err(|e| StoreError::sqlite(format!("saving the strategy of {key}"), e))?;
+    Ok(())
+}
+
+/// Live (not deleted) ids and creation times of a table, oldest first; kobjects filtered by klass.
+pub fn live_ids_by_created(
+    store: &Store,
+    table: &'static str,
+    klass: Option<&str>,
+) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    let sql = format!(
+        "SELECT id, created_at FROM {table} WHERE deleted_at IS NULL AND {} ORDER BY created_at, id",
+        if klass.is_some() {
+            "klass = ?1"
+        } else {
+            "?1 IS NULL"
+        }
+    );
+    let err = |e| StoreError::sqlite(format!("listing live {table} ids"), e);
+    let mut stmt = store.conn().prepare(&sql).map_err(err)?;
+    let rows = stmt
+        .query_map([klass], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(err)?;
+    Ok(rows)
+}

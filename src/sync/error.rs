@@ -1,0 +1,60 @@
+//! Errors of a sync pass: always naming the entity (and the page, when one was being read), wrapping
+//! the API or database error that says what to do.
+
+use crate::kustomer::ApiError;
+use crate::store::StoreError;
+
+/// Why a pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Kustomer answered with an error (after retries of transient ones).
+    #[error("{entity}{}: {source}", page.map(|p| format!(", page {p}")).unwrap_or_default())]
+    Api {
+        /// `sync_state` key.
+        entity: String,
+        /// Page number of the query, when one was being read.
+        page: Option<u32>,
+        /// The API error.
+        source: ApiError,
+    },
+    /// Writing to the mirror failed; the page's transaction was rolled back.
+    #[error("{entity}: {source}")]
+    Store {
+        /// `sync_state` key.
+        entity: String,
+        /// The database error.
+        source: StoreError,
+    },
+    /// The data cannot be read incrementally as served (e.g. a tie group larger than search allows).
+    #[error("{entity}: {message}")]
+    Data {
+        /// `sync_state` key.
+        entity: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl SyncError {
+    pub(crate) fn api(entity: &str, page: Option<u32>, source: ApiError) -> SyncError {
+        SyncError::Api {
+            entity: entity.to_string(),
+            page,
+            source,
+        }
+    }
+
+    pub(crate) fn store(entity: &str, source: StoreError) -> SyncError {
+        SyncError::Store {
+            entity: entity.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn data(entity: &str, message: impl Into<String>) -> SyncError {
+        SyncError::Data {
+            entity: entity.to_string(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Full-refresh passes: page a GET list to the end by following `links.next`, upsert every record, and
+//! only after the whole list was read tombstone the rows that were not seen. A failed or partial read
+//! tombstones nothing. Also discovers klass names for the per-klass kobjects passes.
+
+use super::search::write;
+use super::{Engine, SyncError, Tally, Target};
+use crate::kustomer::Client;
+use crate::store::apply;
+
+/// Upper bound on pages of one list, against a server whose `next` links never end.
+const MAX_LIST_PAGES: u32 = 100_000;
+
+/// Runs one full refresh of `target`.
+pub(super) async fn run(
+    engine: &Engine,
+    target: &Target,
+    run_id: i64,
+    tally: &mut Tally,
+) -> Result<(), SyncError> {
+    let page_size = engine
+        .options
+        .page_size
+        .clamp(1, target.entity.list_max_page_size);
+    let mut link = format!("{}?page=1&pageSize={page_size}", target.entity.list_path);
+    let mut seen: Vec<String> = Vec::new();
+    for page_no in 1..=MAX_LIST_PAGES {
+        let page = engine
+            .client
+            .get_page(&link)
+            .await
+            .map_err(|e| SyncError::api(&target.key, Some(page_no), e))?;
+        let fetched = page.records.len() as u64;
+        seen.extend(page.records.iter().map(|r| r.id.clone()));
+        let empty = page.records.is_empty();
+        write(
+            engine,
+            target,
+            run_id,
+            page.records,
+            page.attempts,
+            fetched,
+            None,
+            tally,
+        )
+        .await?;
+        match page.next {
+            Some(next) if !empty && next != link => link = next,
+            _ => {
+                let table = target.entity.name;
+                let klass = target.klass.clone();
+                let deleted = engine
+                    .writer
+                    .call(move |s| {
+                        apply::tombstone_unseen(s, table, klass.as_deref(), run_id, &seen)
+                    })
+                    .await
+                    .and_then(|r| r)
+                    .map_err(|e| SyncError::store(&target.key, e))?;
+                tally.applied.deleted += deleted;
+                return Ok(());
+            }
+        }
+    }
+    Err(SyncError::data(
+        &target.key,
+        format!(
+            "the list {} did not end after {MAX_LIST_PAGES} pages; nothing was tombstoned",
+            target.entity.list_path
+        ),
+    ))
+}
+
+/// Names of the org's klasses (`attributes.name`, the form used in API paths), from `GET /v1/klasses`.
+pub(super) async fn klass_names(client: &Client) -> Result<Vec<String>, SyncError> {
+    let mut link = "/v1/klasses?page=1&pageSize=100".to_string();
+    let mut names = Vec::new();
+    for page_no in 1..=MAX_LIST_PAGES {
+        let page = client
+            .get_page(&link)
+            .await
+            .map_err(|e| SyncError::api("kobjects", Some(page_no), e))?;
+        let empty = page.records.is_empty();
+        for record in &page.records {
+            if record.deleted {
+                continue;
+            }
+            match record
+                .value
+                .pointer("/attributes/name")
+                .and_then(|n| n.as_str())
+            {
+                // A klass name becomes part of a URL path and a search context: accept only the
+                // characters Kustomer's names use, so a strange one cannot change the request.
+                Some(name)
+                    if !name.is_empty()
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                {
+                    names.push(name.to_string())
+                }
+                other => {
+                    tracing::warn!(klass = %record.id, name = ?other, "skipping a klass whose name cannot be used in a path")
+                }
+            }
+        }
+        match page.next {
+            Some(next) if !empty && next != link => link = next,
+            _ => return Ok(names),
+        }
+    }
+    Ok(names)
+}

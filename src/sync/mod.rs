@@ -1,0 +1,346 @@
+//! The sync engine: runs passes over entities (search-incremental, full refresh, hard-delete
+//! reconcile) against a [`Client`] and writes through the single [`Writer`], entities concurrently up
+//! to a limit. The same code serves `sync`, `demo` and (later) the daemon.
+
+mod error;
+mod full;
+mod reconcile;
+mod search;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+pub use error::SyncError;
+
+use crate::entity::{Entity, Strategy};
+use crate::kustomer::{ApiError, Client};
+use crate::store::Writer;
+use crate::store::apply::Applied;
+use crate::store::runs::{self, Mode};
+
+/// Knobs of a sync pass.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Records per request (search allows 500; GET lists are clamped to their own maximum).
+    pub page_size: u32,
+    /// How far before the cursor an incremental pass starts (search-index lag, clock skew).
+    pub overlap: Duration,
+    /// Entities synced at once.
+    pub concurrency: usize,
+    /// `sync --full`: re-probe strategies and run the hard-delete reconcile after the incremental pass.
+    pub full: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            page_size: 500,
+            overlap: Duration::from_secs(300),
+            concurrency: 4,
+            full: false,
+        }
+    }
+}
+
+/// Progress of a pass, for displays.
+#[derive(Debug, Clone)]
+pub struct ProgressEvent {
+    /// `sync_state` key (`customers`, `kobjects:ecomm-order`).
+    pub key: String,
+    /// Records fetched so far in this pass.
+    pub fetched: u64,
+    /// Rows written so far in this pass.
+    pub changed: u64,
+    /// Whether the pass has ended.
+    pub done: bool,
+}
+
+/// Receives progress events.
+pub type ProgressFn = Arc<dyn Fn(ProgressEvent) + Send + Sync>;
+
+/// The outcome of one pass (one entity, or one klass of kobjects, in one mode).
+#[derive(Debug, Clone)]
+pub struct PassReport {
+    /// `sync_state` key.
+    pub key: String,
+    /// Kind of pass.
+    pub mode: Mode,
+    /// What was written.
+    pub applied: Applied,
+    /// Records fetched.
+    pub fetched: u64,
+    /// HTTP requests spent.
+    pub requests: u64,
+    /// Wall time.
+    pub duration: Duration,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// The outcome of a whole sync.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    /// One entry per pass, in completion order.
+    pub passes: Vec<PassReport>,
+}
+
+impl SyncReport {
+    /// True when every pass succeeded.
+    pub fn ok(&self) -> bool {
+        self.passes.iter().all(|p| p.error.is_none())
+    }
+
+    /// Totals over all passes.
+    pub fn totals(&self) -> (Applied, u64, u64) {
+        let mut applied = Applied::default();
+        let (mut fetched, mut requests) = (0, 0);
+        for p in &self.passes {
+            applied.add(p.applied);
+            fetched += p.fetched;
+            requests += p.requests;
+        }
+        (applied, fetched, requests)
+    }
+}
+
+/// Runs sync passes.
+#[derive(Clone)]
+pub struct Engine {
+    client: Arc<Client>,
+    writer: Writer,
+    options: SyncOptions,
+    progress: Option<ProgressFn>,
+}
+
+/// What one pass reads: an entity, or one klass of kobjects.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub entity: &'static Entity,
+    pub key: String,
+    pub klass: Option<String>,
+    /// Search `queryContext`.
+    pub context: String,
+}
+
+impl Target {
+    fn plain(entity: &'static Entity) -> Target {
+        Target {
+            entity,
+            key: entity.name.to_string(),
+            klass: None,
+            context: entity.context.to_string(),
+        }
+    }
+}
+
+/// Counters of a pass in progress.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub applied: Applied,
+    pub fetched: u64,
+    pub requests: u64,
+}
+
+impl Engine {
+    /// An engine reading through `client` and writing through `writer`.
+    pub fn new(client: Arc<Client>, writer: Writer, options: SyncOptions) -> Engine {
+        Engine {
+            client,
+            writer,
+            options,
+            progress: None,
+        }
+    }
+
+    /// Reports progress to `f` after every page.
+    pub fn with_progress(mut self, f: ProgressFn) -> Engine {
+        self.progress = Some(f);
+        self
+    }
+
+    /// Syncs `entities` (concurrently up to `options.concurrency`) and reports every pass. A failed
+    /// entity does not stop the others.
+    pub async fn run(&self, entities: &[&'static Entity]) -> SyncReport {
+        let concurrency = self.options.concurrency.max(1);
+        let passes: Vec<Vec<PassReport>> = futures_util::stream::iter(entities.iter().copied())
+            .map(|entity| self.run_entity(entity))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        SyncReport {
+            passes: passes.into_iter().flatten().collect(),
+        }
+    }
+
+    async fn run_entity(&self, entity: &'static Entity) -> Vec<PassReport> {
+        match entity.strategy {
+            Strategy::FullRefresh => vec![self.pass(Target::plain(entity), Mode::Full).await],
+            Strategy::Search => self.search_entity(Target::plain(entity)).await,
+            Strategy::SearchOrFull => {
+                let target = Target::plain(entity);
+                match self.company_strategy(&target).await {
+                    Ok(true) => self.search_entity(target).await,
+                    Ok(false) => vec![self.pass(target, Mode::Full).await],
+                    Err(e) => vec![self.failed(&target, Mode::Incremental, e).await],
+                }
+            }
+            Strategy::PerKlass => {
+                let klasses = match full::klass_names(&self.client).await {
+                    Ok(k) => k,
+                    Err(e) => {
+                        let target = Target::plain(entity);
+                        return vec![self.failed(&target, Mode::Incremental, e).await];
+                    }
+                };
+                let mut reports = Vec::new();
+                for klass in klasses {
+                    let target = Target {
+                        entity,
+                        key: format!("kobjects:{klass}"),
+                        context: format!("kobject_{klass}"),
+                        klass: Some(klass),
+                    };
+                    reports.extend(self.search_entity(target).await);
+                }
+                reports
+            }
+        }
+    }
+
+    /// The incremental pass, then (with `--full`) the reconcile.
+    async fn search_entity(&self, target: Target) -> Vec<PassReport> {
+        let first = self.pass(target.clone(), Mode::Incremental).await;
+        let mut reports = vec![first];
+        if self.options.full && reports[0].error.is_none() {
+            reports.push(self.pass(target, Mode::Reconcile).await);
+        }
+        reports
+    }
+
+    /// Decides whether companies can use search: remembered in `sync_state.strategy`, probed with one
+    /// small search on the first run and on `--full`.
+    async fn company_strategy(&self, target: &Target) -> Result<bool, SyncError> {
+        let key = target.key.clone();
+        let state = self
+            .writer
+            .call(move |s| runs::read_state(s, &key))
+            .await
+            .and_then(|r| r)
+            .map_err(|e| SyncError::store(&target.key, e))?;
+        if !self.options.full {
+            match state.strategy.as_deref() {
+                Some("search") => return Ok(true),
+                Some("full") => return Ok(false),
+                _ => {}
+            }
+        }
+        let body = search::query_body(target, None);
+        let supported = match self.client.search(&body, 1, 1, true).await {
+            Ok(_) => true,
+            Err(ApiError::Rejected { status: 400, .. }) => {
+                tracing::warn!(entity = %target.key, "the org rejects company search; companies will be fully refreshed each run");
+                false
+            }
+            Err(e) => return Err(SyncError::api(&target.key, Some(1), e)),
+        };
+        let key = target.key.clone();
+        let strategy = if supported { "search" } else { "full" };
+        self.writer
+            .call(move |s| runs::set_strategy(s, &key, strategy))
+            .await
+            .and_then(|r| r)
+            .map_err(|e| SyncError::store(&target.key, e))?;
+        Ok(supported)
+    }
+
+    /// Runs one pass with its `sync_runs` row.
+    async fn pass(&self, target: Target, mode: Mode) -> PassReport {
+        let started = Instant::now();
+        let key = target.key.clone();
+        let run_id = match self
+            .writer
+            .call(move |s| runs::begin_run(s, &key, mode))
+            .await
+            .and_then(|r| r)
+        {
+            Ok(id) => id,
+            Err(e) => {
+                return self.report(
+                    &target,
+                    mode,
+                    Tally::default(),
+                    started,
+                    Some(SyncError::store(&target.key, e)),
+                );
+            }
+        };
+        let mut tally = Tally::default();
+        let result = match mode {
+            Mode::Incremental => search::run(self, &target, run_id, &mut tally).await,
+            Mode::Full => full::run(self, &target, run_id, &mut tally).await,
+            Mode::Reconcile => reconcile::run(self, &target, run_id, &mut tally).await,
+        };
+        let error = result.err();
+        let message = error.as_ref().map(ToString::to_string);
+        let key = target.key.clone();
+        let finished = self
+            .writer
+            .call(move |s| runs::finish_run(s, &key, run_id, mode, message.as_deref()))
+            .await
+            .and_then(|r| r);
+        let error = match (error, finished) {
+            (Some(e), _) => Some(e),
+            (None, Err(e)) => Some(SyncError::store(&target.key, e)),
+            (None, Ok(())) => None,
+        };
+        self.report(&target, mode, tally, started, error)
+    }
+
+    async fn failed(&self, target: &Target, mode: Mode, error: SyncError) -> PassReport {
+        self.report(target, mode, Tally::default(), Instant::now(), Some(error))
+    }
+
+    fn report(
+        &self,
+        target: &Target,
+        mode: Mode,
+        tally: Tally,
+        started: Instant,
+        error: Option<SyncError>,
+    ) -> PassReport {
+        let duration = started.elapsed();
+        match &error {
+            None => tracing::info!(
+                entity = %target.key, mode = mode.as_str(), rows = tally.fetched,
+                changed = tally.applied.changed(), requests = tally.requests,
+                duration_ms = duration.as_millis() as u64, "pass finished"
+            ),
+            Some(e) => {
+                tracing::error!(entity = %target.key, mode = mode.as_str(), error = %e, "pass failed")
+            }
+        }
+        self.emit(&target.key, &tally, true);
+        PassReport {
+            key: target.key.clone(),
+            mode,
+            applied: tally.applied,
+            fetched: tally.fetched,
+            requests: tally.requests,
+            duration,
+            error: error.map(|e| e.to_string()),
+        }
+    }
+
+    pub(crate) fn emit(&self, key: &str, tally: &Tally, done: bool) {
+        if let Some(progress) = &self.progress {
+            progress(ProgressEvent {
+                key: key.to_string(),
+                fetched: tally.fetched,
+                changed: tally.applied.changed(),
+                done,
+            });
+        }
+    }
+}
