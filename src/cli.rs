@@ -34,6 +34,12 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Sync once: fetch what changed since the last run and exit (0 ok, 1 failed, 2 bad config).
+    Sync(crate::commands::sync::SyncArgs),
+    /// Show per-entity rows, cursors, last runs, errors and lag, read from the database.
+    Status(crate::commands::status::StatusArgs),
+    /// Mirror the built-in fake Kustomer into a local file and show what the mirror can do.
+    Demo(crate::commands::demo::DemoArgs),
     /// Print the effective configuration (secrets redacted) and exit 2 if it is invalid.
     CheckConfig,
     /// Serve the built-in fake Kustomer API (for trying the mirror out and for tests).
@@ -55,6 +61,9 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Sync(args) => crate::commands::sync::run(cli.config.as_deref(), args),
+        Command::Status(args) => crate::commands::status::run(cli.config.as_deref(), args),
+        Command::Demo(args) => crate::commands::demo::run(args),
         Command::CheckConfig => crate::config::cli::check_config(cli.config.as_deref()),
         Command::FakeApi(args) => crate::fake::cli::serve(args),
     }

@@ -4,9 +4,13 @@
 //!
 //! - [`cli`]: the command line (clap): parses arguments, loads settings, dispatches to commands and maps
 //!   outcomes to exit codes (0 ok, 1 sync failed, 2 bad usage or config).
+//! - [`commands`]: `sync`, `status` and `demo`: settings to engine, printed reports, exit codes.
 //! - [`config`]: settings: defaults → TOML file → environment, validation with messages that name the
 //!   key, secrets that never print.
 //! - [`entity`]: the eleven entities as data: table, API paths, strategy, search attributes.
+//! - [`logging`]: tracing setup (human or JSON, level from config).
+//! - [`sync`]: the sync engine: search-incremental, full refresh and reconcile passes over entities.
+//! - [`status`]: per-entity status read from the mirror (rows, cursor, last run, lag).
 //! - [`store`]: the SQLite mirror: opening (WAL, busy timeout), schema versions and upgrades.
 //! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding,
 //!   typed errors that say what to do.
@@ -14,9 +18,12 @@
 //!   data, JSON:API lists and search, rate limits, fault injection and a control API.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod entity;
 pub mod fake;
 pub mod kustomer;
+pub mod logging;
+pub mod status;
 pub mod store;
 pub mod sync;

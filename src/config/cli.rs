@@ -1,10 +1,100 @@
-//! The `check-config` command.
+//! `check-config`: prints the effective settings as TOML with secrets redacted and says where the API
+//! key comes from (never what it is); exits 2 with one line per problem when the settings are invalid.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::values::format_duration;
+use super::{REDACTED, Settings};
+use crate::cli::{EXIT_OK, EXIT_USAGE};
+
 /// Runs `check-config`.
-pub fn check_config(_path: Option<&Path>) -> ExitCode {
-    eprintln!("check-config is not implemented yet");
-    ExitCode::from(crate::cli::EXIT_USAGE)
+pub fn check_config(path: Option<&Path>) -> ExitCode {
+    match Settings::load(path) {
+        Ok(settings) => {
+            print!("{}", render(&settings));
+            match settings.kustomer.api_key() {
+                Ok(_) => {
+                    println!(
+                        "# API key: set, from {}",
+                        settings
+                            .kustomer
+                            .api_key_source
+                            .unwrap_or("the configuration")
+                    );
+                    ExitCode::from(EXIT_OK)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// The effective settings as TOML, secrets redacted.
+pub fn render(s: &Settings) -> String {
+    let q = |v: &str| toml::Value::String(v.to_string()).to_string();
+    let mut out = String::new();
+    out.push_str("[kustomer]\n");
+    out.push_str(&format!(
+        "base_url = {}\n",
+        q(s.kustomer.base_url.as_str().trim_end_matches('/'))
+    ));
+    if s.kustomer.api_key.is_some() {
+        out.push_str(&format!("api_key = {}\n", q(REDACTED)));
+    }
+    if let Some(file) = &s.kustomer.api_key_file {
+        out.push_str(&format!(
+            "api_key_file = {}\n",
+            q(&file.display().to_string())
+        ));
+    }
+    out.push_str(&format!(
+        "connect_timeout = {}\n",
+        q(&format_duration(s.kustomer.connect_timeout))
+    ));
+    out.push_str(&format!(
+        "request_timeout = {}\n",
+        q(&format_duration(s.kustomer.request_timeout))
+    ));
+    out.push_str("\n[database]\n");
+    out.push_str(&format!(
+        "path = {}\n",
+        q(&s.database.path.display().to_string())
+    ));
+    out.push_str("\n[sync]\n");
+    out.push_str(&format!(
+        "requests_per_minute = {}\n",
+        s.sync.requests_per_minute
+    ));
+    out.push_str(&format!(
+        "search_requests_per_minute = {}\n",
+        s.sync.search_requests_per_minute
+    ));
+    out.push_str(&format!("page_size = {}\n", s.sync.page_size));
+    out.push_str(&format!(
+        "overlap = {}\n",
+        q(&format_duration(s.sync.overlap))
+    ));
+    out.push_str(&format!("schedule = {}\n", q(&s.sync.schedule)));
+    let entities: Vec<String> = s.sync.entities.iter().map(|e| q(e)).collect();
+    out.push_str(&format!("entities = [{}]\n", entities.join(", ")));
+    out.push_str(&format!("concurrency = {}\n", s.sync.concurrency));
+    out.push_str("\n[log]\n");
+    out.push_str(&format!("level = {}\n", q(&s.log.level)));
+    let format = match s.log.format {
+        crate::logging::Format::Auto => "auto",
+        crate::logging::Format::Human => "human",
+        crate::logging::Format::Json => "json",
+    };
+    out.push_str(&format!("format = {}\n", q(format)));
+    out
 }

@@ -1,3 +1,149 @@
-//! Settings: defaults → TOML file → environment, validated, with secrets that never print.
+//! Settings: defaults → TOML file → environment (`KUSTOMER_MIRROR__SECTION__KEY`, then
+//! `KUSTOMER_API_KEY`), the environment winning. Every key is validated with a one-line message that
+//! names it, its bad value and what is expected; unknown keys are rejected with a "did you mean";
+//! secrets are [`Secret`]s and never print.
 
 pub mod cli;
+mod load;
+mod secret;
+pub mod values;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use load::KEYS;
+pub use secret::{REDACTED, Secret};
+
+/// All settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How to reach Kustomer.
+    pub kustomer: KustomerSettings,
+    /// Where the mirror lives.
+    pub database: DatabaseSettings,
+    /// What to sync and how fast.
+    pub sync: SyncSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[kustomer]`.
+#[derive(Debug, Clone)]
+pub struct KustomerSettings {
+    /// API base URL, e.g. `https://acme.api.kustomerapp.com` (no trailing slash; a path prefix is kept).
+    pub base_url: url::Url,
+    /// The API key, from `kustomer.api_key` or the environment.
+    pub api_key: Option<Secret>,
+    /// A file holding the key (relative paths resolve against `$CREDENTIALS_DIRECTORY` when set).
+    pub api_key_file: Option<PathBuf>,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// Where the key came from, for `check-config`.
+    pub api_key_source: Option<&'static str>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// The SQLite file.
+    pub path: PathBuf,
+}
+
+/// `[sync]`.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// The org-wide request budget this mirror may use.
+    pub requests_per_minute: u32,
+    /// The search budget this mirror may use (Kustomer allows API keys 100 a minute).
+    pub search_requests_per_minute: u32,
+    /// Records per request.
+    pub page_size: u32,
+    /// How far before the cursor incremental passes start.
+    pub overlap: Duration,
+    /// Cron schedule of incremental syncs (6 fields, seconds first, UTC).
+    pub schedule: String,
+    /// Entities to mirror.
+    pub entities: Vec<String>,
+    /// Entities synced at once.
+    pub concurrency: u32,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// A tracing filter directive, e.g. `info` or `kustomer_mirror=debug`.
+    pub level: String,
+    /// Output format.
+    pub format: crate::logging::Format,
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or is not valid TOML.
+    #[error("cannot read the config file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// One or more keys are missing, unknown or invalid: one line each.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    /// No API key anywhere.
+    #[error(
+        "no API key: set KUSTOMER_API_KEY, kustomer.api_key or kustomer.api_key_file (with systemd, LoadCredential= and api_key_file)"
+    )]
+    NoApiKey,
+    /// The key file could not be read.
+    #[error("cannot read kustomer.api_key_file {path}: {reason}")]
+    KeyFile {
+        /// The resolved path.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl Settings {
+    /// Loads settings from `path` (if any) and the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+        Settings::load_from(path, &env)
+    }
+
+    /// Loads settings from `path` (if any) and the given environment (for tests).
+    pub fn load_from(
+        path: Option<&Path>,
+        env: &std::collections::HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        load::load(path, env)
+    }
+}
+
+impl KustomerSettings {
+    /// The API key: the configured one, else the key file's first line.
+    pub fn api_key(&self) -> Result<Secret, ConfigError> {
+        if let Some(key) = &self.api_key {
+            return Ok(key.clone());
+        }
+        let Some(path) = &self.api_key_file else {
+            return Err(ConfigError::NoApiKey);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::KeyFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let key = text.trim();
+        if key.is_empty() {
+            return Err(ConfigError::KeyFile {
+                path: path.clone(),
+                reason: "the file is empty".to_string(),
+            });
+        }
+        Ok(Secret::new(key))
+    }
+}

@@ -1,0 +1,84 @@
+//! The commands that sync or read the mirror (`sync`, `status`, `demo`): turning settings into a
+//! client, a writer and an engine, printing outcomes, and choosing exit codes.
+
+pub mod demo;
+pub mod status;
+pub mod sync;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::kustomer::{Client, ClientOptions};
+use crate::store::{Store, Writer};
+use crate::sync::{Engine, SyncOptions, SyncReport};
+
+/// A multi-threaded tokio runtime for one command, or a message saying why there is none.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Builds the engine a sync runs with from validated settings.
+pub fn engine(settings: &Settings, full: bool) -> Result<Engine, String> {
+    let key = settings.kustomer.api_key().map_err(|e| e.to_string())?;
+    let client = Client::new(
+        settings.kustomer.base_url.as_str(),
+        key.expose(),
+        ClientOptions {
+            connect_timeout: settings.kustomer.connect_timeout,
+            request_timeout: settings.kustomer.request_timeout,
+            ..ClientOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let store = Store::open(&settings.database.path).map_err(|e| e.to_string())?;
+    let writer = Writer::spawn(store).map_err(|e| e.to_string())?;
+    Ok(Engine::new(
+        Arc::new(client),
+        writer,
+        SyncOptions {
+            page_size: settings.sync.page_size,
+            overlap: settings.sync.overlap,
+            concurrency: settings.sync.concurrency as usize,
+            full,
+        },
+    ))
+}
+
+/// Prints one line per pass and a total line to stdout.
+pub fn print_report(report: &SyncReport) {
+    let mut passes = report.passes.clone();
+    passes.sort_by(|a, b| a.key.cmp(&b.key).then(a.mode.as_str().cmp(b.mode.as_str())));
+    println!(
+        "{:<28} {:<11} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8}",
+        "ENTITY", "MODE", "FETCHED", "INSERTED", "UPDATED", "DELETED", "SAME", "REQUESTS", "TIME"
+    );
+    for p in &passes {
+        println!(
+            "{:<28} {:<11} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>7.1}s{}",
+            p.key,
+            p.mode.as_str(),
+            p.fetched,
+            p.applied.inserted,
+            p.applied.updated,
+            p.applied.deleted,
+            p.applied.unchanged,
+            p.requests,
+            p.duration.as_secs_f64(),
+            p.error.as_ref().map(|e| format!("  FAILED: {e}")).unwrap_or_default()
+        );
+    }
+    let (applied, fetched, requests) = report.totals();
+    println!(
+        "total: {fetched} fetched, {} inserted, {} updated, {} deleted, {} unchanged, {requests} requests",
+        applied.inserted, applied.updated, applied.deleted, applied.unchanged
+    );
+}
+
+/// True when `path` names an existing database file.
+pub fn database_exists(path: &Path) -> bool {
+    path.is_file()
+}

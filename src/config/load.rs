@@ -1,0 +1,324 @@
+//! Reading settings: layering the TOML file and the environment with the `config` crate, then
+//! checking every key against [`KEYS`] and turning values into typed [`Settings`], collecting one
+//! clear line per problem.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat, Value, ValueKind};
+
+use super::values::{did_you_mean, parse_duration, valid_cron};
+use super::{
+    ConfigError, DatabaseSettings, KustomerSettings, LogSettings, Secret, Settings, SyncSettings,
+};
+use crate::logging::Format;
+
+/// Every key, as `section.key`.
+pub const KEYS: &[&str] = &[
+    "kustomer.base_url",
+    "kustomer.api_key",
+    "kustomer.api_key_file",
+    "kustomer.connect_timeout",
+    "kustomer.request_timeout",
+    "database.path",
+    "sync.requests_per_minute",
+    "sync.search_requests_per_minute",
+    "sync.page_size",
+    "sync.overlap",
+    "sync.schedule",
+    "sync.entities",
+    "sync.concurrency",
+    "log.level",
+    "log.format",
+];
+
+/// Layers and validates.
+pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+    let mut builder = Config::builder();
+    if let Some(path) = path {
+        if !path.is_file() {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                reason: "no such file".to_string(),
+            });
+        }
+        builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+    }
+    // `KUSTOMER_MIRROR_CONFIG` (one underscore) names the file and is not a setting: only variables
+    // with the `KUSTOMER_MIRROR__` prefix are read here. Added last, so the environment wins.
+    let settings_env: config::Map<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("KUSTOMER_MIRROR__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    builder = builder.add_source(
+        Environment::with_prefix("KUSTOMER_MIRROR")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(settings_env)),
+    );
+    let merged = builder
+        .build()
+        .and_then(|c| c.try_deserialize::<config::Map<String, Value>>())
+        .map_err(|e| ConfigError::Read {
+            path: path.map_or_else(|| PathBuf::from("(environment)"), Path::to_path_buf),
+            reason: e.to_string(),
+        })?;
+    let mut flat: HashMap<String, Value> = HashMap::new();
+    let mut errors = Vec::new();
+    for (section, value) in merged {
+        match value.kind {
+            ValueKind::Table(table) => {
+                for (key, value) in table {
+                    flat.insert(
+                        format!("{}.{}", section.to_lowercase(), key.to_lowercase()),
+                        value,
+                    );
+                }
+            }
+            _ => errors.push(unknown(&section)),
+        }
+    }
+    let mut keys: Vec<&String> = flat.keys().collect();
+    keys.sort();
+    for key in keys {
+        if !KEYS.contains(&key.as_str()) {
+            errors.push(unknown(key));
+        }
+    }
+    let mut r = Reader { flat, errors };
+    let settings = r.settings(env);
+    match settings {
+        Some(s) if r.errors.is_empty() => Ok(s),
+        _ => Err(ConfigError::Invalid(r.errors)),
+    }
+}
+
+fn unknown(key: &str) -> String {
+    match did_you_mean(key, KEYS.iter().copied()) {
+        Some(close) => format!("unknown key {key} (did you mean {close}?)"),
+        None => format!("unknown key {key}; the keys are listed in config.example.toml"),
+    }
+}
+
+struct Reader {
+    flat: HashMap<String, Value>,
+    errors: Vec<String>,
+}
+
+impl Reader {
+    fn text(&self, key: &str) -> Option<String> {
+        self.flat.get(key).and_then(|v| match &v.kind {
+            ValueKind::Nil => None,
+            kind => Some(kind.to_string()),
+        })
+    }
+
+    fn bad(&mut self, key: &str, value: &str, expected: &str) {
+        self.errors
+            .push(format!("invalid {key} {value:?}: expected {expected}"));
+    }
+
+    fn number(&mut self, key: &str, default: u32, min: u32, max: u32) -> u32 {
+        let Some(text) = self.text(key) else {
+            return default;
+        };
+        match text.trim().parse::<u32>() {
+            Ok(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.bad(
+                    key,
+                    &text,
+                    &format!("a whole number between {min} and {max}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, default: Duration, max: Duration) -> Duration {
+        let Some(text) = self.text(key) else {
+            return default;
+        };
+        match parse_duration(&text) {
+            Some(d) if d <= max => d,
+            _ => {
+                self.bad(key, &text, "a duration such as 30s, 5m or 1h30m");
+                default
+            }
+        }
+    }
+
+    fn settings(&mut self, env: &HashMap<String, String>) -> Option<Settings> {
+        let base_url = self.base_url();
+        let mut api_key_source = None;
+        let mut api_key = None;
+        if let Some(key) = self
+            .text("kustomer.api_key")
+            .filter(|k| !k.trim().is_empty())
+        {
+            api_key_source = Some(if env.contains_key("KUSTOMER_MIRROR__KUSTOMER__API_KEY") {
+                "environment KUSTOMER_MIRROR__KUSTOMER__API_KEY"
+            } else {
+                "kustomer.api_key in the config file"
+            });
+            api_key = Some(Secret::new(key.trim()));
+        }
+        if let Some(key) = env.get("KUSTOMER_API_KEY").filter(|k| !k.trim().is_empty()) {
+            api_key_source = Some("environment KUSTOMER_API_KEY");
+            api_key = Some(Secret::new(key.trim()));
+        }
+        let api_key_file = self.text("kustomer.api_key_file").map(|f| {
+            let f = PathBuf::from(f);
+            match env.get("CREDENTIALS_DIRECTORY") {
+                Some(dir) if f.is_relative() => Path::new(dir).join(f),
+                _ => f,
+            }
+        });
+        if api_key.is_none() && api_key_file.is_some() {
+            api_key_source = Some("kustomer.api_key_file");
+        }
+        let connect_timeout = self.duration(
+            "kustomer.connect_timeout",
+            Duration::from_secs(10),
+            Duration::from_secs(600),
+        );
+        let request_timeout = self.duration(
+            "kustomer.request_timeout",
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+        );
+        let database = DatabaseSettings {
+            path: self
+                .text("database.path")
+                .map_or_else(|| PathBuf::from("kustomer-mirror.db"), PathBuf::from),
+        };
+        let sync = self.sync();
+        let log = self.log();
+        Some(Settings {
+            kustomer: KustomerSettings {
+                base_url: base_url?,
+                api_key,
+                api_key_file,
+                connect_timeout,
+                request_timeout,
+                api_key_source,
+            },
+            database,
+            sync,
+            log,
+        })
+    }
+
+    fn base_url(&mut self) -> Option<url::Url> {
+        let key = "kustomer.base_url";
+        let Some(text) = self.text(key).filter(|t| !t.trim().is_empty()) else {
+            self.errors.push(format!(
+                "missing {key}: set it in the config file or KUSTOMER_MIRROR__KUSTOMER__BASE_URL (e.g. https://acme.api.kustomerapp.com)"
+            ));
+            return None;
+        };
+        let expected = "an absolute http(s) URL such as https://acme.api.kustomerapp.com";
+        match url::Url::parse(text.trim().trim_end_matches('/')) {
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.username().is_empty()
+                    && url.password().is_none()
+                    && url.query().is_none() =>
+            {
+                Some(url)
+            }
+            _ => {
+                self.bad(key, &text, expected);
+                None
+            }
+        }
+    }
+
+    fn sync(&mut self) -> SyncSettings {
+        let all: Vec<String> = crate::entity::names()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let entities = match self.flat.get("sync.entities").map(|v| v.kind.clone()) {
+            None | Some(ValueKind::Nil) => all.clone(),
+            Some(ValueKind::Array(items)) => items.iter().map(|v| v.kind.to_string()).collect(),
+            Some(kind) => kind
+                .to_string()
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        };
+        for name in &entities {
+            if !all.contains(name) {
+                let hint = did_you_mean(name, all.iter().map(String::as_str))
+                    .map(|c| format!(" (did you mean {c}?)"))
+                    .unwrap_or_default();
+                self.errors.push(format!(
+                    "invalid sync.entities entry {name:?}{hint}: expected some of {}",
+                    all.join(", ")
+                ));
+            }
+        }
+        if entities.is_empty() {
+            self.bad("sync.entities", "", "at least one entity");
+        }
+        let schedule = self
+            .text("sync.schedule")
+            .unwrap_or_else(|| "0 */5 * * * *".to_string());
+        if !valid_cron(&schedule) {
+            self.bad(
+                "sync.schedule",
+                &schedule,
+                "a cron expression with seconds, e.g. \"0 */5 * * * *\" (every 5 minutes)",
+            );
+        }
+        SyncSettings {
+            requests_per_minute: self.number("sync.requests_per_minute", 240, 1, 100_000),
+            search_requests_per_minute: self.number(
+                "sync.search_requests_per_minute",
+                80,
+                1,
+                10_000,
+            ),
+            page_size: self.number("sync.page_size", 500, 1, 500),
+            overlap: self.duration(
+                "sync.overlap",
+                Duration::from_secs(300),
+                Duration::from_secs(86_400),
+            ),
+            schedule,
+            entities,
+            concurrency: self.number("sync.concurrency", 4, 1, 32),
+        }
+    }
+
+    fn log(&mut self) -> LogSettings {
+        let level = self.text("log.level").unwrap_or_else(|| "info".to_string());
+        if level.trim().is_empty() || tracing_subscriber::EnvFilter::try_new(level.trim()).is_err()
+        {
+            self.bad(
+                "log.level",
+                &level,
+                "a level (error, warn, info, debug, trace) or a tracing filter",
+            );
+        }
+        let format = match self.text("log.format").as_deref().map(str::trim) {
+            None | Some("auto") => Format::Auto,
+            Some("human") => Format::Human,
+            Some("json") => Format::Json,
+            Some(other) => {
+                let other = other.to_string();
+                self.bad("log.format", &other, "auto, human or json");
+                Format::Auto
+            }
+        };
+        LogSettings {
+            level: level.trim().to_string(),
+            format,
+        }
+    }
+}

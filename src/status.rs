@@ -1,0 +1,197 @@
+//! What the mirror knows about itself, per entity: live and deleted rows, cursor, last run and its
+//! counters, last error and lag. Read by `status`, `demo` and (later) `/healthz` and `/metrics`.
+//! Never reads or prints anything secret: the database holds no key.
+
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::entity::ENTITIES;
+use crate::store::StoreError;
+
+/// The last run of one entity.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// `sync_runs.id`.
+    pub id: i64,
+    /// incremental, full or reconcile.
+    pub mode: String,
+    /// running, ok, failed or interrupted.
+    pub status: String,
+    /// Start time.
+    pub started_at: String,
+    /// End time.
+    pub finished_at: Option<String>,
+    /// HTTP requests.
+    pub requests: i64,
+    /// Records fetched.
+    pub fetched: i64,
+    /// Rows inserted.
+    pub inserted: i64,
+    /// Rows updated.
+    pub updated: i64,
+    /// Rows unchanged.
+    pub unchanged: i64,
+    /// Rows tombstoned.
+    pub deleted: i64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Status of one `sync_state` key (an entity, or one klass of kobjects).
+#[derive(Debug, Clone, Serialize)]
+pub struct EntityStatus {
+    /// `customers`, `kobjects:ecomm-order`, …
+    pub entity: String,
+    /// Rows not deleted.
+    pub live: i64,
+    /// Tombstones.
+    pub deleted: i64,
+    /// search or full, once known.
+    pub strategy: Option<String>,
+    /// Newest `updatedAt` stored by incremental passes.
+    pub cursor: Option<String>,
+    /// Last successful pass.
+    pub last_success_at: Option<String>,
+    /// Last error, cleared by a success.
+    pub last_error: Option<String>,
+    /// Failed passes since the last success.
+    pub consecutive_failures: i64,
+    /// Seconds since the last successful pass.
+    pub lag_seconds: Option<i64>,
+    /// The most recent run.
+    pub last_run: Option<RunSummary>,
+}
+
+/// Reads the status of every entity (kobjects: one entry per klass seen, or one for the table).
+pub fn read(conn: &Connection) -> Result<Vec<EntityStatus>, StoreError> {
+    let err = |e| StoreError::sqlite("reading the sync status", e);
+    let mut out = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    for e in ENTITIES {
+        if e.name == "kobjects" {
+            let mut stmt = conn
+                .prepare("SELECT entity FROM sync_state WHERE entity LIKE 'kobjects:%' ORDER BY entity")
+                .map_err(err)?;
+            let klass_keys = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err)?;
+            if klass_keys.is_empty() {
+                keys.push("kobjects".to_string());
+            }
+            keys.extend(klass_keys);
+        } else {
+            keys.push(e.name.to_string());
+        }
+    }
+    for key in keys {
+        out.push(read_one(conn, &key).map_err(err)?);
+    }
+    Ok(out)
+}
+
+fn read_one(conn: &Connection, key: &str) -> rusqlite::Result<EntityStatus> {
+    let (table, klass) = match key.split_once(':') {
+        Some((table, klass)) => (table, Some(klass)),
+        None => (key, None),
+    };
+    // `table` comes from ENTITIES or a `kobjects:` key, never from user input.
+    let table = ENTITIES
+        .iter()
+        .find(|e| e.name == table)
+        .map_or("kobjects", |e| e.name);
+    let (live, deleted): (i64, i64) = conn.query_row(
+        &format!(
+            "SELECT COALESCE(SUM(deleted_at IS NULL), 0), COALESCE(SUM(deleted_at IS NOT NULL), 0) FROM {table} WHERE {}",
+            if klass.is_some() { "klass = ?1" } else { "?1 IS NULL" }
+        ),
+        [klass],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let state: Option<(Option<String>, Option<String>, Option<String>, Option<String>, i64, Option<i64>)> = conn
+        .query_row(
+            "SELECT strategy, cursor, last_success_at, last_error, consecutive_failures, last_run_id FROM sync_state WHERE entity = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .optional()?;
+    let (strategy, cursor, last_success_at, last_error, consecutive_failures, last_run_id) =
+        state.unwrap_or((None, None, None, None, 0, None));
+    let last_run = match last_run_id {
+        None => None,
+        Some(id) => conn
+            .query_row(
+                "SELECT id, mode, status, started_at, finished_at, requests, fetched, inserted, updated, unchanged, deleted, error FROM sync_runs WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(RunSummary {
+                        id: r.get(0)?,
+                        mode: r.get(1)?,
+                        status: r.get(2)?,
+                        started_at: r.get(3)?,
+                        finished_at: r.get(4)?,
+                        requests: r.get(5)?,
+                        fetched: r.get(6)?,
+                        inserted: r.get(7)?,
+                        updated: r.get(8)?,
+                        unchanged: r.get(9)?,
+                        deleted: r.get(10)?,
+                        error: r.get(11)?,
+                    })
+                },
+            )
+            .optional()?,
+    };
+    let lag_seconds = last_success_at.as_deref().and_then(|t| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+    });
+    Ok(EntityStatus {
+        entity: key.to_string(),
+        live,
+        deleted,
+        strategy,
+        cursor,
+        last_success_at,
+        last_error,
+        consecutive_failures,
+        lag_seconds,
+        last_run,
+    })
+}
+
+/// A fixed-width table of `statuses` for terminals.
+pub fn render_table(statuses: &[EntityStatus]) -> String {
+    let mut out = format!(
+        "{:<28} {:>9} {:>8} {:<25} {:<11} {:>9} {:>8} {:>8}  {}\n",
+        "ENTITY", "LIVE", "DELETED", "CURSOR", "LAST RUN", "REQUESTS", "CHANGED", "LAG", "LAST ERROR"
+    );
+    for s in statuses {
+        let run = s.last_run.as_ref();
+        out.push_str(&format!(
+            "{:<28} {:>9} {:>8} {:<25} {:<11} {:>9} {:>8} {:>8}  {}\n",
+            s.entity,
+            s.live,
+            s.deleted,
+            s.cursor.as_deref().unwrap_or("-"),
+            run.map_or("never".to_string(), |r| r.status.clone()),
+            run.map_or(0, |r| r.requests),
+            run.map_or(0, |r| r.inserted + r.updated + r.deleted),
+            s.lag_seconds.map_or("-".to_string(), human_secs),
+            s.last_error.as_deref().unwrap_or(""),
+        ));
+    }
+    out
+}
+
+/// `95` → `1m35s`.
+pub fn human_secs(secs: i64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
