@@ -1,13 +1,102 @@
-//! The `fake-api` command.
+//! The `fake-api` command: serves the built-in fake Kustomer API on an address until Ctrl-C or
+//! SIGTERM, printing the URL and the key it accepts.
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{FakeOptions, FakeServer, RateLimit, Scale};
+use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
 
 /// Arguments of `fake-api`.
 #[derive(Debug, clap::Args)]
-pub struct FakeApiArgs {}
+pub struct FakeApiArgs {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: String,
+    /// Data seed: the same seed always gives the same organisation.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Size of the organisation.
+    #[arg(long, value_enum, default_value = "small")]
+    pub scale: Scale,
+    /// The bearer token to accept.
+    #[arg(long, default_value = "fake-api-key")]
+    pub api_key: String,
+    /// Org budget: requests per window (default unlimited).
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+    /// Search budget: searches per window (default unlimited).
+    #[arg(long)]
+    pub search_rate_limit: Option<u32>,
+    /// Length of a rate-limit window in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub rate_window_secs: u64,
+}
 
 /// Runs `fake-api`.
-pub fn serve(_args: FakeApiArgs) -> ExitCode {
-    eprintln!("fake-api is not implemented yet");
-    ExitCode::from(crate::cli::EXIT_USAGE)
+pub fn serve(args: FakeApiArgs) -> ExitCode {
+    crate::logging::init("warn", crate::logging::Format::Human);
+    let runtime = match crate::commands::runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_SYNC_FAILED);
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "error: cannot listen on {}: {e}; choose another --listen address",
+                    args.listen
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        let window = Duration::from_secs(args.rate_window_secs.max(1));
+        let mut options = FakeOptions::new(args.seed, args.scale, args.api_key.clone());
+        options.rate_limit = args
+            .rate_limit
+            .map(|requests| RateLimit { requests, window });
+        options.search_rate_limit = args
+            .search_rate_limit
+            .map(|requests| RateLimit { requests, window });
+        let server = match FakeServer::start(listener, options).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot start the fake API: {e}");
+                return ExitCode::from(EXIT_SYNC_FAILED);
+            }
+        };
+        println!("Fake Kustomer API listening on {}", server.base_url());
+        println!("Accepting API key: {}", args.api_key);
+        let _ = std::io::stdout().flush();
+        shutdown_signal().await;
+        server.shutdown().await;
+        ExitCode::from(EXIT_OK)
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,0 +1,432 @@
+//! The fake's `/v1` HTTP surface: auth, rate limits and faults first, then lists, by-id reads,
+//! deletes and search, answered in Kustomer's JSON:API shapes.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::any;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::FakeHandle;
+use super::limits::{self, Fault};
+use super::search;
+use super::table::Table;
+
+pub fn router(handle: FakeHandle) -> Router {
+    Router::new()
+        .route("/v1/{*rest}", any(v1))
+        .with_state(handle)
+}
+
+/// A JSON answer.
+pub fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+/// Kustomer's error shape.
+pub fn error(status: StatusCode, code: &str, title: &str) -> Response {
+    let body = json!({"errors": [{"status": status.as_str(), "code": code, "title": title}]});
+    json_response(status, body.to_string())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Search,
+    List,
+    ById,
+    Other,
+}
+
+async fn v1(
+    AxState(fake): AxState<FakeHandle>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let segs: Vec<String> = path
+        .trim_start_matches("/v1/")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    // Hooks due at this request run first, without locks held.
+    let due: Vec<_> = {
+        let mut c = fake.control();
+        c.seen += 1;
+        let seen = c.seen;
+        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut c.hooks)
+            .into_iter()
+            .partition(|(at, _)| *at <= seen);
+        c.hooks = keep;
+        due
+    };
+    for (_, hook) in due {
+        hook(&fake);
+    }
+    let class = if method == Method::POST && path == "/v1/customers/search" {
+        Class::Search
+    } else if method == Method::GET && is_list(&segs, &fake) {
+        Class::List
+    } else if method == Method::GET {
+        Class::ById
+    } else {
+        Class::Other
+    };
+    let now = Instant::now();
+    let (fault, rate_headers, limited, expected_key, retry_after, reset_style) = {
+        let mut c = fake.control();
+        c.stats.requests += 1;
+        match class {
+            Class::Search => c.stats.search_requests += 1,
+            Class::List => c.stats.list_requests += 1,
+            Class::ById => c.stats.by_id_requests += 1,
+            Class::Other => {}
+        }
+        let context = if class == Class::Search {
+            serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|b| b["queryContext"].as_str().map(str::to_string))
+                .unwrap_or_default()
+        } else {
+            segs.first().cloned().unwrap_or_default()
+        };
+        *c.stats.requests_by_context.entry(context).or_default() += 1;
+        let org_ok = c.org.try_spend(now);
+        let search_ok = class != Class::Search || !org_ok || c.search.try_spend(now);
+        let (window, other) = if !search_ok {
+            (&c.search, &c.org)
+        } else {
+            (&c.org, &c.search)
+        };
+        let _ = other;
+        let (limit, remaining, left) = window.headers(now);
+        let limited = !(org_ok && search_ok);
+        if limited {
+            c.stats.served_429 += 1;
+        }
+        let faults = c.faults.clone();
+        let fault = if limited {
+            None
+        } else {
+            limits::draw(&mut c.rng, &faults)
+        };
+        if fault.is_some() {
+            c.stats.faults_injected += 1;
+        }
+        (
+            fault.map(|f| (f, faults.slow_delay)),
+            (limit, remaining, left),
+            limited,
+            c.options.api_key.clone(),
+            c.options.retry_after,
+            c.options.reset_style,
+        )
+    };
+    let authorised = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|k| k == expected_key);
+    let mut response = if !authorised {
+        fake.control().stats.unauthorized += 1;
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized: missing or invalid API key",
+        )
+    } else if limited {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            "Too many requests: the rate limit was exceeded",
+        );
+        if retry_after {
+            let secs = rate_headers.2.as_secs_f64().ceil() as u64;
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(secs.max(1)));
+        }
+        r
+    } else {
+        match fault {
+            Some((Fault::ExpiredToken, _)) => {
+                fake.control().stats.unauthorized += 1;
+                error(StatusCode::UNAUTHORIZED, "unauthorized", "Expired token")
+            }
+            Some((Fault::ServerError(code), _)) => error(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "internal_error",
+                "Internal server error",
+            ),
+            Some((Fault::EmptyBody(code), _)) => {
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() =
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                r
+            }
+            Some((Fault::Dropped, _)) => {
+                let stream = futures_util::stream::once(async {
+                    Err::<Bytes, std::io::Error>(std::io::Error::other(
+                        "connection dropped by the fake",
+                    ))
+                });
+                let mut r = Response::new(Body::from_stream(stream));
+                r.headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+                r
+            }
+            Some((Fault::Slow, delay)) => {
+                tokio::time::sleep(delay).await;
+                answer(&fake, &method, &segs, &query, &body)
+            }
+            Some((Fault::Truncated, _)) => {
+                let r = answer(&fake, &method, &segs, &query, &body);
+                let (parts, body) = r.into_parts();
+                let bytes = axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                let cut = bytes.slice(..bytes.len() / 2);
+                Response::from_parts(parts, Body::from(cut))
+            }
+            None => answer(&fake, &method, &segs, &query, &body),
+        }
+    };
+    if response.status().is_server_error() {
+        fake.control().stats.served_5xx += 1;
+    }
+    let h = response.headers_mut();
+    h.insert("x-ratelimit-limit", HeaderValue::from(rate_headers.0));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(rate_headers.1));
+    if let Ok(v) = HeaderValue::from_str(&limits::reset_value(reset_style, rate_headers.2)) {
+        h.insert("x-ratelimit-reset", v);
+    }
+    response
+}
+
+fn is_list(segs: &[String], fake: &FakeHandle) -> bool {
+    match segs.len() {
+        1 => true,
+        2 => {
+            segs[0] == "routing"
+                || (segs[0] == "klasses" && fake.state().klasses.iter().any(|(n, _)| *n == segs[1]))
+        }
+        3 => matches!(
+            segs[2].as_str(),
+            "conversations" | "messages" | "notes" | "attachments"
+        ),
+        4 => segs[2] == "klasses",
+        _ => false,
+    }
+}
+
+fn page_params(query: &HashMap<String, String>, max: usize) -> (usize, usize) {
+    let page = query
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .filter(|p| *p >= 1)
+        .unwrap_or(1);
+    let size = query
+        .get("pageSize")
+        .and_then(|p| p.parse::<usize>().ok())
+        .filter(|p| *p >= 1)
+        .unwrap_or(100)
+        .min(max);
+    (page, size)
+}
+
+/// Serves the request once auth, limits and faults have passed.
+fn answer(
+    fake: &FakeHandle,
+    method: &Method,
+    segs: &[String],
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Response {
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    if *method == Method::POST && s == ["customers", "search"] {
+        return search::search(fake, query, body);
+    }
+    let state = fake.state();
+    let entity_of = |plural: &str| -> Option<&'static str> {
+        super::state::ENTITIES
+            .iter()
+            .copied()
+            .find(|e| *e == plural && *e != "kobjects")
+    };
+    match (method.clone(), s.as_slice()) {
+        (Method::GET, ["auth", "tokens", "current"]) => json_response(StatusCode::OK, json!({"data": {"type": "token", "id": "current", "attributes": {"roles": ["org.user.customer.read"]}}}).to_string()),
+        (Method::GET, ["users", "current"]) => {
+            let first = state.tables.get("users").and_then(|t| t.order.first().and_then(|id| t.records.get(id)));
+            match first {
+                Some(rec) => json_response(StatusCode::OK, format!("{{\"data\":{}}}", rec.text)),
+                None => error(StatusCode::NOT_FOUND, "not_found", "Not found"),
+            }
+        }
+        (Method::GET, ["routing", "queues"]) => list(&state, "queues", "/v1/routing/queues", query, 100, |_| true),
+        (Method::GET, [plural]) => match entity_of(plural) {
+            Some(e) => {
+                let max = if matches!(e, "users" | "teams") { 500 } else { 100 };
+                list(&state, e, &format!("/v1/{plural}"), query, max, |_| true)
+            }
+            None => error(StatusCode::NOT_FOUND, "not_found", "Not found"),
+        },
+        (Method::GET, ["klasses", name]) if state.klasses.iter().any(|(n, _)| n == name) => {
+            list(&state, &format!("kobjects:{name}"), &format!("/v1/klasses/{name}"), query, 100, |_| true)
+        }
+        (Method::GET, ["klasses", name, id]) => by_id(&state, &format!("kobjects:{name}"), id),
+        (Method::GET, [parent @ ("customers" | "conversations"), pid, child @ ("conversations" | "messages" | "notes")]) => {
+            let is_customer = *parent == "customers";
+            list(&state, child, &format!("/v1/{parent}/{pid}/{child}"), query, 100, |r| {
+                if is_customer { r.customer.as_deref() == Some(pid) } else { r.conversation.as_deref() == Some(pid) }
+            })
+        }
+        (Method::GET, ["conversations", _, "attachments"]) => list(&state, "none", "/v1/attachments", query, 100, |_| false),
+        (Method::GET, ["customers", cid, "klasses", name]) => list(&state, &format!("kobjects:{name}"), &format!("/v1/customers/{cid}/klasses/{name}"), query, 100, |r| r.customer.as_deref() == Some(cid)),
+        (Method::GET, [plural, id]) => match entity_of(plural) {
+            Some(e) => by_id(&state, e, id),
+            None if *plural == "routing" => error(StatusCode::NOT_FOUND, "not_found", "Not found"),
+            None => error(StatusCode::NOT_FOUND, "not_found", "Not found"),
+        },
+        (Method::DELETE, [plural @ ("customers" | "conversations" | "notes" | "teams"), id]) => {
+            drop(state);
+            delete(fake, plural, id)
+        }
+        (Method::DELETE, ["klasses", _, id]) => {
+            drop(state);
+            delete(fake, "kobjects", id)
+        }
+        _ => error(StatusCode::NOT_FOUND, "not_found", "No such endpoint"),
+    }
+}
+
+fn delete(fake: &FakeHandle, entity: &str, id: &str) -> Response {
+    if fake.hard_delete(entity, id) {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r
+    } else {
+        error(StatusCode::NOT_FOUND, "not_found", "Not found")
+    }
+}
+
+fn by_id(state: &super::state::State, key: &str, id: &str) -> Response {
+    match state.tables.get(key).and_then(|t| t.records.get(id)) {
+        Some(rec) => json_response(StatusCode::OK, format!("{{\"data\":{}}}", rec.text)),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("{id} was not found"),
+        ),
+    }
+}
+
+/// A page of a GET list.
+fn list(
+    state: &super::state::State,
+    key: &str,
+    path: &str,
+    query: &HashMap<String, String>,
+    max: usize,
+    keep: impl Fn(&super::table::Rec) -> bool,
+) -> Response {
+    let (page, size) = page_params(query, max);
+    let empty = Table::default();
+    let table = state.tables.get(key).unwrap_or(&empty);
+    let start = (page - 1) * size;
+    let mut items: Vec<&str> = Vec::with_capacity(size);
+    let mut total = 0usize;
+    for id in &table.order {
+        let Some(rec) = table.records.get(id) else {
+            continue;
+        };
+        if !keep(rec) {
+            continue;
+        }
+        if total >= start && items.len() < size {
+            items.push(&rec.text);
+        }
+        total += 1;
+    }
+    let meta = if path == "/v1/customers" {
+        Meta::Total
+    } else {
+        Meta::Plain
+    };
+    page_body(path, "", page, size, total, &items, meta)
+}
+
+/// A JSON:API list document with relative links.
+/// What a list's `meta` carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Meta {
+    /// `page`, `pageSize` only (most lists).
+    Plain,
+    /// Also `total`, `totalPages` and `links.last` (`/v1/customers`).
+    Total,
+    /// Search: totals plus `aggregations` and `timed_out`.
+    Search,
+}
+
+pub fn page_body(
+    path: &str,
+    extra: &str,
+    page: usize,
+    size: usize,
+    total: usize,
+    items: &[&str],
+    kind: Meta,
+) -> Response {
+    let with_total = kind != Meta::Plain;
+    let link = |p: usize| format!("\"{path}?page={p}&pageSize={size}{extra}\"");
+    let pages = total.div_ceil(size).max(1);
+    let next = if page * size < total {
+        link(page + 1)
+    } else {
+        "null".to_string()
+    };
+    let prev = if page > 1 {
+        link(page - 1)
+    } else {
+        "null".to_string()
+    };
+    let meta = if with_total {
+        let search = if kind == Meta::Search {
+            ",\"aggregations\":{},\"timed_out\":false"
+        } else {
+            ""
+        };
+        format!(
+            "{{\"page\":{page},\"pageSize\":{size},\"total\":{total},\"totalPages\":{pages}{search}}}"
+        )
+    } else {
+        format!("{{\"page\":{page},\"pageSize\":{size}}}")
+    };
+    let last = if with_total {
+        format!(",\"last\":{}", link(pages))
+    } else {
+        String::new()
+    };
+    let mut out = String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 300);
+    out.push_str(&format!("{{\"meta\":{meta},\"links\":{{\"self\":{},\"first\":{},\"prev\":{prev},\"next\":{next}{last}}},\"data\":[", link(page), link(1)));
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out.push_str("]}");
+    json_response(StatusCode::OK, out)
+}

@@ -1,0 +1,543 @@
+//! The fake organisation's data: generation at a scale, and the mutations tests make (update, insert,
+//! soft and hard delete, many records at one timestamp).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::Scale;
+use super::data::{self, DATA_END_MS, KLASSES, Pools, iso};
+use super::rng::Rng;
+use super::table::{Rec, Table};
+
+/// Entity names the fake serves.
+pub const ENTITIES: [&str; 11] = [
+    "customers",
+    "companies",
+    "conversations",
+    "messages",
+    "notes",
+    "users",
+    "teams",
+    "tags",
+    "queues",
+    "klasses",
+    "kobjects",
+];
+
+/// How many of each entity a scale has.
+struct Counts {
+    customers: usize,
+    companies: usize,
+    conversations: usize,
+    messages: usize,
+    notes: usize,
+    users: usize,
+    teams: usize,
+    tags: usize,
+    queues: usize,
+    klasses: usize,
+    kobjects: usize,
+}
+
+fn counts(scale: Scale) -> Counts {
+    match scale {
+        Scale::Small => Counts {
+            customers: 200,
+            companies: 40,
+            conversations: 400,
+            messages: 1_200,
+            notes: 300,
+            users: 25,
+            teams: 6,
+            tags: 30,
+            queues: 5,
+            klasses: 3,
+            kobjects: 150,
+        },
+        Scale::Medium => Counts {
+            customers: 5_000,
+            companies: 500,
+            conversations: 10_000,
+            messages: 30_000,
+            notes: 5_000,
+            users: 120,
+            teams: 15,
+            tags: 80,
+            queues: 12,
+            klasses: 4,
+            kobjects: 3_000,
+        },
+        Scale::Large => Counts {
+            customers: 50_000,
+            companies: 2_000,
+            conversations: 100_000,
+            messages: 300_000,
+            notes: 40_000,
+            users: 400,
+            teams: 40,
+            tags: 200,
+            queues: 30,
+            klasses: 5,
+            kobjects: 20_000,
+        },
+    }
+}
+
+/// All the fake's records and the generator state mutations continue from.
+#[derive(Debug)]
+pub struct State {
+    /// Entity name (or `kobjects:<klass>`) → table.
+    pub tables: BTreeMap<String, Table>,
+    /// (klass name, klass id)
+    pub klasses: Vec<(String, String)>,
+    pools: Pools,
+    rng: Rng,
+    last_ts: i64,
+    serial: usize,
+    rotate: usize,
+    /// Delay before search sees a change.
+    pub index_lag: Duration,
+}
+
+impl State {
+    /// Generates the organisation for `seed` at `scale`.
+    pub fn generate(seed: u64, scale: Scale, index_lag: Duration) -> State {
+        let n = counts(scale);
+        let mut rng = Rng::new(seed);
+        let mut tables: BTreeMap<String, Table> = BTreeMap::new();
+        let mut pools = Pools::default();
+        let mut last = 0i64;
+        let add = |tables: &mut BTreeMap<String, Table>,
+                   key: &str,
+                   rng: &mut Rng,
+                   last: &mut i64,
+                   make: &mut dyn FnMut(&mut Rng, &str, i64, i64) -> Value|
+         -> String {
+            let (c, u) = data::times(rng, last);
+            let id = rng.object_id(c / 1000);
+            let value = make(rng, &id, c, u);
+            tables
+                .entry(key.to_string())
+                .or_default()
+                .add_indexed(id.clone(), Rec::from_value(&value));
+            id
+        };
+        for i in 0..n.users {
+            let id = add(
+                &mut tables,
+                "users",
+                &mut rng,
+                &mut last,
+                &mut |r, id, c, u| data::user(r, id, c, u, i),
+            );
+            pools.users.push(id);
+        }
+        for i in 0..n.teams {
+            let p = pools.clone();
+            let id = add(
+                &mut tables,
+                "teams",
+                &mut rng,
+                &mut last,
+                &mut |r, id, c, u| data::team(r, id, c, u, i, &p),
+            );
+            pools.teams.push(id);
+        }
+        for i in 0..n.tags {
+            let id = add(
+                &mut tables,
+                "tags",
+                &mut rng,
+                &mut last,
+                &mut |r, id, c, u| data::tag(r, id, c, u, i),
+            );
+            pools.tags.push(id);
+        }
+        for i in 0..n.queues {
+            let id = add(
+                &mut tables,
+                "queues",
+                &mut rng,
+                &mut last,
+                &mut |r, id, c, u| data::queue(r, id, c, u, i),
+            );
+            pools.queues.push(id);
+        }
+        for i in 0..n.klasses {
+            let id = add(
+                &mut tables,
+                "klasses",
+                &mut rng,
+                &mut last,
+                &mut |_, id, c, u| data::klass(id, c, u, i),
+            );
+            pools
+                .klasses
+                .push((KLASSES[i % KLASSES.len()].0.to_string(), id));
+        }
+        let p = pools.clone_small();
+        for i in 0..n.companies {
+            let id = add(
+                &mut tables,
+                "companies",
+                &mut rng,
+                &mut last,
+                &mut |r, id, c, u| data::company(r, id, c, u, i, &p),
+            );
+            pools.companies.push(id);
+        }
+        let p = pools.clone_small();
+        for i in 0..n.customers {
+            let id = add(
+                &mut tables,
+                "customers",
+                &mut rng,
+                &mut last,
+                &mut |r, id, c, u| data::customer(r, id, c, u, i, &p),
+            );
+            pools.customers.push(id);
+        }
+        let small = pools.clone_small();
+        for _ in 0..n.conversations {
+            let customer = rng.pick(&pools.customers).clone();
+            let id = add(
+                &mut tables,
+                "conversations",
+                &mut rng,
+                &mut last,
+                &mut |r, id, c, u| data::conversation(r, id, &customer, c, u, &small),
+            );
+            pools.conversations.push((id, customer));
+        }
+        for _ in 0..n.messages {
+            let (conv, customer) = rng.pick(&pools.conversations).clone();
+            add(
+                &mut tables,
+                "messages",
+                &mut rng,
+                &mut last,
+                &mut |r, id, c, u| data::message(r, id, &conv, &customer, c, u, &small),
+            );
+        }
+        for _ in 0..n.notes {
+            let (conv, customer) = rng.pick(&pools.conversations).clone();
+            add(
+                &mut tables,
+                "notes",
+                &mut rng,
+                &mut last,
+                &mut |r, id, c, u| data::note(r, id, &conv, &customer, c, u, &small),
+            );
+        }
+        for i in 0..n.kobjects {
+            let (name, klass_id) = rng.pick(&pools.klasses).clone();
+            let customer = rng.pick(&pools.customers).clone();
+            add(
+                &mut tables,
+                &format!("kobjects:{name}"),
+                &mut rng,
+                &mut last,
+                &mut |r, id, c, u| data::kobject(r, id, (&name, &klass_id), &customer, c, u, i),
+            );
+        }
+        let klasses = pools.klasses.clone();
+        for (name, _) in &klasses {
+            tables.entry(format!("kobjects:{name}")).or_default();
+        }
+        let mut state = State {
+            tables,
+            klasses,
+            pools,
+            rng,
+            last_ts: DATA_END_MS,
+            serial: 1_000_000,
+            rotate: 0,
+            index_lag,
+        };
+        // A few percent of customers and conversations were deleted before we ever looked.
+        for entity in ["customers", "conversations"] {
+            let ids = state.pick_live(entity, state.count(entity) / 40);
+            for id in ids {
+                state.modify(
+                    entity,
+                    &id,
+                    |v, ts| {
+                        v["attributes"]["deleted"] = json!(true);
+                        v["attributes"]["updatedAt"] = json!(ts);
+                    },
+                    Some(false),
+                );
+            }
+        }
+        state
+    }
+
+    /// Table keys of `entity` (kobjects: one per klass).
+    pub fn keys(&self, entity: &str) -> Vec<String> {
+        if entity == "kobjects" {
+            self.klasses
+                .iter()
+                .map(|(k, _)| format!("kobjects:{k}"))
+                .collect()
+        } else {
+            vec![entity.to_string()]
+        }
+    }
+
+    /// Records not hard-deleted, soft-deleted included, as served.
+    pub fn records(&self, entity: &str) -> Vec<Value> {
+        self.keys(entity)
+            .iter()
+            .filter_map(|k| self.tables.get(k))
+            .flat_map(|t| {
+                t.order
+                    .iter()
+                    .filter_map(|id| t.records.get(id))
+                    .map(Rec::value)
+            })
+            .collect()
+    }
+
+    /// Number of records not hard-deleted.
+    pub fn count(&self, entity: &str) -> usize {
+        self.keys(entity)
+            .iter()
+            .filter_map(|k| self.tables.get(k))
+            .map(|t| t.records.len())
+            .sum()
+    }
+
+    /// The table key holding `id` of `entity`.
+    pub fn key_of(&self, entity: &str, id: &str) -> Option<String> {
+        self.keys(entity).into_iter().find(|k| {
+            self.tables
+                .get(k)
+                .is_some_and(|t| t.records.contains_key(id))
+        })
+    }
+
+    /// The next mutation timestamp: now, never earlier than the last one (so equal milliseconds tie).
+    pub fn next_ts(&mut self) -> String {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.last_ts = self.last_ts.max(now);
+        iso(self.last_ts)
+    }
+
+    fn visible_at(&self, immediate: Option<bool>) -> Option<Instant> {
+        match immediate {
+            Some(false) => None,
+            _ if self.index_lag.is_zero() => None,
+            _ => Some(Instant::now() + self.index_lag),
+        }
+    }
+
+    /// Applies `change(value, timestamp)` to a record; bumps `rev`. `None` if there is no such record.
+    pub fn modify(
+        &mut self,
+        entity: &str,
+        id: &str,
+        change: impl FnOnce(&mut Value, &str),
+        immediate: Option<bool>,
+    ) -> Option<Value> {
+        let key = self.key_of(entity, id)?;
+        let ts = self.next_ts();
+        let visible = self.visible_at(immediate);
+        let table = self.tables.get_mut(&key)?;
+        let mut value = table.records.get(id)?.value();
+        if let Some(rev) = value["attributes"]["rev"].as_u64() {
+            value["attributes"]["rev"] = json!(rev + 1);
+        }
+        value["attributes"]["updatedAt"] = json!(ts);
+        if value["attributes"].get("modifiedAt").is_some() {
+            value["attributes"]["modifiedAt"] = json!(ts);
+        }
+        change(&mut value, &ts);
+        table.put(id, Rec::from_value(&value), visible);
+        Some(value)
+    }
+
+    /// Up to `n` live record ids of `entity`, spread over the table, different on each call.
+    pub fn pick_live(&mut self, entity: &str, n: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for key in self.keys(entity) {
+            if let Some(t) = self.tables.get(&key) {
+                ids.extend(
+                    t.order
+                        .iter()
+                        .filter(|id| t.records.get(*id).is_some_and(|r| !r.deleted))
+                        .cloned(),
+                );
+            }
+        }
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let len = ids.len();
+        let stride = [7919usize, 104_729, 15_485_863]
+            .into_iter()
+            .find(|p| len % p != 0)
+            .unwrap_or(1);
+        let start = self.rotate % len;
+        self.rotate = self.rotate.wrapping_add(n.max(1) * stride + 1);
+        (0..n.min(len))
+            .map(|i| ids[(start + i * stride) % len].clone())
+            .collect()
+    }
+
+    /// A realistic change to one record: conversations change status, everything changes its `rev`.
+    pub fn touch(value: &mut Value, serial: usize) {
+        if let Some(status) = value["attributes"]["status"].as_str() {
+            let next = match status {
+                "open" => "snoozed",
+                "snoozed" => "done",
+                _ => "open",
+            };
+            if value["type"] == "conversation" {
+                value["attributes"]["status"] = json!(next);
+            }
+        }
+        value["attributes"]["preview"] = json!(format!("updated #{serial} ✏️"));
+    }
+
+    /// Updates `n` live records, each at its own next timestamp.
+    pub fn update_many(&mut self, entity: &str, n: usize) -> Vec<String> {
+        let ids = self.pick_live(entity, n);
+        for id in &ids {
+            self.serial += 1;
+            let serial = self.serial;
+            self.modify(entity, id, |v, _| State::touch(v, serial), None);
+        }
+        ids
+    }
+
+    /// Updates `n` live records to one identical `updatedAt`.
+    pub fn touch_same(&mut self, entity: &str, n: usize) -> (Vec<String>, String) {
+        let ids = self.pick_live(entity, n);
+        let ts = self.next_ts();
+        for id in &ids {
+            self.serial += 1;
+            let serial = self.serial;
+            let same = ts.clone();
+            self.modify(
+                entity,
+                id,
+                |v, _| {
+                    State::touch(v, serial);
+                    v["attributes"]["updatedAt"] = json!(same);
+                    if v["attributes"].get("modifiedAt").is_some() {
+                        v["attributes"]["modifiedAt"] = json!(same);
+                    }
+                },
+                None,
+            );
+        }
+        (ids, ts)
+    }
+
+    /// Soft-deletes a record: `deleted: true` (teams and tags also get `deletedAt`).
+    pub fn soft_delete(&mut self, entity: &str, id: &str) -> bool {
+        let dated = matches!(entity, "teams" | "tags");
+        self.modify(
+            entity,
+            id,
+            |v, ts| {
+                v["attributes"]["deleted"] = json!(true);
+                if dated {
+                    v["attributes"]["deletedAt"] = json!(ts);
+                }
+            },
+            None,
+        )
+        .is_some()
+    }
+
+    /// Removes a record everywhere.
+    pub fn hard_delete(&mut self, entity: &str, id: &str) -> bool {
+        match self.key_of(entity, id) {
+            Some(key) => self.tables.get_mut(&key).is_some_and(|t| t.remove(id)),
+            None => false,
+        }
+    }
+
+    /// Creates a new record of `entity` (kobjects: of `klass`, default the first) now.
+    pub fn insert(&mut self, entity: &str, klass: Option<&str>) -> Option<String> {
+        let ts_ms = {
+            self.next_ts();
+            self.last_ts
+        };
+        self.serial += 1;
+        let i = self.serial;
+        let id = self.rng.object_id(ts_ms / 1000);
+        let pools = self.pools.clone_small();
+        let rng = &mut self.rng;
+        let (key, value) = match entity {
+            "customers" => (
+                "customers".to_string(),
+                data::customer(rng, &id, ts_ms, ts_ms, i, &pools),
+            ),
+            "companies" => (
+                "companies".to_string(),
+                data::company(rng, &id, ts_ms, ts_ms, i, &pools),
+            ),
+            "conversations" => {
+                let customer = rng.pick(&self.pools.customers).clone();
+                (
+                    "conversations".to_string(),
+                    data::conversation(rng, &id, &customer, ts_ms, ts_ms, &pools),
+                )
+            }
+            "messages" | "notes" => {
+                let (conv, customer) = rng.pick(&self.pools.conversations).clone();
+                let v = if entity == "messages" {
+                    data::message(rng, &id, &conv, &customer, ts_ms, ts_ms, &pools)
+                } else {
+                    data::note(rng, &id, &conv, &customer, ts_ms, ts_ms, &pools)
+                };
+                (entity.to_string(), v)
+            }
+            "users" => ("users".to_string(), data::user(rng, &id, ts_ms, ts_ms, i)),
+            "teams" => (
+                "teams".to_string(),
+                data::team(rng, &id, ts_ms, ts_ms, i, &pools),
+            ),
+            "tags" => ("tags".to_string(), data::tag(rng, &id, ts_ms, ts_ms, i)),
+            "queues" => ("queues".to_string(), data::queue(rng, &id, ts_ms, ts_ms, i)),
+            "kobjects" => {
+                let (name, klass_id) = match klass {
+                    Some(k) => self.klasses.iter().find(|(n, _)| n == k)?.clone(),
+                    None => self.klasses.first()?.clone(),
+                };
+                let customer = rng.pick(&self.pools.customers).clone();
+                (
+                    format!("kobjects:{name}"),
+                    data::kobject(rng, &id, (&name, &klass_id), &customer, ts_ms, ts_ms, i),
+                )
+            }
+            _ => return None,
+        };
+        let visible = self.visible_at(None);
+        self.tables
+            .entry(key)
+            .or_default()
+            .put(&id, Rec::from_value(&value), visible);
+        Some(id)
+    }
+}
+
+impl Pools {
+    /// The pools relationships of new records draw from (without the big customer/conversation
+    /// lists, which generators pick from directly).
+    pub fn clone_small(&self) -> Pools {
+        Pools {
+            users: self.users.clone(),
+            teams: self.teams.clone(),
+            tags: self.tags.clone(),
+            queues: self.queues.clone(),
+            companies: self.companies.clone(),
+            ..Pools::default()
+        }
+    }
+}
