@@ -2,8 +2,8 @@
 //! relative `links` resolved against the configured base URL, status codes mapped to [`ApiError`], and
 //! a bounded retry of transient faults (5xx, 429, dropped connections, truncated bodies).
 
-use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::error::{ApiError, error_message};
+use super::limiter::{Kind, Limiter};
 use super::page::{Page, Record, decode_page, decode_single};
 
 /// Timeouts and retry bounds of a [`Client`].
@@ -47,9 +48,13 @@ pub struct Client {
     base: String,
     options: ClientOptions,
     requests: AtomicU64,
+    limiter: Arc<Limiter>,
 }
 
 static CRYPTO_PROVIDER: Once = Once::new();
+
+/// 429s in a row after which a request gives up (each one waited for a whole window).
+const MAX_RATE_LIMITED: u32 = 30;
 
 impl Client {
     /// Builds a client for `base_url` (any path prefix is kept: links `/v1/…` are appended to it)
@@ -88,7 +93,14 @@ impl Client {
             base: base_url.trim_end_matches('/').to_string(),
             options,
             requests: AtomicU64::new(0),
+            limiter: Arc::new(Limiter::unlimited()),
         })
+    }
+
+    /// Sends every request through `limiter` (shared with other clients of the same org).
+    pub fn with_limiter(mut self, limiter: Arc<Limiter>) -> Client {
+        self.limiter = limiter;
+        self
     }
 
     /// The base URL requests are made against (no trailing slash).
@@ -168,11 +180,24 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<(Vec<u8>, u32), ApiError> {
         let mut attempt = 0;
+        let mut rate_limited = 0u32;
         loop {
             attempt += 1;
             let result = self.send_once(method.clone(), link, body).await;
             match result {
-                Ok(bytes) => return Ok((bytes, attempt)),
+                Ok(bytes) => return Ok((bytes, attempt + rate_limited)),
+                // A 429 is not a failure: the limiter now holds requests until the server's window
+                // resets. It does not use up a try, but a server that never lets us through still
+                // ends the run eventually.
+                Err(ApiError::RateLimited { .. }) if rate_limited < MAX_RATE_LIMITED => {
+                    rate_limited += 1;
+                    attempt -= 1;
+                    tracing::debug!(
+                        path = link,
+                        rate_limited,
+                        "rate limited; waiting for the window to reset"
+                    );
+                }
                 Err(err) if err.is_transient() && attempt < self.options.max_attempts => {
                     let wait = self.backoff_for(&err, attempt);
                     tracing::debug!(path = link, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
@@ -212,6 +237,12 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Vec<u8>, ApiError> {
         let url = self.resolve(link);
+        let kind = if method == Method::POST {
+            Kind::Search
+        } else {
+            Kind::Read
+        };
+        self.limiter.acquire(kind).await;
         let mut request = self.http.request(method, &url);
         if let Some(body) = body {
             request = request.json(body);
@@ -225,6 +256,17 @@ impl Client {
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let reset_secs = reset_secs(response.headers());
+        let remaining = response
+            .headers()
+            .get("x-ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        self.limiter.observe(
+            kind,
+            remaining,
+            reset_secs.map(Duration::from_secs),
+            status == StatusCode::TOO_MANY_REQUESTS,
+        );
         let bytes = response.bytes().await.map_err(transport)?;
         if status.is_success() {
             return Ok(bytes.to_vec());

@@ -6,8 +6,10 @@
 
 mod client;
 pub mod error;
+pub mod limiter;
 mod page;
 
 pub use client::{Client, ClientOptions};
 pub use error::ApiError;
+pub use limiter::{Budget, Limiter};
 pub use page::{Page, Record, decode_page, decode_single};

@@ -1,0 +1,224 @@
+//! The client-side rate limiter every request goes through: two budgets shared by all concurrent work
+//! (the org-wide budget and the separate search budget), each a sliding log of request times over its
+//! window, so the daemon never sends more than its share; plus blocks learnt from Kustomer's answers
+//! (`x-ratelimit-remaining: 0`, a 429 with `Retry-After` or `x-ratelimit-reset`) that hold every
+//! request until the server's window resets.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A budget: at most `requests` per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Budget {
+    /// `n` requests per minute.
+    pub fn per_minute(n: u32) -> Budget {
+        Budget {
+            requests: n.max(1),
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Log {
+    budget: Budget,
+    sent: VecDeque<Instant>,
+    blocked_until: Option<Instant>,
+}
+
+impl Log {
+    fn new(budget: Budget) -> Log {
+        Log {
+            budget,
+            sent: VecDeque::new(),
+            blocked_until: None,
+        }
+    }
+
+    /// When a request may go, counting from `now`; `None` means now.
+    fn wait(&mut self, now: Instant) -> Option<Instant> {
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.budget.window)
+        {
+            self.sent.pop_front();
+        }
+        let mut at = self.blocked_until.filter(|b| *b > now);
+        if self.sent.len() >= self.budget.requests as usize {
+            // Cannot fail: the log holds at least `requests` ≥ 1 entries here.
+            let oldest = self.sent[self.sent.len() - self.budget.requests as usize];
+            let free = oldest + self.budget.window;
+            at = Some(at.map_or(free, |a| a.max(free)));
+        }
+        at
+    }
+}
+
+/// Whether a request is a search (which spends both budgets) or anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `GET` lists and by-id reads.
+    Read,
+    /// `POST /v1/customers/search`.
+    Search,
+}
+
+/// Two budgets shared by every request of the process.
+#[derive(Debug)]
+pub struct Limiter {
+    org: Mutex<Log>,
+    search: Mutex<Log>,
+}
+
+impl Limiter {
+    /// A limiter with the org budget and the search budget.
+    pub fn new(org: Budget, search: Budget) -> Limiter {
+        Limiter {
+            org: Mutex::new(Log::new(org)),
+            search: Mutex::new(Log::new(search)),
+        }
+    }
+
+    /// A limiter that never waits (tests, benchmarks against an unlimited fake).
+    pub fn unlimited() -> Limiter {
+        let huge = Budget {
+            requests: u32::MAX / 2,
+            window: Duration::from_secs(1),
+        };
+        Limiter::new(huge, huge)
+    }
+
+    /// Waits until a request of `kind` may be sent, then records it.
+    pub async fn acquire(&self, kind: Kind) {
+        loop {
+            let now = Instant::now();
+            let wait = {
+                // A poisoned lock only means another task panicked mid-update of plain data; the
+                // log is still usable, so recover it rather than failing every later request.
+                let mut org = self.org.lock().unwrap_or_else(|p| p.into_inner());
+                let mut search = self.search.lock().unwrap_or_else(|p| p.into_inner());
+                let org_at = org.wait(now);
+                let search_at = if kind == Kind::Search {
+                    search.wait(now)
+                } else {
+                    None
+                };
+                match org_at.max(search_at) {
+                    None => {
+                        org.sent.push_back(now);
+                        if kind == Kind::Search {
+                            search.sent.push_back(now);
+                        }
+                        return;
+                    }
+                    Some(at) => at,
+                }
+            };
+            tokio::time::sleep_until(wait).await;
+        }
+    }
+
+    /// Learns from an answer: with no requests remaining (or a 429), hold all requests of that budget
+    /// for `reset` (the server's window), or a whole window of ours when the server did not say.
+    pub fn observe(
+        &self,
+        kind: Kind,
+        remaining: Option<u64>,
+        reset: Option<Duration>,
+        limited: bool,
+    ) {
+        if !limited && remaining != Some(0) {
+            return;
+        }
+        let now = Instant::now();
+        let log = match (kind, limited) {
+            // A 429 on a search may be the search budget; hold searches, and reads too if the org
+            // budget is the one spent (remaining 0 says so).
+            (Kind::Search, true) if remaining != Some(0) => &self.search,
+            _ => &self.org,
+        };
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        let hold = reset.unwrap_or(log.budget.window);
+        let until = now + hold;
+        log.blocked_until = Some(log.blocked_until.map_or(until, |b| b.max(until)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_the_budget_in_any_window() {
+        let limiter = Limiter::new(
+            Budget {
+                requests: 5,
+                window: Duration::from_secs(10),
+            },
+            Budget {
+                requests: 2,
+                window: Duration::from_secs(10),
+            },
+        );
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for _ in 0..12 {
+            limiter.acquire(Kind::Read).await;
+            times.push(start.elapsed());
+        }
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times
+                .iter()
+                .filter(|u| **u >= *t && **u < *t + Duration::from_secs(10))
+                .count();
+            assert!(in_window <= 5, "request {i}: {in_window} in one window");
+        }
+        assert_eq!(times[5], Duration::from_secs(10));
+        assert_eq!(times[10], Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn searches_spend_both_budgets() {
+        let limiter = Limiter::new(
+            Budget {
+                requests: 100,
+                window: Duration::from_secs(60),
+            },
+            Budget {
+                requests: 2,
+                window: Duration::from_secs(60),
+            },
+        );
+        let start = Instant::now();
+        limiter.acquire(Kind::Search).await;
+        limiter.acquire(Kind::Search).await;
+        limiter.acquire(Kind::Read).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "reads are not held by the search budget"
+        );
+        limiter.acquire(Kind::Search).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_holds_requests_until_the_reset() {
+        let limiter = Limiter::new(Budget::per_minute(1000), Budget::per_minute(100));
+        limiter.observe(Kind::Read, Some(0), Some(Duration::from_secs(7)), true);
+        let start = Instant::now();
+        limiter.acquire(Kind::Read).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(7));
+    }
+}
