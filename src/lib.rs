@@ -19,6 +19,7 @@
 
 pub mod cli;
 pub mod commands;
+
 pub mod config;
 pub mod entity;
 pub mod fake;

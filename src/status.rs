@@ -70,7 +70,9 @@ pub fn read(conn: &Connection) -> Result<Vec<EntityStatus>, StoreError> {
     for e in ENTITIES {
         if e.name == "kobjects" {
             let mut stmt = conn
-                .prepare("SELECT entity FROM sync_state WHERE entity LIKE 'kobjects:%' ORDER BY entity")
+                .prepare(
+                    "SELECT entity FROM sync_state WHERE entity LIKE 'kobjects:%' ORDER BY entity",
+                )
                 .map_err(err)?;
             let klass_keys = stmt
                 .query_map([], |r| r.get::<_, String>(0))
@@ -109,7 +111,15 @@ fn read_one(conn: &Connection, key: &str) -> rusqlite::Result<EntityStatus> {
         [klass],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let state: Option<(Option<String>, Option<String>, Option<String>, Option<String>, i64, Option<i64>)> = conn
+    type StateRow = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<i64>,
+    );
+    let state: Option<StateRow> = conn
         .query_row(
             "SELECT strategy, cursor, last_success_at, last_error, consecutive_failures, last_run_id FROM sync_state WHERE entity = ?1",
             [key],
@@ -166,7 +176,15 @@ fn read_one(conn: &Connection, key: &str) -> rusqlite::Result<EntityStatus> {
 pub fn render_table(statuses: &[EntityStatus]) -> String {
     let mut out = format!(
         "{:<28} {:>9} {:>8} {:<25} {:<11} {:>9} {:>8} {:>8}  {}\n",
-        "ENTITY", "LIVE", "DELETED", "CURSOR", "LAST RUN", "REQUESTS", "CHANGED", "LAG", "LAST ERROR"
+        "ENTITY",
+        "LIVE",
+        "DELETED",
+        "CURSOR",
+        "LAST RUN",
+        "REQUESTS",
+        "CHANGED",
+        "LAG",
+        "LAST ERROR"
     );
     for s in statuses {
         let run = s.last_run.as_ref();

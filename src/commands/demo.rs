@@ -54,7 +54,10 @@ pub fn run(args: DemoArgs) -> ExitCode {
 
 async fn demo(args: &DemoArgs) -> Result<(), String> {
     let started = Instant::now();
-    println!("Starting the built-in fake Kustomer ({} organisation, seed {})…", args.scale, args.seed);
+    println!(
+        "Starting the built-in fake Kustomer ({} organisation, seed {})…",
+        args.scale, args.seed
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot bind 127.0.0.1:0 for the fake API: {e}"))?;
@@ -62,7 +65,11 @@ async fn demo(args: &DemoArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot start the fake API: {e}"))?;
     let handle = server.handle();
-    println!("Fake Kustomer API at {} ({:.1}s)", server.base_url(), started.elapsed().as_secs_f64());
+    println!(
+        "Fake Kustomer API at {} ({:.1}s)",
+        server.base_url(),
+        started.elapsed().as_secs_f64()
+    );
     let client = Client::new(&server.base_url(), DEMO_KEY, ClientOptions::default())
         .map_err(|e| e.to_string())?;
     let store = Store::open(&args.db).map_err(|e| e.to_string())?;
@@ -72,7 +79,10 @@ async fn demo(args: &DemoArgs) -> Result<(), String> {
         .with_progress(progress_display(fetched.clone()));
     let all: Vec<_> = ENTITIES.iter().collect();
 
-    println!("\nFirst sync: mirroring everything into {}", args.db.display());
+    println!(
+        "\nFirst sync: mirroring everything into {}",
+        args.db.display()
+    );
     let first = engine.run(&all).await;
     finish_line();
     summarize(&first)?;
@@ -89,7 +99,10 @@ async fn demo(args: &DemoArgs) -> Result<(), String> {
         .await
         .and_then(|r| r)
         .map_err(|e| e.to_string())?;
-    println!("\nMirror status:\n{}", crate::status::render_table(&statuses));
+    println!(
+        "\nMirror status:\n{}",
+        crate::status::render_table(&statuses)
+    );
     drop(engine);
     drop(writer);
     server.shutdown().await;
@@ -101,7 +114,10 @@ async fn demo(args: &DemoArgs) -> Result<(), String> {
 /// A live "N records" line on a terminal; one line per finished pass everywhere.
 fn progress_display(fetched: Arc<AtomicU64>) -> crate::sync::ProgressFn {
     let tty = std::io::stdout().is_terminal();
-    let last = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, u64>::new()));
+    let last = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        u64,
+    >::new()));
     Arc::new(move |event: ProgressEvent| {
         let Ok(mut last) = last.lock() else { return };
         let previous = last.insert(event.key.clone(), event.fetched).unwrap_or(0);
@@ -110,9 +126,15 @@ fn progress_display(fetched: Arc<AtomicU64>) -> crate::sync::ProgressFn {
         if event.done {
             last.remove(&event.key);
             print!("{}", if tty { "\r\x1b[2K" } else { "" });
-            println!("  ✓ {:<28} {:>8} records, {:>7} written", event.key, event.fetched, event.changed);
+            println!(
+                "  ✓ {:<28} {:>8} records, {:>7} written",
+                event.key, event.fetched, event.changed
+            );
         } else if tty {
-            print!("\r\x1b[2K  … {total} records fetched ({} in flight)", last.len());
+            print!(
+                "\r\x1b[2K  … {total} records fetched ({} in flight)",
+                last.len()
+            );
             let _ = std::io::stdout().flush();
         }
     })
@@ -127,7 +149,11 @@ fn finish_line() {
 
 fn summarize(report: &SyncReport) -> Result<(), String> {
     let (applied, fetched, requests) = report.totals();
-    let secs: f64 = report.passes.iter().map(|p| p.duration.as_secs_f64()).fold(0.0, f64::max);
+    let secs: f64 = report
+        .passes
+        .iter()
+        .map(|p| p.duration.as_secs_f64())
+        .fold(0.0, f64::max);
     println!(
         "  {fetched} records fetched with {requests} requests: {} inserted, {} updated, {} deleted, {} unchanged (slowest entity {secs:.1}s)",
         applied.inserted, applied.updated, applied.deleted, applied.unchanged
@@ -151,7 +177,10 @@ fn change_upstream(handle: &FakeHandle) -> String {
         .filter_map(|r| r.get("id").and_then(|i| i.as_str()).map(str::to_string))
         .take(3)
         .collect();
-    let deleted = live.iter().filter(|id| handle.soft_delete("customers", id)).count();
+    let deleted = live
+        .iter()
+        .filter(|id| handle.soft_delete("customers", id))
+        .count();
     format!("{updated} conversations updated, 10 customers created, {deleted} customers deleted")
 }
 
@@ -175,13 +204,18 @@ fn print_queries(db: &std::path::Path) {
     println!("\nThe mirror is a plain SQLite file. Try:");
     for (title, sql) in EXAMPLE_QUERIES {
         println!("\n  # {title}");
-        println!("  sqlite3 -header -column {} \"{sql}\"", shell_quote(&db.display().to_string()));
+        println!(
+            "  sqlite3 -header -column {} \"{sql}\"",
+            shell_quote(&db.display().to_string())
+        );
     }
     println!();
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::kustomer::{Client, ClientOptions};
+use crate::kustomer::{Budget, Client, ClientOptions, Limiter};
 use crate::store::{Store, Writer};
 use crate::sync::{Engine, SyncOptions, SyncReport};
 
@@ -33,7 +33,11 @@ pub fn engine(settings: &Settings, full: bool) -> Result<Engine, String> {
             ..ClientOptions::default()
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?
+    .with_limiter(Arc::new(Limiter::new(
+        Budget::per_minute(settings.sync.requests_per_minute),
+        Budget::per_minute(settings.sync.search_requests_per_minute),
+    )));
     let store = Store::open(&settings.database.path).map_err(|e| e.to_string())?;
     let writer = Writer::spawn(store).map_err(|e| e.to_string())?;
     Ok(Engine::new(
@@ -68,7 +72,10 @@ pub fn print_report(report: &SyncReport) {
             p.applied.unchanged,
             p.requests,
             p.duration.as_secs_f64(),
-            p.error.as_ref().map(|e| format!("  FAILED: {e}")).unwrap_or_default()
+            p.error
+                .as_ref()
+                .map(|e| format!("  FAILED: {e}"))
+                .unwrap_or_default()
         );
     }
     let (applied, fetched, requests) = report.totals();

@@ -30,7 +30,7 @@ pub fn run(config: Option<&Path>, args: SyncArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    crate::logging::init(&settings.log.level, settings.log.format.into());
+    crate::logging::init(&settings.log.level, settings.log.format);
     let names: Vec<String> = if args.entities.is_empty() {
         settings.sync.entities.clone()
     } else {

@@ -1,0 +1,162 @@
+//! The `sync`, `status` and `demo` commands as users run them: the real binary, real HTTP to the
+//! built-in fake, real SQLite files, and Debian's `sqlite3` for the demo's printed queries.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use kustomer_mirror::fake::Scale;
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kustomer-mirror"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn sync_cmd(base_url: &str, key: &str, db: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.env("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", base_url)
+        .env("KUSTOMER_API_KEY", key)
+        .env("KUSTOMER_MIRROR__DATABASE__PATH", db);
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn run(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mirrors_the_fake_and_status_reports_every_entity() {
+    let server = fake(Scale::Small).await;
+    let db = db();
+    let mut cmd = sync_cmd(&server.base_url(), KEY, &db.path);
+    cmd.arg("sync");
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_mirror_equals_fake(&db.path, &server.handle());
+
+    let mut status = bin();
+    status.args(["status", "--json", "--db"]).arg(&db.path);
+    let out = run(status).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let statuses: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses = statuses.as_array().unwrap();
+    let customers = statuses
+        .iter()
+        .find(|s| s["entity"] == "customers")
+        .unwrap();
+    let conn = open(&db.path);
+    assert_eq!(
+        customers["live"].as_i64().unwrap(),
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL"
+        )
+    );
+    assert_eq!(customers["last_run"]["status"], "ok");
+    assert!(customers["cursor"].is_string());
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s["entity"].as_str().unwrap().starts_with("kobjects:"))
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(KEY));
+
+    let mut table = bin();
+    table.args(["status", "--db"]).arg(&db.path);
+    let out = run(table).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("conversations"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_of_chosen_entities_touches_only_those() {
+    let server = fake(Scale::Small).await;
+    let db = db();
+    let mut cmd = sync_cmd(&server.base_url(), KEY, &db.path);
+    cmd.args(["sync", "--entity", "tags", "--entity", "users"]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let conn = open(&db.path);
+    assert!(count(&conn, "SELECT COUNT(*) FROM tags") > 0);
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM customers"), 0);
+    assert_eq!(
+        count(&conn, "SELECT COUNT(DISTINCT entity) FROM sync_runs"),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_fails_the_sync_with_exit_1_and_an_actionable_message() {
+    let server = fake(Scale::Small).await;
+    let db = db();
+    let mut cmd = sync_cmd(&server.base_url(), "not-the-key", &db.path);
+    cmd.args(["sync", "--entity", "customers"]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("API key rejected (401)"), "{stderr}");
+    assert!(stderr.contains("kustomer.api_key"), "{stderr}");
+    assert!(!text(&out).contains("not-the-key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_entity_is_a_usage_error() {
+    let db = db();
+    let mut cmd = sync_cmd("http://127.0.0.1:9", KEY, &db.path);
+    cmd.args(["sync", "--entity", "customer"]);
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown entity \"customer\""));
+    assert!(
+        !db.path.exists(),
+        "a usage error must not create the database"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_leaves_a_database_the_printed_queries_run_against() {
+    let db = db();
+    let mut cmd = bin();
+    cmd.current_dir(db.dir.path())
+        .args(["demo", "--scale", "small", "--db", "demo.db"]);
+    let out = run(cmd).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(stdout.contains("Second sync"), "{stdout}");
+    let queries: Vec<&str> = stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("sqlite3 "))
+        .collect();
+    assert_eq!(queries.len(), 3, "{stdout}");
+    if Command::new("sqlite3").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "CI must install sqlite3");
+        eprintln!("sqlite3 is not installed; skipping the query check");
+        return;
+    }
+    for line in queries {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .current_dir(db.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {}", text(&out));
+        assert!(!out.stdout.is_empty(), "{line} printed nothing");
+    }
+}

@@ -1,0 +1,157 @@
+//! Shared test support: a fake Kustomer on 127.0.0.1:0, an engine writing to a temp SQLite file, and
+//! comparisons of the mirror with the fake's data.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kustomer_mirror::entity::{ENTITIES, Entity};
+use kustomer_mirror::fake::{FakeHandle, FakeOptions, FakeServer, Scale};
+use kustomer_mirror::kustomer::{Client, ClientOptions};
+use kustomer_mirror::store::{Store, Writer};
+use kustomer_mirror::sync::{Engine, SyncOptions, SyncReport};
+use rusqlite::Connection;
+use serde_json::Value;
+
+pub const KEY: &str = "test-api-key";
+
+/// A fake Kustomer with default options at `scale`.
+pub async fn fake(scale: Scale) -> FakeServer {
+    fake_with(FakeOptions::new(7, scale, KEY)).await
+}
+
+pub async fn fake_with(options: FakeOptions) -> FakeServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    FakeServer::start(listener, options).await.unwrap()
+}
+
+/// A temp dir holding `mirror.db`.
+pub struct Db {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub fn db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mirror.db");
+    Db { dir, path }
+}
+
+/// Client options for tests: no long backoffs.
+pub fn quick_client() -> ClientOptions {
+    ClientOptions {
+        max_attempts: 1,
+        ..ClientOptions::default()
+    }
+}
+
+/// An engine syncing `server` into `path`.
+pub fn engine(server: &FakeServer, path: &Path, options: SyncOptions) -> Engine {
+    engine_with(server, path, options, quick_client())
+}
+
+pub fn engine_with(
+    server: &FakeServer,
+    path: &Path,
+    options: SyncOptions,
+    client: ClientOptions,
+) -> Engine {
+    let client = Client::new(&server.base_url(), KEY, client).unwrap();
+    let writer = Writer::spawn(Store::open(path).unwrap()).unwrap();
+    Engine::new(Arc::new(client), writer, options)
+}
+
+pub fn all() -> Vec<&'static Entity> {
+    ENTITIES.iter().collect()
+}
+
+/// Syncs everything once and asserts it succeeded.
+pub async fn sync_ok(engine: &Engine) -> SyncReport {
+    let report = engine.run(&all()).await;
+    let errors: Vec<_> = report
+        .passes
+        .iter()
+        .filter_map(|p| p.error.clone())
+        .collect();
+    assert!(errors.is_empty(), "sync failed: {errors:?}");
+    report
+}
+
+pub fn open(path: &Path) -> Connection {
+    Connection::open(path).unwrap()
+}
+
+/// id → (data, deleted_at) of a table.
+pub fn rows(conn: &Connection, table: &str) -> HashMap<String, (Value, Option<String>)> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT id, data, deleted_at FROM {table}"))
+        .unwrap();
+    stmt.query_map([], |r| {
+        let data: String = r.get(1)?;
+        Ok((
+            r.get::<_, String>(0)?,
+            (serde_json::from_str(&data).unwrap(), r.get(2)?),
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn is_deleted(v: &Value) -> bool {
+    v.pointer("/attributes/deleted").and_then(Value::as_bool) == Some(true)
+}
+
+/// The mirror equals the fake: every upstream record present with semantically equal `data`,
+/// `deleted_at` set exactly for records deleted upstream, and every other row a tombstone.
+pub fn assert_mirror_equals_fake(path: &Path, fake: &FakeHandle) {
+    let conn = open(path);
+    for entity in ENTITIES {
+        let table = entity.name;
+        let local = rows(&conn, table);
+        let upstream = fake.records(table);
+        let mut seen = 0;
+        for record in &upstream {
+            let id = record["id"].as_str().unwrap();
+            let Some((data, deleted_at)) = local.get(id) else {
+                panic!("{table} {id} is missing from the mirror");
+            };
+            assert_eq!(data, record, "{table} {id} differs");
+            assert_eq!(
+                deleted_at.is_some(),
+                is_deleted(record),
+                "{table} {id}: deleted_at {deleted_at:?}"
+            );
+            seen += 1;
+        }
+        let ids: std::collections::HashSet<&str> =
+            upstream.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        for (id, (_, deleted_at)) in &local {
+            if !ids.contains(id.as_str()) {
+                assert!(
+                    deleted_at.is_some(),
+                    "{table} {id} is gone upstream but live in the mirror"
+                );
+            }
+        }
+        assert_eq!(seen, upstream.len());
+    }
+}
+
+/// No change is logged twice (same record, op and source version).
+pub fn assert_no_duplicate_log_rows(path: &Path) {
+    let conn = open(path);
+    let dups: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM change_log GROUP BY entity, record_id, op, source_updated_at, changes HAVING COUNT(*) > 1)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(dups, 0, "duplicate change_log rows");
+}
+
+pub fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
