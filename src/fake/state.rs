@@ -257,19 +257,26 @@ impl State {
             rotate: 0,
             index_lag,
         };
-        // A few percent of customers and conversations were deleted before we ever looked.
+        // A few percent of customers and conversations were deleted before we ever looked (within
+        // the data's time range, so a first sync's cursor stays in it).
         for entity in ["customers", "conversations"] {
             let ids = state.pick_live(entity, state.count(entity) / 40);
+            let Some(table) = state.tables.get_mut(entity) else {
+                continue;
+            };
             for id in ids {
-                state.modify(
-                    entity,
-                    &id,
-                    |v, ts| {
-                        v["attributes"]["deleted"] = json!(true);
-                        v["attributes"]["updatedAt"] = json!(ts);
-                    },
-                    Some(false),
-                );
+                let Some(rec) = table.records.get(&id) else {
+                    continue;
+                };
+                let mut value = rec.value();
+                let updated = chrono::DateTime::parse_from_rfc3339(&rec.updated)
+                    .map(|t| t.timestamp_millis())
+                    .unwrap_or(DATA_END_MS - 1);
+                let at = iso((updated + 3_600_000).min(DATA_END_MS - 1));
+                value["attributes"]["deleted"] = json!(true);
+                value["attributes"]["updatedAt"] = json!(at);
+                value["attributes"]["modifiedAt"] = json!(at);
+                table.put(&id, Rec::from_value(&value), None);
             }
         }
         state
