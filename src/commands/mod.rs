@@ -21,8 +21,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-/// Builds the engine a sync runs with from validated settings.
-pub fn engine(settings: &Settings, full: bool) -> Result<Engine, String> {
+/// Builds the API client from validated settings, with the shared rate limiter.
+pub fn client(settings: &Settings) -> Result<Client, String> {
     let key = settings.kustomer.api_key().map_err(|e| e.to_string())?;
     let client = Client::new(
         settings.kustomer.base_url.as_str(),
@@ -38,6 +38,11 @@ pub fn engine(settings: &Settings, full: bool) -> Result<Engine, String> {
         Budget::per_minute(settings.sync.requests_per_minute),
         Budget::per_minute(settings.sync.search_requests_per_minute),
     )));
+    Ok(client)
+}
+
+/// Opens the database and builds the engine a sync runs with.
+pub fn engine(settings: &Settings, client: Client, full: bool) -> Result<Engine, String> {
     let store = Store::open(&settings.database.path).map_err(|e| e.to_string())?;
     let writer = Writer::spawn(store).map_err(|e| e.to_string())?;
     Ok(Engine::new(

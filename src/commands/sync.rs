@@ -59,7 +59,19 @@ pub fn run(config: Option<&Path>, args: SyncArgs) -> ExitCode {
             return ExitCode::from(EXIT_SYNC_FAILED);
         }
     };
-    let engine = match super::engine(&settings, args.full) {
+    // Reach Kustomer first: a wrong key or URL fails here, before the database is created or touched.
+    let client = match super::client(&settings) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if let Err(e) = runtime.block_on(client.check_access()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_SYNC_FAILED);
+    }
+    let engine = match super::engine(&settings, client, args.full) {
         Ok(engine) => engine,
         Err(e) => {
             eprintln!("error: {e}");

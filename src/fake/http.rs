@@ -232,7 +232,7 @@ fn is_list(segs: &[String], fake: &FakeHandle) -> bool {
     }
 }
 
-fn page_params(query: &HashMap<String, String>, max: usize) -> (usize, usize) {
+pub fn page_params(query: &HashMap<String, String>, max: usize) -> (usize, usize) {
     let page = query
         .get("page")
         .and_then(|p| p.parse::<usize>().ok())

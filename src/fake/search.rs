@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::FakeHandle;
-use super::http::{Meta, error, page_body};
+use super::http::{Meta, error, page_body, page_params};
 
 #[derive(Default)]
 struct Range {
@@ -79,17 +79,7 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
         }
         _ => return bad("Invalid queryContext"),
     };
-    let page = query
-        .get("page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .filter(|p| *p >= 1)
-        .unwrap_or(1);
-    let size = query
-        .get("pageSize")
-        .and_then(|p| p.parse::<usize>().ok())
-        .filter(|p| *p >= 1)
-        .unwrap_or(100)
-        .min(500);
+    let (page, size) = page_params(query, 500);
     if page > max_pages || page * size > window {
         return bad(&format!(
             "Search is limited to {max_pages} pages and {window} results"

@@ -181,11 +181,13 @@ impl Client {
     ) -> Result<(Vec<u8>, u32), ApiError> {
         let mut attempt = 0;
         let mut rate_limited = 0u32;
-        loop {
+        // The same failure repeating is logged once, then once more with its count at the end.
+        let mut repeated: Option<(String, u32)> = None;
+        let result = loop {
             attempt += 1;
             let result = self.send_once(method.clone(), link, body).await;
             match result {
-                Ok(bytes) => return Ok((bytes, attempt + rate_limited)),
+                Ok(bytes) => break Ok((bytes, attempt + rate_limited)),
                 // A 429 is not a failure: the limiter now holds requests until the server's window
                 // resets. It does not use up a try, but a server that never lets us through still
                 // ends the run eventually.
@@ -200,11 +202,39 @@ impl Client {
                 }
                 Err(err) if err.is_transient() && attempt < self.options.max_attempts => {
                     let wait = self.backoff_for(&err, attempt);
-                    tracing::debug!(path = link, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+                    let text = err.to_string();
+                    match &mut repeated {
+                        Some((last, count)) if *last == text => *count += 1,
+                        _ => {
+                            log_repeats(link, repeated.take());
+                            tracing::warn!(path = link, error = %text, "transient failure; retrying with backoff");
+                            repeated = Some((text, 1));
+                        }
+                    }
                     tokio::time::sleep(wait).await;
                 }
-                Err(err) => return Err(err),
+                Err(err) => break Err(err),
             }
+        };
+        log_repeats(link, repeated);
+        result
+    }
+
+    /// Checks that the base URL is Kustomer's API and the key is accepted, before anything is
+    /// written: `GET /v1/auth/tokens/current` answers for any valid key whatever its roles.
+    pub async fn check_access(&self) -> Result<(), ApiError> {
+        let path = "/v1/auth/tokens/current";
+        match self.send(Method::GET, path, None).await {
+            Ok(_) => Ok(()),
+            Err(ApiError::NotFound { .. }) => Err(ApiError::Rejected {
+                status: 404,
+                path: path.to_string(),
+                message: format!(
+                    "{} does not look like Kustomer's API; check kustomer.base_url (e.g. https://acme.api.kustomerapp.com)",
+                    self.base
+                ),
+            }),
+            Err(e) => Err(e),
         }
     }
 
@@ -272,6 +302,15 @@ impl Client {
             return Ok(bytes.to_vec());
         }
         Err(status_error(status, link, &bytes, reset_secs))
+    }
+}
+
+/// Logs how often one failure repeated, when it did more than once.
+fn log_repeats(path: &str, repeated: Option<(String, u32)>) {
+    if let Some((error, count)) = repeated
+        && count > 1
+    {
+        tracing::warn!(path, error = %error, count, "the same failure repeated {count} times");
     }
 }
 

@@ -82,13 +82,35 @@ pub enum StoreError {
     #[error("cannot start the database writer thread: {0}")]
     Thread(std::io::Error),
     /// Any other SQLite error, with what the store was doing.
-    #[error("database error while {context}: {source}")]
+    #[error("database error while {context}: {source}{}", hint(source))]
     Sqlite {
         /// What the store was doing.
         context: String,
         /// What SQLite said.
         source: rusqlite::Error,
     },
+}
+
+/// What to do about the SQLite errors a user can fix.
+fn hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => {
+            "; the disk holding database.path is full: free space and run again (the page in flight was rolled back and will be fetched again)"
+        }
+        Some(ErrorCode::ReadOnly)
+        | Some(ErrorCode::PermissionDenied)
+        | Some(ErrorCode::CannotOpen) => {
+            "; this user cannot write the database file or its directory (database.path): fix the permissions"
+        }
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+            "; another process holds a write lock on the database for too long: is a second kustomer-mirror writing to the same file?"
+        }
+        Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => {
+            "; the file is damaged or not a database: restore it or point database.path at a new file (a full sync rebuilds the mirror)"
+        }
+        _ => "",
+    }
 }
 
 impl StoreError {
