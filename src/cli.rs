@@ -34,6 +34,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: scheduled syncs, graceful stop on SIGTERM, systemd notify, /healthz and /metrics.
+    Run,
     /// Sync once: fetch what changed since the last run and exit (0 ok, 1 failed, 2 bad config).
     Sync(crate::commands::sync::SyncArgs),
     /// Show per-entity rows, cursors, last runs, errors and lag, read from the database.
@@ -61,6 +63,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Run => crate::commands::run::run(cli.config.as_deref()),
         Command::Sync(args) => crate::commands::sync::run(cli.config.as_deref(), args),
         Command::Status(args) => crate::commands::status::run(cli.config.as_deref(), args),
         Command::Demo(args) => crate::commands::demo::run(args),

@@ -7,6 +7,8 @@
 //! - [`commands`]: `sync`, `status` and `demo`: settings to engine, printed reports, exit codes.
 //! - [`config`]: settings: defaults → TOML file → environment, validation with messages that name the
 //!   key, secrets that never print.
+//! - [`daemon`]: `run`: cron jobs feeding one dispatcher over the sync engine, backoff, graceful stop,
+//!   systemd notify and watchdog, `/healthz` and `/metrics`.
 //! - [`entity`]: the eleven entities as data: table, API paths, strategy, search attributes.
 //! - [`logging`]: tracing setup (human or JSON, level from config).
 //! - [`sync`]: the sync engine: search-incremental, full refresh and reconcile passes over entities.
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod commands;
 
 pub mod config;
+pub mod daemon;
 pub mod entity;
 pub mod fake;
 pub mod kustomer;

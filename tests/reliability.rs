@@ -142,6 +142,9 @@ fn sync_cmd(base: &str, key: &str, db: &Path) -> Command {
     cmd.env("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", base)
         .env("KUSTOMER_API_KEY", key)
         .env("KUSTOMER_MIRROR__DATABASE__PATH", db)
+        // The fake is unlimited; the default budgets would only slow the test down.
+        .env("KUSTOMER_MIRROR__SYNC__REQUESTS_PER_MINUTE", "100000")
+        .env("KUSTOMER_MIRROR__SYNC__SEARCH_REQUESTS_PER_MINUTE", "10000")
         .arg("sync");
     cmd
 }

@@ -1,7 +1,8 @@
-//! The commands that sync or read the mirror (`sync`, `status`, `demo`): turning settings into a
+//! The commands that sync or read the mirror (`run`, `sync`, `status`, `demo`): turning settings into a
 //! client, a writer and an engine, printing outcomes, and choosing exit codes.
 
 pub mod demo;
+pub mod run;
 pub mod status;
 pub mod sync;
 
@@ -30,6 +31,8 @@ pub fn client(settings: &Settings) -> Result<Client, String> {
         ClientOptions {
             connect_timeout: settings.kustomer.connect_timeout,
             request_timeout: settings.kustomer.request_timeout,
+            max_attempts: settings.kustomer.max_retries + 1,
+            backoff: settings.kustomer.retry_backoff,
             ..ClientOptions::default()
         },
     )

@@ -87,7 +87,25 @@ pub fn render(s: &Settings) -> String {
     out.push_str(&format!("schedule = {}\n", q(&s.sync.schedule)));
     let entities: Vec<String> = s.sync.entities.iter().map(|e| q(e)).collect();
     out.push_str(&format!("entities = [{}]\n", entities.join(", ")));
+    out.push_str(&format!(
+        "full_refresh_schedule = {}\n",
+        q(&s.sync.full_refresh_schedule)
+    ));
+    out.push_str(&format!(
+        "reconcile_schedule = {}\n",
+        q(&s.sync.reconcile_schedule)
+    ));
+    out.push_str(&format!(
+        "failure_backoff = {}\n",
+        q(&format_duration(s.sync.failure_backoff))
+    ));
     out.push_str(&format!("concurrency = {}\n", s.sync.concurrency));
+    if !s.sync.schedules.is_empty() {
+        out.push_str("\n[schedules]\n");
+        for (entity, cron) in &s.sync.schedules {
+            out.push_str(&format!("{entity} = {}\n", q(cron)));
+        }
+    }
     out.push_str("\n[log]\n");
     out.push_str(&format!("level = {}\n", q(&s.log.level)));
     let format = match s.log.format {
@@ -96,5 +114,17 @@ pub fn render(s: &Settings) -> String {
         crate::logging::Format::Json => "json",
     };
     out.push_str(&format!("format = {}\n", q(format)));
+    out.push_str("\n[http]\n");
+    if let Some(listen) = s.http.listen {
+        out.push_str(&format!("listen = {}\n", q(&listen.to_string())));
+    }
+    out.push_str(&format!(
+        "max_consecutive_failures = {}\n",
+        s.http.max_consecutive_failures
+    ));
+    out.push_str(&format!(
+        "max_lag = {}\n",
+        q(&format_duration(s.http.max_lag))
+    ));
     out
 }

@@ -10,7 +10,8 @@ use config::{Config, Environment, File, FileFormat, Value, ValueKind};
 
 use super::values::{did_you_mean, parse_duration, valid_cron};
 use super::{
-    ConfigError, DatabaseSettings, KustomerSettings, LogSettings, Secret, Settings, SyncSettings,
+    ConfigError, DatabaseSettings, HttpSettings, KustomerSettings, LogSettings, Secret, Settings,
+    SyncSettings,
 };
 use crate::logging::Format;
 
@@ -21,16 +22,24 @@ pub const KEYS: &[&str] = &[
     "kustomer.api_key_file",
     "kustomer.connect_timeout",
     "kustomer.request_timeout",
+    "kustomer.max_retries",
+    "kustomer.retry_backoff",
     "database.path",
     "sync.requests_per_minute",
     "sync.search_requests_per_minute",
     "sync.page_size",
     "sync.overlap",
     "sync.schedule",
+    "sync.full_refresh_schedule",
+    "sync.reconcile_schedule",
+    "sync.failure_backoff",
     "sync.entities",
     "sync.concurrency",
     "log.level",
     "log.format",
+    "http.listen",
+    "http.max_consecutive_failures",
+    "http.max_lag",
 ];
 
 /// Layers and validates.
@@ -83,6 +92,10 @@ pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Settin
     let mut keys: Vec<&String> = flat.keys().collect();
     keys.sort();
     for key in keys {
+        if key.starts_with("schedules.") {
+            // Per-entity schedule overrides: the key is an entity name, checked with the values.
+            continue;
+        }
         if !KEYS.contains(&key.as_str()) {
             errors.push(unknown(key));
         }
@@ -92,6 +105,16 @@ pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Settin
     match settings {
         Some(s) if r.errors.is_empty() => Ok(s),
         _ => Err(ConfigError::Invalid(r.errors)),
+    }
+}
+
+fn unknown_entity_key(key: &str, name: &str, all: &[String]) -> String {
+    match did_you_mean(name, all.iter().map(String::as_str)) {
+        Some(close) => format!("unknown key {key} (did you mean schedules.{close}?)"),
+        None => format!(
+            "unknown key {key}: schedules.<entity> takes one of {}",
+            all.join(", ")
+        ),
     }
 }
 
@@ -184,6 +207,12 @@ impl Reader {
             Duration::from_secs(10),
             Duration::from_secs(600),
         );
+        let max_retries = self.number("kustomer.max_retries", 4, 0, 20);
+        let retry_backoff = self.duration(
+            "kustomer.retry_backoff",
+            Duration::from_millis(500),
+            Duration::from_secs(600),
+        );
         let request_timeout = self.duration(
             "kustomer.request_timeout",
             Duration::from_secs(60),
@@ -196,6 +225,7 @@ impl Reader {
         };
         let sync = self.sync();
         let log = self.log();
+        let http = self.http();
         Some(Settings {
             kustomer: KustomerSettings {
                 base_url: base_url?,
@@ -203,11 +233,14 @@ impl Reader {
                 api_key_file,
                 connect_timeout,
                 request_timeout,
+                max_retries,
+                retry_backoff,
                 api_key_source,
             },
             database,
             sync,
             log,
+            http,
         })
     }
 
@@ -234,6 +267,39 @@ impl Reader {
                 self.bad(key, &text, expected);
                 None
             }
+        }
+    }
+
+    fn cron(&mut self, key: &str, default: &str) -> String {
+        let value = self.text(key).unwrap_or_else(|| default.to_string());
+        if !valid_cron(&value) {
+            self.bad(
+                key,
+                &value,
+                "a cron expression with seconds, e.g. \"0 */5 * * * *\" (every 5 minutes)",
+            );
+        }
+        value
+    }
+
+    fn http(&mut self) -> HttpSettings {
+        let listen = self.text("http.listen").filter(|t| !t.trim().is_empty()).and_then(|t| {
+            match t.trim().parse::<std::net::SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.bad("http.listen", &t, "an address and port such as 127.0.0.1:9187 (leave unset to turn the listener off)");
+                    None
+                }
+            }
+        });
+        HttpSettings {
+            listen,
+            max_consecutive_failures: self.number("http.max_consecutive_failures", 3, 1, 1000),
+            max_lag: self.duration(
+                "http.max_lag",
+                Duration::from_secs(3600),
+                Duration::from_secs(30 * 86_400),
+            ),
         }
     }
 
@@ -266,15 +332,25 @@ impl Reader {
         if entities.is_empty() {
             self.bad("sync.entities", "", "at least one entity");
         }
-        let schedule = self
-            .text("sync.schedule")
-            .unwrap_or_else(|| "0 */5 * * * *".to_string());
-        if !valid_cron(&schedule) {
-            self.bad(
-                "sync.schedule",
-                &schedule,
-                "a cron expression with seconds, e.g. \"0 */5 * * * *\" (every 5 minutes)",
-            );
+        let schedule = self.cron("sync.schedule", "0 */5 * * * *");
+        let full_refresh_schedule = self.cron("sync.full_refresh_schedule", "0 */30 * * * *");
+        let reconcile_schedule = self.cron("sync.reconcile_schedule", "0 15 3 * * *");
+        let mut overrides = std::collections::BTreeMap::new();
+        let mut keys: Vec<String> = self
+            .flat
+            .keys()
+            .filter(|k| k.starts_with("schedules."))
+            .cloned()
+            .collect();
+        keys.sort();
+        for key in keys {
+            let name = key.trim_start_matches("schedules.").to_string();
+            if !all.contains(&name) {
+                self.errors.push(unknown_entity_key(&key, &name, &all));
+                continue;
+            }
+            let cron = self.cron(&key, "");
+            overrides.insert(name, cron);
         }
         SyncSettings {
             requests_per_minute: self.number("sync.requests_per_minute", 240, 1, 100_000),
@@ -291,6 +367,14 @@ impl Reader {
                 Duration::from_secs(86_400),
             ),
             schedule,
+            full_refresh_schedule,
+            reconcile_schedule,
+            schedules: overrides,
+            failure_backoff: self.duration(
+                "sync.failure_backoff",
+                Duration::from_secs(60),
+                Duration::from_secs(86_400),
+            ),
             entities,
             concurrency: self.number("sync.concurrency", 4, 1, 32),
         }

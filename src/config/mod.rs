@@ -25,6 +25,19 @@ pub struct Settings {
     pub sync: SyncSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The optional health and metrics listener.
+    pub http: HttpSettings,
+}
+
+/// `[http]`: `/healthz` and `/metrics` for the daemon.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Where to listen; `None` (the default) turns the listener off.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Failed runs in a row after which an entity makes `/healthz` answer 503.
+    pub max_consecutive_failures: u32,
+    /// Time since an entity's last successful run after which `/healthz` answers 503.
+    pub max_lag: Duration,
 }
 
 /// `[kustomer]`.
@@ -40,6 +53,10 @@ pub struct KustomerSettings {
     pub connect_timeout: Duration,
     /// Whole-request timeout.
     pub request_timeout: Duration,
+    /// Retries of a request after transient failures (5xx, dropped connections, timeouts).
+    pub max_retries: u32,
+    /// First retry delay; doubles per retry, with jitter, up to a minute.
+    pub retry_backoff: Duration,
     /// Where the key came from, for `check-config`.
     pub api_key_source: Option<&'static str>,
 }
@@ -64,6 +81,14 @@ pub struct SyncSettings {
     pub overlap: Duration,
     /// Cron schedule of incremental syncs (6 fields, seconds first, UTC).
     pub schedule: String,
+    /// Cron schedule of the full-refresh entities (users, teams, tags, queues, klasses).
+    pub full_refresh_schedule: String,
+    /// Cron schedule of the hard-delete reconcile.
+    pub reconcile_schedule: String,
+    /// Per-entity schedule overrides (`[schedules]`).
+    pub schedules: std::collections::BTreeMap<String, String>,
+    /// First wait after a failed run of an entity; doubles per failure (with jitter) up to an hour.
+    pub failure_backoff: Duration,
     /// Entities to mirror.
     pub entities: Vec<String>,
     /// Entities synced at once.

@@ -41,6 +41,35 @@ impl Default for ClientOptions {
     }
 }
 
+/// Counters of what a client sent and got back, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Requests sent (every attempt).
+    pub requests: u64,
+    /// 2xx answers.
+    pub status_2xx: u64,
+    /// 4xx answers other than 429.
+    pub status_4xx: u64,
+    /// 429 answers.
+    pub status_429: u64,
+    /// 5xx answers.
+    pub status_5xx: u64,
+    /// Requests that got no answer (connection refused or dropped, timeout).
+    pub transport_errors: u64,
+    /// Retries after transient failures.
+    pub retries: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    status_2xx: AtomicU64,
+    status_4xx: AtomicU64,
+    status_429: AtomicU64,
+    status_5xx: AtomicU64,
+    transport_errors: AtomicU64,
+    retries: AtomicU64,
+}
+
 /// A Kustomer API client bound to one base URL and one API key.
 #[derive(Debug)]
 pub struct Client {
@@ -48,6 +77,7 @@ pub struct Client {
     base: String,
     options: ClientOptions,
     requests: AtomicU64,
+    counters: Counters,
     limiter: Arc<Limiter>,
 }
 
@@ -93,6 +123,7 @@ impl Client {
             base: base_url.trim_end_matches('/').to_string(),
             options,
             requests: AtomicU64::new(0),
+            counters: Counters::default(),
             limiter: Arc::new(Limiter::unlimited()),
         })
     }
@@ -111,6 +142,20 @@ impl Client {
     /// HTTP requests sent so far (every attempt counts).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// What this client sent and got back so far.
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.counters;
+        ClientStats {
+            requests: self.requests(),
+            status_2xx: c.status_2xx.load(Ordering::Relaxed),
+            status_4xx: c.status_4xx.load(Ordering::Relaxed),
+            status_429: c.status_429.load(Ordering::Relaxed),
+            status_5xx: c.status_5xx.load(Ordering::Relaxed),
+            transport_errors: c.transport_errors.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+        }
     }
 
     /// Resolves a path or a relative `links` value against the base URL, keeping its path prefix.
@@ -201,6 +246,7 @@ impl Client {
                     );
                 }
                 Err(err) if err.is_transient() && attempt < self.options.max_attempts => {
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     let wait = self.backoff_for(&err, attempt);
                     let text = err.to_string();
                     match &mut repeated {
@@ -278,13 +324,25 @@ impl Client {
             request = request.json(body);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let transport = |e: reqwest::Error| ApiError::Transport {
-            url: url.clone(),
-            reason: describe(&e),
-            timeout: e.is_timeout(),
+        let transport = |e: reqwest::Error| {
+            self.counters
+                .transport_errors
+                .fetch_add(1, Ordering::Relaxed);
+            ApiError::Transport {
+                url: url.clone(),
+                reason: describe(&e),
+                timeout: e.is_timeout(),
+            }
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
+        let class = match status.as_u16() {
+            200..=299 => &self.counters.status_2xx,
+            429 => &self.counters.status_429,
+            500..=599 => &self.counters.status_5xx,
+            _ => &self.counters.status_4xx,
+        };
+        class.fetch_add(1, Ordering::Relaxed);
         let reset_secs = reset_secs(response.headers());
         let remaining = response
             .headers()

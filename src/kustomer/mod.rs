@@ -9,7 +9,7 @@ pub mod error;
 pub mod limiter;
 mod page;
 
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, ClientStats};
 pub use error::ApiError;
 pub use limiter::{Budget, Limiter};
 pub use page::{Page, Record, decode_page, decode_single};

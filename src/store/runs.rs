@@ -66,24 +66,41 @@ pub fn begin_run(store: &mut Store, key: &str, mode: Mode) -> Result<i64, StoreE
     Ok(id)
 }
 
-/// Ends a run: `ok` (error `None`) or `failed`, updating `sync_state`'s success/failure fields.
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// Completed.
+    Ok,
+    /// Failed with this message.
+    Failed(&'a str),
+    /// Stopped by a shutdown between pages: neither a success nor a failure of the entity.
+    Interrupted,
+}
+
+/// Ends a run, updating `sync_state`'s success/failure fields.
 pub fn finish_run(
     store: &mut Store,
     key: &str,
     run_id: i64,
     mode: Mode,
-    error: Option<&str>,
+    outcome: Outcome<'_>,
 ) -> Result<(), StoreError> {
     let err = |e| StoreError::sqlite(format!("finishing run {run_id} of {key}"), e);
     let now = now_iso();
     let tx = store.conn_mut().transaction().map_err(err)?;
-    let status = if error.is_some() { "failed" } else { "ok" };
+    let (status, error) = match outcome {
+        Outcome::Ok => ("ok", None),
+        Outcome::Failed(e) => ("failed", Some(e)),
+        Outcome::Interrupted => ("interrupted", Some("stopped by shutdown")),
+    };
     tx.execute(
         "UPDATE sync_runs SET status = ?2, finished_at = ?3, error = ?4 WHERE id = ?1",
         params![run_id, status, now, error],
     )
     .map_err(err)?;
-    if error.is_some() {
+    if outcome == Outcome::Interrupted {
+        // Not the entity's failure: leave its failure count and last error alone.
+    } else if error.is_some() {
         tx.execute(
             "UPDATE sync_state SET last_error = ?2, consecutive_failures = consecutive_failures + 1 WHERE entity = ?1",
             params![key, error],

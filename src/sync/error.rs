@@ -25,6 +25,13 @@ pub enum SyncError {
         /// The database error.
         source: StoreError,
     },
+    /// The process is shutting down; the pass stopped between pages (everything fetched so far is
+    /// committed, the page in flight was abandoned).
+    #[error("{entity}: stopped by shutdown; the next run continues from the saved cursor")]
+    Interrupted {
+        /// `sync_state` key.
+        entity: String,
+    },
     /// The data cannot be read incrementally as served (e.g. a tie group larger than search allows).
     #[error("{entity}: {message}")]
     Data {

@@ -25,9 +25,8 @@ pub(super) async fn run(
     let mut seen: Vec<String> = Vec::new();
     for page_no in 1..=MAX_LIST_PAGES {
         let page = engine
-            .client
-            .get_page(&link)
-            .await
+            .unless_stopped(&target.key, engine.client.get_page(&link))
+            .await?
             .map_err(|e| SyncError::api(&target.key, Some(page_no), e))?;
         let fetched = page.records.len() as u64;
         seen.extend(page.records.iter().map(|r| r.id.clone()));

@@ -18,7 +18,7 @@ use crate::entity::{Entity, Strategy};
 use crate::kustomer::{ApiError, Client};
 use crate::store::Writer;
 use crate::store::apply::Applied;
-use crate::store::runs::{self, Mode};
+use crate::store::runs::{self, Mode, Outcome};
 
 /// Knobs of a sync pass.
 #[derive(Debug, Clone)]
@@ -112,6 +112,7 @@ pub struct Engine {
     writer: Writer,
     options: SyncOptions,
     progress: Option<ProgressFn>,
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// What one pass reads: an entity, or one klass of kobjects.
@@ -151,7 +152,95 @@ impl Engine {
             writer,
             options,
             progress: None,
+            shutdown: None,
         }
+    }
+
+    /// Stops passes between pages once `shutdown` turns true (an HTTP request in flight is
+    /// abandoned; whatever was committed stays).
+    pub fn with_shutdown(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Engine {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// The client this engine reads through (its counters feed `/metrics`).
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    /// True when the writer thread answers (the daemon's watchdog check).
+    pub async fn writer_alive(&self) -> bool {
+        self.writer.call(|_| ()).await.is_ok()
+    }
+
+    /// True once a shutdown was requested.
+    pub fn stopping(&self) -> bool {
+        self.shutdown.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Awaits `work` unless a shutdown comes first (then `Err(Interrupted)`).
+    pub(crate) async fn unless_stopped<T>(
+        &self,
+        key: &str,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, SyncError> {
+        let interrupted = || SyncError::Interrupted {
+            entity: key.to_string(),
+        };
+        let Some(shutdown) = &self.shutdown else {
+            return Ok(work.await);
+        };
+        let mut shutdown = shutdown.clone();
+        if *shutdown.borrow() {
+            return Err(interrupted());
+        }
+        tokio::select! {
+            out = work => Ok(out),
+            _ = shutdown.wait_for(|stop| *stop) => Err(interrupted()),
+        }
+    }
+
+    /// Runs only the hard-delete reconcile of the search entities among `entities` (the daemon's
+    /// slow schedule); full-refresh entities need none.
+    pub async fn reconcile(&self, entities: &[&'static Entity]) -> SyncReport {
+        let mut passes = Vec::new();
+        for entity in entities {
+            match entity.strategy {
+                Strategy::FullRefresh => {}
+                Strategy::Search | Strategy::SearchOrFull => {
+                    let target = Target::plain(entity);
+                    if entity.strategy == Strategy::SearchOrFull {
+                        match self.company_strategy(&target).await {
+                            Ok(true) => {}
+                            Ok(false) => continue,
+                            Err(e) => {
+                                passes.push(self.failed(&target, Mode::Reconcile, e).await);
+                                continue;
+                            }
+                        }
+                    }
+                    passes.push(self.pass(target, Mode::Reconcile).await);
+                }
+                Strategy::PerKlass => match full::klass_names(&self.client).await {
+                    Ok(klasses) => {
+                        for klass in klasses {
+                            let target = Target {
+                                entity,
+                                key: format!("kobjects:{klass}"),
+                                context: format!("kobject_{klass}"),
+                                klass: Some(klass),
+                            };
+                            passes.push(self.pass(target, Mode::Reconcile).await);
+                        }
+                    }
+                    Err(e) => passes.push(
+                        self.failed(&Target::plain(entity), Mode::Reconcile, e)
+                            .await,
+                    ),
+                },
+            }
+        }
+        SyncReport { passes }
     }
 
     /// Reports progress to `f` after every page.
@@ -164,8 +253,15 @@ impl Engine {
     /// entity does not stop the others.
     pub async fn run(&self, entities: &[&'static Entity]) -> SyncReport {
         let concurrency = self.options.concurrency.max(1);
-        let passes: Vec<Vec<PassReport>> = futures_util::stream::iter(entities.iter().copied())
-            .map(|entity| self.run_entity(entity))
+        // Boxed so the stream's item type names no closure lifetime: the daemon spawns this future,
+        // which needs it to be Send for every lifetime.
+        type PassFuture<'a> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Vec<PassReport>> + Send + 'a>>;
+        let futures: Vec<PassFuture<'_>> = entities
+            .iter()
+            .map(|entity| Box::pin(self.run_entity(entity)) as PassFuture<'_>)
+            .collect();
+        let passes: Vec<Vec<PassReport>> = futures_util::stream::iter(futures)
             .buffer_unordered(concurrency)
             .collect()
             .await;
@@ -284,10 +380,18 @@ impl Engine {
         };
         let error = result.err();
         let message = error.as_ref().map(ToString::to_string);
+        let interrupted = matches!(error, Some(SyncError::Interrupted { .. }));
         let key = target.key.clone();
         let finished = self
             .writer
-            .call(move |s| runs::finish_run(s, &key, run_id, mode, message.as_deref()))
+            .call(move |s| {
+                let outcome = match (&message, interrupted) {
+                    (_, true) => Outcome::Interrupted,
+                    (Some(m), false) => Outcome::Failed(m),
+                    (None, false) => Outcome::Ok,
+                };
+                runs::finish_run(s, &key, run_id, mode, outcome)
+            })
             .await
             .and_then(|r| r);
         let error = match (error, finished) {

@@ -117,9 +117,11 @@ async fn upstream_ids(
     let mut ids = HashSet::new();
     for page_no in 1..=MAX_PAGES {
         let page = engine
-            .client
-            .search(&body, page_no, page_size, true)
-            .await
+            .unless_stopped(
+                &target.key,
+                engine.client.search(&body, page_no, page_size, true),
+            )
+            .await?
             .map_err(|e| SyncError::api(&target.key, Some(page_no), e))?;
         let fetched = page.records.len() as u64;
         write(
@@ -182,9 +184,8 @@ async fn confirm_and_tombstone(
     for id in missing {
         let path = target.entity.by_id_path(&id, target.klass.as_deref());
         let found = engine
-            .client
-            .get_one(&path)
-            .await
+            .unless_stopped(&target.key, engine.client.get_one(&path))
+            .await?
             .map_err(|e| SyncError::api(&target.key, None, e))?;
         match found {
             Some(record) => write(engine, target, run_id, vec![record], 1, 1, None, tally).await?,

@@ -92,9 +92,11 @@ pub(super) async fn run(
         }
         let body = query_body(target, anchor.as_deref());
         let page = engine
-            .client
-            .search(&body, page_no, page_size, false)
-            .await
+            .unless_stopped(
+                &target.key,
+                engine.client.search(&body, page_no, page_size, false),
+            )
+            .await?
             .map_err(|e| SyncError::api(&target.key, Some(page_no), e))?;
         let fetched = page.records.len() as u64;
         let Some(last) = page.records.last() else {

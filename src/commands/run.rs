@@ -1,0 +1,96 @@
+//! `run`: the daemon in the foreground, as systemd runs it. The first SIGTERM or SIGINT stops it
+//! gracefully (passes stop between pages, exit 0); a second one exits at once — still safe, since an
+//! uncommitted page simply rolls back.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
+use crate::config::Settings;
+use crate::daemon::{self, DaemonError};
+
+/// Exit code of a second signal (128 + SIGINT, what shells expect of an interrupted program).
+pub const EXIT_SECOND_SIGNAL: u8 = 130;
+
+/// Runs `run`.
+pub fn run(config: Option<&Path>) -> ExitCode {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    crate::logging::init(&settings.log.level, settings.log.format);
+    let runtime = match super::runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_SYNC_FAILED);
+        }
+    };
+    let client = match super::client(&settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signals(stop).await;
+        });
+        let mut startup = shutdown.clone();
+        tokio::select! {
+            checked = client.check_access() => checked.map_err(|e| DaemonError::Start(e.to_string()))?,
+            _ = startup.wait_for(|s| *s) => return Ok(()),
+        }
+        let engine = super::engine(&settings, client, false).map_err(DaemonError::Start)?;
+        daemon::run(settings, engine, None, shutdown).await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e @ DaemonError::Config(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_SYNC_FAILED)
+        }
+    }
+}
+
+/// First SIGTERM/SIGINT: ask for a graceful stop. Second: exit now.
+async fn signals(stop: tokio::sync::watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for SIGTERM/SIGINT; stop the daemon with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!(
+        "shutdown requested; finishing the pages in flight (send the signal again to exit now)"
+    );
+    let _ = stop.send(true);
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!(
+        "second signal: exiting now; the page in flight rolls back and is fetched again next time"
+    );
+    std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
+}

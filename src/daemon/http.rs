@@ -1,0 +1,371 @@
+//! The daemon's optional HTTP listener: `/healthz` (200, or 503 naming the entities that failed too
+//! many runs in a row or lag too far behind) and `/metrics` (Prometheus text: rows, requests by status
+//! class, 429s, retries, runs, run duration, cursor lag, last success). Reads the database through
+//! its own read-only connection per request, so it never waits for the writer (WAL).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rusqlite::{Connection, OpenFlags};
+use serde_json::json;
+
+use crate::kustomer::Client;
+use crate::status::{self, EntityStatus};
+use crate::store::StoreError;
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The mirror.
+    pub db: PathBuf,
+    /// The client whose counters `/metrics` reports.
+    pub client: Arc<Client>,
+    /// Failures in a row that make an entity unhealthy.
+    pub max_failures: u32,
+    /// Time since the last success that makes an entity unhealthy.
+    pub max_lag: Duration,
+}
+
+/// The routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+fn read_only(path: &PathBuf) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::sqlite("opening the database read-only", e))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| StoreError::sqlite("setting the busy timeout", e))?;
+    Ok(conn)
+}
+
+async fn statuses(state: &HttpState) -> Result<(Vec<EntityStatus>, Vec<RunTotals>), String> {
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = read_only(&db)?;
+        Ok::<_, StoreError>((status::read(&conn)?, run_totals(&conn)?))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+/// Entities that make the daemon unhealthy, with why.
+pub fn problems(
+    statuses: &[EntityStatus],
+    max_failures: u32,
+    max_lag: Duration,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for s in statuses {
+        if s.consecutive_failures >= i64::from(max_failures) {
+            out.push((
+                s.entity.clone(),
+                format!(
+                    "{} failed runs in a row: {}",
+                    s.consecutive_failures,
+                    s.last_error.as_deref().unwrap_or("unknown error")
+                ),
+            ));
+        } else if let Some(lag) = s.lag_seconds
+            && lag > max_lag.as_secs() as i64
+        {
+            out.push((
+                s.entity.clone(),
+                format!("no successful run for {}", status::human_secs(lag)),
+            ));
+        }
+    }
+    out
+}
+
+async fn healthz(State(state): State<HttpState>) -> Response {
+    match statuses(&state).await {
+        Ok((statuses, _)) => {
+            let problems = problems(&statuses, state.max_failures, state.max_lag);
+            if problems.is_empty() {
+                (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+            } else {
+                let list: Vec<_> = problems
+                    .iter()
+                    .map(|(e, why)| json!({"entity": e, "problem": why}))
+                    .collect();
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({"status": "unhealthy", "entities": list})),
+                )
+                    .into_response()
+            }
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "unhealthy", "error": e})),
+        )
+            .into_response(),
+    }
+}
+
+/// Per entity and run status: runs, requests, and the last run's duration.
+pub struct RunTotals {
+    entity: String,
+    status: String,
+    runs: i64,
+    requests: i64,
+    fetched: i64,
+    changed: i64,
+}
+
+fn run_totals(conn: &Connection) -> Result<Vec<RunTotals>, StoreError> {
+    let err = |e| StoreError::sqlite("summing sync_runs", e);
+    let mut stmt = conn
+        .prepare(
+            "SELECT entity, status, COUNT(*), SUM(requests), SUM(fetched), SUM(inserted + updated + deleted) \
+             FROM sync_runs GROUP BY entity, status ORDER BY entity, status",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(RunTotals {
+                entity: r.get(0)?,
+                status: r.get(1)?,
+                runs: r.get(2)?,
+                requests: r.get(3)?,
+                fetched: r.get(4)?,
+                changed: r.get(5)?,
+            })
+        })
+        .map_err(err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(err)?;
+    Ok(rows)
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn seconds_since(ts: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(ts).ok().map(|t| {
+        (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0
+    })
+}
+
+/// Renders the Prometheus text exposition.
+pub fn render(
+    statuses: &[EntityStatus],
+    totals: &[RunTotals],
+    client: &crate::kustomer::ClientStats,
+) -> String {
+    let mut o = String::new();
+    family(
+        &mut o,
+        "kustomer_mirror_rows",
+        "gauge",
+        "Rows in the mirror, by entity and state (live or deleted).",
+    );
+    for s in statuses {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_rows{{entity=\"{}\",state=\"live\"}} {}",
+            s.entity, s.live
+        );
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_rows{{entity=\"{}\",state=\"deleted\"}} {}",
+            s.entity, s.deleted
+        );
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_http_requests_total",
+        "counter",
+        "HTTP requests to Kustomer by this process, by status class.",
+    );
+    for (class, n) in [
+        ("2xx", client.status_2xx),
+        ("4xx", client.status_4xx),
+        ("429", client.status_429),
+        ("5xx", client.status_5xx),
+        ("none", client.transport_errors),
+    ] {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_http_requests_total{{class=\"{class}\"}} {n}"
+        );
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_rate_limited_total",
+        "counter",
+        "429 answers received by this process.",
+    );
+    let _ = writeln!(
+        o,
+        "kustomer_mirror_rate_limited_total {}",
+        client.status_429
+    );
+    family(
+        &mut o,
+        "kustomer_mirror_retries_total",
+        "counter",
+        "Requests retried after transient failures by this process.",
+    );
+    let _ = writeln!(o, "kustomer_mirror_retries_total {}", client.retries);
+    family(
+        &mut o,
+        "kustomer_mirror_runs_total",
+        "counter",
+        "Sync runs recorded in sync_runs, by entity and status.",
+    );
+    for t in totals {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_runs_total{{entity=\"{}\",status=\"{}\"}} {}",
+            t.entity, t.status, t.runs
+        );
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_run_requests_total",
+        "counter",
+        "Requests spent by sync runs (sync_runs.requests), by entity and status.",
+    );
+    for t in totals {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_run_requests_total{{entity=\"{}\",status=\"{}\"}} {}",
+            t.entity, t.status, t.requests
+        );
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_run_records_fetched_total",
+        "counter",
+        "Records fetched by sync runs, by entity and status.",
+    );
+    for t in totals {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_run_records_fetched_total{{entity=\"{}\",status=\"{}\"}} {}",
+            t.entity, t.status, t.fetched
+        );
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_run_rows_changed_total",
+        "counter",
+        "Rows inserted, updated or deleted by sync runs, by entity and status.",
+    );
+    for t in totals {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_run_rows_changed_total{{entity=\"{}\",status=\"{}\"}} {}",
+            t.entity, t.status, t.changed
+        );
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_last_run_duration_seconds",
+        "gauge",
+        "Duration of the entity's most recent finished run.",
+    );
+    for s in statuses {
+        if let Some(run) = &s.last_run
+            && let (Ok(a), Some(Ok(b))) = (
+                chrono::DateTime::parse_from_rfc3339(&run.started_at),
+                run.finished_at
+                    .as_deref()
+                    .map(chrono::DateTime::parse_from_rfc3339),
+            )
+        {
+            let secs = (b - a).num_milliseconds() as f64 / 1000.0;
+            let _ = writeln!(
+                o,
+                "kustomer_mirror_last_run_duration_seconds{{entity=\"{}\"}} {secs}",
+                s.entity
+            );
+        }
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_cursor_lag_seconds",
+        "gauge",
+        "Seconds between now and the newest updatedAt mirrored (incremental entities).",
+    );
+    for s in statuses {
+        if let Some(lag) = s.cursor.as_deref().and_then(seconds_since) {
+            let _ = writeln!(
+                o,
+                "kustomer_mirror_cursor_lag_seconds{{entity=\"{}\"}} {lag}",
+                s.entity
+            );
+        }
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the entity's last successful run.",
+    );
+    for s in statuses {
+        if let Some(t) = s
+            .last_success_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            let _ = writeln!(
+                o,
+                "kustomer_mirror_last_success_timestamp_seconds{{entity=\"{}\"}} {}",
+                s.entity,
+                t.timestamp_millis() as f64 / 1000.0
+            );
+        }
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_consecutive_failures",
+        "gauge",
+        "Failed runs in a row per entity.",
+    );
+    for s in statuses {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_consecutive_failures{{entity=\"{}\"}} {}",
+            s.entity, s.consecutive_failures
+        );
+    }
+    o
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    match statuses(&state).await {
+        Ok((statuses, totals)) => {
+            let body = render(&statuses, &totals, &state.client.stats());
+            let mut r = (StatusCode::OK, body).into_response();
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("# cannot read the mirror: {e}\n"),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,311 @@
+//! The daemon (`run`): cron jobs from the settings feed one dispatcher that runs each entity through
+//! the same [`Engine`] as `sync`, never two runs of one entity at once, with backoff after failures;
+//! a first pass at start; systemd notify (`READY`, `WATCHDOG`, `STATUS`, `STOPPING`); the optional
+//! health and metrics listener; and a graceful stop between pages when `shutdown` turns true.
+
+pub mod http;
+pub mod notify;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::config::Settings;
+use crate::entity::{self, Entity, Strategy};
+use crate::sync::{Engine, SyncReport};
+
+/// How long a stop may wait for passes to reach a page boundary before they are abandoned (still
+/// safe: an abandoned page's transaction never committed).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// Longest wait after repeated failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Settings that cannot work (e.g. no key, unknown entity).
+    #[error("{0}")]
+    Config(String),
+    /// Kustomer refused us at start (wrong key or URL, unreachable).
+    #[error("{0}")]
+    Start(String),
+    /// The scheduler failed.
+    #[error(
+        "the scheduler failed: {0}; check sync.schedule, sync.full_refresh_schedule, sync.reconcile_schedule and [schedules]"
+    )]
+    Scheduler(String),
+    /// The health/metrics listener could not start.
+    #[error("cannot listen on {addr} for http.listen: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a job does to its entities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Sync,
+    Reconcile,
+}
+
+/// One cron job: a schedule and the entities it runs.
+#[derive(Debug, Clone)]
+struct Plan {
+    cron: String,
+    kind: Kind,
+    entities: Vec<&'static Entity>,
+}
+
+/// Groups the configured entities into jobs by schedule.
+fn plans(settings: &Settings) -> Result<Vec<Plan>, DaemonError> {
+    let mut chosen = Vec::new();
+    for name in &settings.sync.entities {
+        let e = entity::by_name(name).ok_or_else(|| {
+            DaemonError::Config(format!("unknown entity {name:?} in sync.entities"))
+        })?;
+        if !chosen.contains(&e) {
+            chosen.push(e);
+        }
+    }
+    chosen.sort_by_key(|e| entity::ENTITIES.iter().position(|x| x == *e));
+    let mut by_cron: BTreeMap<String, Vec<&'static Entity>> = BTreeMap::new();
+    for e in &chosen {
+        let cron = settings
+            .sync
+            .schedules
+            .get(e.name)
+            .cloned()
+            .unwrap_or_else(|| {
+                if e.strategy == Strategy::FullRefresh {
+                    settings.sync.full_refresh_schedule.clone()
+                } else {
+                    settings.sync.schedule.clone()
+                }
+            });
+        by_cron.entry(cron).or_default().push(e);
+    }
+    let mut plans: Vec<Plan> = by_cron
+        .into_iter()
+        .map(|(cron, entities)| Plan {
+            cron,
+            kind: Kind::Sync,
+            entities,
+        })
+        .collect();
+    let searchable: Vec<_> = chosen
+        .iter()
+        .copied()
+        .filter(|e| e.strategy != Strategy::FullRefresh)
+        .collect();
+    if !searchable.is_empty() {
+        plans.push(Plan {
+            cron: settings.sync.reconcile_schedule.clone(),
+            kind: Kind::Reconcile,
+            entities: searchable,
+        });
+    }
+    Ok(plans)
+}
+
+/// Wait before the next try after `failures` failed runs in a row: `base · 2^(failures−1)`, ±25%
+/// jitter, at most an hour.
+pub fn backoff(base: Duration, failures: u32) -> Duration {
+    let exp = base
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let factor = 0.75 + f64::from(nanos % 1000) / 2000.0;
+    exp.mul_f64(factor).min(MAX_BACKOFF)
+}
+
+/// Runs the daemon until `shutdown` turns true. `listener` overrides `http.listen` (tests pass one
+/// bound to port 0).
+pub async fn run(
+    settings: Settings,
+    engine: Engine,
+    listener: Option<tokio::net::TcpListener>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let plans = plans(&settings)?;
+    let engine = engine.with_shutdown(shutdown.clone());
+    let listener =
+        match (listener, settings.http.listen) {
+            (Some(l), _) => Some(l),
+            (None, Some(addr)) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                DaemonError::Listen {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                }
+            })?),
+            (None, None) => None,
+        };
+    let mut background = JoinSet::new();
+    if let Some(listener) = listener {
+        let state = http::HttpState {
+            db: settings.database.path.clone(),
+            client: engine.client().clone(),
+            max_failures: settings.http.max_consecutive_failures,
+            max_lag: settings.http.max_lag,
+        };
+        let mut stop = shutdown.clone();
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(address = %addr, "serving /healthz and /metrics");
+        background.spawn(async move {
+            let serve =
+                axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+                    stopped(&mut stop).await;
+                });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "the health and metrics listener stopped");
+            }
+        });
+    }
+    if let Some(interval) = notify::watchdog_interval() {
+        let engine = engine.clone();
+        let mut stop = shutdown.clone();
+        background.spawn(async move {
+            let mut tick = tokio::time::interval(interval / 2);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        // Ping only while the writer answers: a wedged database stops the pings and
+                        // systemd restarts us.
+                        if tokio::time::timeout(interval / 2, engine.writer_alive()).await == Ok(true) {
+                            notify::notify("WATCHDOG=1");
+                        }
+                    }
+                    _ = stopped(&mut stop) => break,
+                }
+            }
+        });
+    }
+
+    let (ticks, mut tick_rx) = mpsc::channel::<usize>(64);
+    let mut scheduler = JobScheduler::new()
+        .await
+        .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+    for (i, plan) in plans.iter().enumerate() {
+        let tx = ticks.clone();
+        let job = Job::new_async(plan.cron.as_str(), move |_, _| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                // Full channel: a tick is already waiting; dropping this one loses nothing.
+                let _ = tx.try_send(i);
+            })
+        })
+        .map_err(|e| DaemonError::Scheduler(format!("{} ({})", e, plan.cron)))?;
+        scheduler
+            .add(job)
+            .await
+            .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+        tracing::info!(schedule = %plan.cron, kind = ?plan.kind, entities = ?plan.entities.iter().map(|e| e.name).collect::<Vec<_>>(), "scheduled");
+    }
+    scheduler
+        .start()
+        .await
+        .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+    // The first pass at start: every sync job once (the reconcile waits for its schedule).
+    for (i, plan) in plans.iter().enumerate() {
+        if plan.kind == Kind::Sync {
+            let _ = ticks.try_send(i);
+        }
+    }
+    notify::notify("READY=1\nSTATUS=started; first pass running");
+
+    let semaphore = Arc::new(Semaphore::new(settings.sync.concurrency.max(1) as usize));
+    let mut running: HashSet<(&'static str, Kind)> = HashSet::new();
+    let mut failures: HashMap<&'static str, u32> = HashMap::new();
+    let mut not_before: HashMap<&'static str, Instant> = HashMap::new();
+    let mut passes: JoinSet<(&'static str, Kind, SyncReport)> = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            Some(i) = tick_rx.recv() => {
+                let Some(plan) = plans.get(i) else { continue };
+                for e in &plan.entities {
+                    if running.contains(&(e.name, plan.kind)) {
+                        tracing::info!(entity = e.name, "previous run still going; skipping this tick");
+                        continue;
+                    }
+                    if not_before.get(e.name).is_some_and(|t| Instant::now() < *t) {
+                        tracing::debug!(entity = e.name, "backing off after failures; skipping this tick");
+                        continue;
+                    }
+                    running.insert((e.name, plan.kind));
+                    let (engine, semaphore, entity, kind) = (engine.clone(), semaphore.clone(), *e, plan.kind);
+                    passes.spawn(async move {
+                        let _permit = semaphore.acquire_owned().await;
+                        let report = match kind {
+                            Kind::Sync => engine.run(&[entity]).await,
+                            Kind::Reconcile => engine.reconcile(&[entity]).await,
+                        };
+                        (entity.name, kind, report)
+                    });
+                }
+                status_line(&running, &failures);
+            }
+            Some(done) = passes.join_next(), if !passes.is_empty() => {
+                let Ok((name, kind, report)) = done else { continue };
+                running.remove(&(name, kind));
+                let interrupted = report.passes.iter().any(|p| p.error.as_deref().is_some_and(|e| e.contains("stopped by shutdown")));
+                if report.ok() {
+                    failures.remove(name);
+                    not_before.remove(name);
+                } else if !interrupted {
+                    let n = failures.entry(name).or_default();
+                    *n += 1;
+                    let wait = backoff(settings.sync.failure_backoff, *n);
+                    not_before.insert(name, Instant::now() + wait);
+                    tracing::warn!(entity = name, failures = *n, retry_in_ms = wait.as_millis() as u64, "run failed; backing off");
+                }
+                status_line(&running, &failures);
+            }
+        }
+    }
+
+    notify::notify("STOPPING=1\nSTATUS=stopping: finishing the pages in flight");
+    tracing::info!("stopping: letting passes reach a page boundary");
+    let _ = scheduler.shutdown().await;
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while passes.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "passes did not stop within {SHUTDOWN_GRACE:?}; abandoning them (uncommitted pages roll back)"
+        );
+        passes.abort_all();
+    }
+    background.abort_all();
+    Ok(())
+}
+
+/// Resolves once `rx` turns true (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+fn status_line(running: &HashSet<(&'static str, Kind)>, failures: &HashMap<&'static str, u32>) {
+    let mut names: Vec<&str> = running.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    let failing = failures.len();
+    let text = if names.is_empty() {
+        format!("idle; {failing} entities failing")
+    } else {
+        format!("syncing {}; {failing} entities failing", names.join(", "))
+    };
+    notify::notify(&format!("STATUS={text}"));
+}

@@ -1,0 +1,397 @@
+//! The daemon (`run`) against the built-in fake: ticks pick up changes, SIGTERM stops it cleanly
+//! between pages, `/healthz` follows failures and recovery, `/metrics` is Prometheus text that
+//! matches `sync_runs`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use kustomer_mirror::config::Settings;
+use kustomer_mirror::fake::{Faults, Scale};
+
+fn settings(base: &str, db: &Path, extra: &[(&str, &str)]) -> Settings {
+    let mut env: HashMap<String, String> = [
+        ("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", base.to_string()),
+        ("KUSTOMER_API_KEY", KEY.to_string()),
+        ("KUSTOMER_MIRROR__DATABASE__PATH", db.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in extra {
+        env.insert(format!("KUSTOMER_MIRROR__{k}"), v.to_string());
+    }
+    Settings::load_from(None, &env).unwrap()
+}
+
+struct Daemon {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), kustomer_mirror::daemon::DaemonError>>,
+    addr: Option<std::net::SocketAddr>,
+}
+
+async fn start(settings: Settings, http: bool) -> Daemon {
+    let client = kustomer_mirror::commands::client(&settings).unwrap();
+    let engine = kustomer_mirror::commands::engine(&settings, client, false).unwrap();
+    let listener = if http {
+        Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+    } else {
+        None
+    };
+    let addr = listener.as_ref().map(|l| l.local_addr().unwrap());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(kustomer_mirror::daemon::run(
+        settings, engine, listener, shutdown,
+    ));
+    Daemon { stop, task, addr }
+}
+
+impl Daemon {
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the daemon did not stop");
+        result.unwrap().unwrap();
+    }
+}
+
+async fn until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every entity's latest run finished ok (and all eleven entities have run).
+fn first_pass_done(db: &Path) -> bool {
+    if !db.exists() {
+        return false;
+    }
+    let conn = open(db);
+    let q = |sql: &str| {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .unwrap_or(-1)
+    };
+    let keys = q("SELECT COUNT(*) FROM sync_state WHERE last_run_id IS NOT NULL");
+    let not_ok = q(
+        "SELECT COUNT(*) FROM sync_state s LEFT JOIN sync_runs r ON r.id = s.last_run_id WHERE s.last_run_id IS NOT NULL AND (r.status IS NULL OR r.status <> 'ok')",
+    );
+    keys >= 11 && not_ok == 0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_picks_up_upstream_changes_within_two_ticks() {
+    let server = fake(Scale::Small).await;
+    let fake = server.handle();
+    let db = db();
+    let every_second = "* * * * * *";
+    let daemon = start(
+        settings(
+            &server.base_url(),
+            &db.path,
+            &[
+                ("SYNC__SCHEDULE", every_second),
+                ("SYNC__FULL_REFRESH_SCHEDULE", every_second),
+            ],
+        ),
+        false,
+    )
+    .await;
+    until("the first pass", Duration::from_secs(20), async || {
+        first_pass_done(&db.path)
+    })
+    .await;
+    let changed = fake.update_many("conversations", 5);
+    let tag = fake.insert("tags", None);
+    let changed_at = Instant::now();
+    until("the changes", Duration::from_secs(10), async || {
+        let conn = open(&db.path);
+        let n: i64 = changed
+            .iter()
+            .map(|id| {
+                let data: String = conn
+                    .query_row("SELECT data FROM conversations WHERE id = ?1", [id], |r| {
+                        r.get(0)
+                    })
+                    .unwrap();
+                let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+                i64::from(v == fake.record("conversations", id).unwrap())
+            })
+            .sum();
+        let tag_there = count(
+            &conn,
+            &format!("SELECT COUNT(*) FROM tags WHERE id = '{tag}'"),
+        ) == 1;
+        n == 5 && tag_there
+    })
+    .await;
+    // Two ticks of a one-second schedule, with room for a shared machine.
+    assert!(
+        changed_at.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        changed_at.elapsed()
+    );
+    daemon.stop().await;
+    assert_mirror_equals_fake(&db.path, &fake);
+    let conn = open(&db.path);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM sync_runs WHERE status = 'running'"
+        ),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_sync_exits_0_and_the_next_start_continues() {
+    let server = fake(Scale::Medium).await;
+    let fake = server.handle();
+    let db = db();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_kustomer-mirror"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", server.base_url())
+            .env("KUSTOMER_API_KEY", KEY)
+            .env("KUSTOMER_MIRROR__DATABASE__PATH", &db.path)
+            .env("KUSTOMER_MIRROR__SYNC__PAGE_SIZE", "100")
+            .env("KUSTOMER_MIRROR__SYNC__REQUESTS_PER_MINUTE", "100000")
+            .env("KUSTOMER_MIRROR__SYNC__SEARCH_REQUESTS_PER_MINUTE", "10000")
+            .env("KUSTOMER_MIRROR__SYNC__SCHEDULE", "0 0 0 1 1 *")
+            .env(
+                "KUSTOMER_MIRROR__SYNC__FULL_REFRESH_SCHEDULE",
+                "0 0 0 1 1 *",
+            )
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let child = spawn();
+    until("pages being written", Duration::from_secs(20), async || {
+        db.path.exists() && count(&open(&db.path), "SELECT COUNT(*) FROM messages") > 500
+    })
+    .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped = Instant::now();
+    let code = tokio::task::spawn_blocking(move || {
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.0, Some(0), "{}", code.1);
+    assert!(stopped.elapsed() < Duration::from_secs(25));
+    let conn = open(&db.path);
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM sync_runs WHERE status = 'running'"
+        ),
+        0
+    );
+    assert!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM sync_runs WHERE status = 'interrupted'"
+        ) >= 1
+    );
+    let partial = count(&conn, "SELECT COUNT(*) FROM messages");
+    assert!(
+        partial < fake.count("messages") as i64,
+        "the stop came too late to test anything"
+    );
+    drop(conn);
+    // The next start continues and completes.
+    let mut child = spawn();
+    until(
+        "the second start's first pass",
+        Duration::from_secs(60),
+        async || first_pass_done(&db.path),
+    )
+    .await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+    assert_mirror_equals_fake(&db.path, &fake);
+    assert_no_duplicate_log_rows(&db.path);
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_turns_503_while_kustomer_fails_and_200_after_it_recovers() {
+    let server = fake(Scale::Small).await;
+    let fake = server.handle();
+    let db = db();
+    let every_second = "* * * * * *";
+    let daemon = start(
+        settings(
+            &server.base_url(),
+            &db.path,
+            &[
+                ("SYNC__SCHEDULE", every_second),
+                ("SYNC__FULL_REFRESH_SCHEDULE", every_second),
+                ("SYNC__FAILURE_BACKOFF", "200ms"),
+                ("KUSTOMER__MAX_RETRIES", "0"),
+                ("HTTP__MAX_CONSECUTIVE_FAILURES", "2"),
+            ],
+        ),
+        true,
+    )
+    .await;
+    let addr = daemon.addr.unwrap();
+    until("the first pass", Duration::from_secs(20), async || {
+        first_pass_done(&db.path)
+    })
+    .await;
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    fake.set_faults(Faults {
+        server_error: 1.0,
+        ..Faults::default()
+    });
+    let mut body = String::new();
+    until("503", Duration::from_secs(20), async || {
+        let (status, text) = get(addr, "/healthz").await;
+        body = text;
+        status == 503
+    })
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "unhealthy");
+    assert!(v["entities"][0]["entity"].is_string(), "{body}");
+    assert!(
+        v["entities"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("server error"),
+        "{body}"
+    );
+    fake.set_faults(Faults::default());
+    until("200 again", Duration::from_secs(30), async || {
+        get(addr, "/healthz").await.0 == 200
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_and_match_sync_runs() {
+    let server = fake(Scale::Small).await;
+    let db = db();
+    let yearly = "0 0 0 1 1 *";
+    let daemon = start(
+        settings(
+            &server.base_url(),
+            &db.path,
+            &[
+                ("SYNC__SCHEDULE", yearly),
+                ("SYNC__FULL_REFRESH_SCHEDULE", yearly),
+            ],
+        ),
+        true,
+    )
+    .await;
+    let addr = daemon.addr.unwrap();
+    until("the first pass", Duration::from_secs(20), async || {
+        first_pass_done(&db.path)
+    })
+    .await;
+    let (status, text) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    let mut typed = std::collections::HashSet::new();
+    let mut values: HashMap<String, f64> = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let name = parts.next().unwrap();
+            assert!(
+                ["counter", "gauge"].contains(&parts.next().unwrap()),
+                "{line}"
+            );
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(typed.contains(name), "no TYPE for {name}");
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{name}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "{line}"
+            );
+        }
+        values.insert(series.to_string(), value);
+    }
+    let conn = open(&db.path);
+    let sum = |prefix: &str| -> f64 {
+        values
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(
+        sum("kustomer_mirror_run_requests_total{") as i64,
+        count(&conn, "SELECT SUM(requests) FROM sync_runs")
+    );
+    assert_eq!(
+        sum("kustomer_mirror_runs_total{") as i64,
+        count(&conn, "SELECT COUNT(*) FROM sync_runs")
+    );
+    assert_eq!(
+        values["kustomer_mirror_rows{entity=\"customers\",state=\"live\"}"] as i64,
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL"
+        )
+    );
+    assert!(
+        values["kustomer_mirror_http_requests_total{class=\"2xx\"}"]
+            >= sum("kustomer_mirror_run_requests_total{")
+    );
+    assert!(values.contains_key("kustomer_mirror_cursor_lag_seconds{entity=\"conversations\"}"));
+    assert!(
+        values.contains_key("kustomer_mirror_last_success_timestamp_seconds{entity=\"users\"}")
+    );
+    assert!(values.contains_key("kustomer_mirror_last_run_duration_seconds{entity=\"messages\"}"));
+    daemon.stop().await;
+}
