@@ -97,7 +97,7 @@ fn the_environment_beats_the_file_and_the_file_beats_the_defaults() {
     assert_eq!(s.sync.page_size, 100);
     assert_eq!(s.sync.entities, ["customers", "conversations"]);
     assert_eq!(
-        s.kustomer.base_url.as_str(),
+        s.kustomer.base_url.as_ref().unwrap().as_str(),
         "https://acme.api.kustomerapp.com/"
     );
 }

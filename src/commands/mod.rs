@@ -9,7 +9,10 @@ pub mod sync;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::Settings;
+use crate::config::{Settings, Transport};
+use crate::kustomer::MembraneAuth;
+use crate::kustomer::cli::CliBackend;
+use crate::kustomer::jwt::Minter;
 use crate::kustomer::{Budget, Client, ClientOptions, Limiter};
 use crate::store::{Store, Writer};
 use crate::sync::{Engine, SyncOptions, SyncReport};
@@ -22,20 +25,59 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-/// Builds the API client from validated settings, with the shared rate limiter.
+/// Builds the API client for the configured transport from validated settings, with the shared
+/// rate limiter.
 pub fn client(settings: &Settings) -> Result<Client, String> {
-    let key = settings.kustomer.api_key().map_err(|e| e.to_string())?;
-    let client = Client::new(
-        settings.kustomer.base_url.as_str(),
-        key.expose(),
-        ClientOptions {
-            connect_timeout: settings.kustomer.connect_timeout,
-            request_timeout: settings.kustomer.request_timeout,
-            max_attempts: settings.kustomer.max_retries + 1,
-            backoff: settings.kustomer.retry_backoff,
-            ..ClientOptions::default()
-        },
-    )
+    let k = &settings.kustomer;
+    let m = &settings.membrane;
+    let options = ClientOptions {
+        connect_timeout: k.connect_timeout,
+        request_timeout: k.request_timeout,
+        max_attempts: k.max_retries + 1,
+        backoff: k.retry_backoff,
+        ..ClientOptions::default()
+    };
+    let connection = || {
+        m.connection_id
+            .clone()
+            .ok_or_else(|| "missing membrane.connection_id".to_string())
+    };
+    let client = match k.transport {
+        Transport::Direct => {
+            let key = k.api_key().map_err(|e| e.to_string())?;
+            let base = k
+                .base_url
+                .as_ref()
+                .ok_or_else(|| "missing kustomer.base_url".to_string())?;
+            Client::new(base.as_str(), key.expose(), options)
+        }
+        Transport::Membrane => {
+            let auth = match m.token().map_err(|e| e.to_string())? {
+                Some(token) => MembraneAuth::Token(token),
+                None => {
+                    let secret = m
+                        .workspace_secret()
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| "missing membrane.workspace_secret".to_string())?;
+                    MembraneAuth::Mint(Minter::new(
+                        m.workspace_key.as_deref().unwrap_or_default(),
+                        m.tenant_key.as_deref().unwrap_or_default(),
+                        secret,
+                        m.token_lifetime,
+                    ))
+                }
+            };
+            Client::membrane(&m.api_uri, &connection()?, auth, options)
+        }
+        Transport::MembraneCli => Client::membrane_cli(
+            CliBackend {
+                program: m.cli_path.clone(),
+                connection_id: connection()?,
+                timeout: m.cli_timeout,
+            },
+            options,
+        ),
+    }
     .map_err(|e| e.to_string())?
     .with_limiter(Arc::new(Limiter::new(
         Budget::per_minute(settings.sync.requests_per_minute),

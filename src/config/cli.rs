@@ -13,6 +13,13 @@ pub fn check_config(path: Option<&Path>) -> ExitCode {
     match Settings::load(path) {
         Ok(settings) => {
             print!("{}", render(&settings));
+            if settings.kustomer.transport != crate::config::Transport::Direct {
+                println!(
+                    "# Kustomer is reached through Membrane ({}); no Kustomer API key is used",
+                    settings.kustomer.transport.as_str()
+                );
+                return ExitCode::from(EXIT_OK);
+            }
             match settings.kustomer.api_key() {
                 Ok(_) => {
                     println!(
@@ -45,9 +52,15 @@ pub fn render(s: &Settings) -> String {
     let mut out = String::new();
     out.push_str("[kustomer]\n");
     out.push_str(&format!(
-        "base_url = {}\n",
-        q(s.kustomer.base_url.as_str().trim_end_matches('/'))
+        "transport = {}\n",
+        q(s.kustomer.transport.as_str())
     ));
+    if let Some(url) = &s.kustomer.base_url {
+        out.push_str(&format!(
+            "base_url = {}\n",
+            q(url.as_str().trim_end_matches('/'))
+        ));
+    }
     if s.kustomer.api_key.is_some() {
         out.push_str(&format!("api_key = {}\n", q(REDACTED)));
     }
@@ -114,6 +127,50 @@ pub fn render(s: &Settings) -> String {
         crate::logging::Format::Json => "json",
     };
     out.push_str(&format!("format = {}\n", q(format)));
+    if s.kustomer.transport != crate::config::Transport::Direct {
+        let m = &s.membrane;
+        out.push_str("\n[membrane]\n");
+        out.push_str(&format!("api_uri = {}\n", q(&m.api_uri)));
+        if let Some(id) = &m.connection_id {
+            out.push_str(&format!("connection_id = {}\n", q(id)));
+        }
+        for (key, set) in [
+            ("token", m.token.is_some()),
+            ("workspace_secret", m.workspace_secret.is_some()),
+        ] {
+            if set {
+                out.push_str(&format!("{key} = {}\n", q(REDACTED)));
+            }
+        }
+        for (key, file) in [
+            ("token_file", &m.token_file),
+            ("workspace_secret_file", &m.workspace_secret_file),
+        ] {
+            if let Some(f) = file {
+                out.push_str(&format!("{key} = {}\n", q(&f.display().to_string())));
+            }
+        }
+        for (key, value) in [
+            ("workspace_key", &m.workspace_key),
+            ("tenant_key", &m.tenant_key),
+        ] {
+            if let Some(v) = value {
+                out.push_str(&format!("{key} = {}\n", q(v)));
+            }
+        }
+        out.push_str(&format!(
+            "token_lifetime = {}\n",
+            q(&format_duration(m.token_lifetime))
+        ));
+        out.push_str(&format!(
+            "cli_path = {}\n",
+            q(&m.cli_path.display().to_string())
+        ));
+        out.push_str(&format!(
+            "cli_timeout = {}\n",
+            q(&format_duration(m.cli_timeout))
+        ));
+    }
     out.push_str("\n[http]\n");
     if let Some(listen) = s.http.listen {
         out.push_str(&format!("listen = {}\n", q(&listen.to_string())));

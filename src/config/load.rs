@@ -10,8 +10,8 @@ use config::{Config, Environment, File, FileFormat, Value, ValueKind};
 
 use super::values::{did_you_mean, parse_duration, valid_cron};
 use super::{
-    ConfigError, DatabaseSettings, HttpSettings, KustomerSettings, LogSettings, Secret, Settings,
-    SyncSettings,
+    ConfigError, DatabaseSettings, HttpSettings, KustomerSettings, LogSettings, MembraneSettings,
+    Secret, Settings, SyncSettings, Transport,
 };
 use crate::logging::Format;
 
@@ -22,6 +22,7 @@ pub const KEYS: &[&str] = &[
     "kustomer.api_key_file",
     "kustomer.connect_timeout",
     "kustomer.request_timeout",
+    "kustomer.transport",
     "kustomer.max_retries",
     "kustomer.retry_backoff",
     "database.path",
@@ -37,6 +38,17 @@ pub const KEYS: &[&str] = &[
     "sync.concurrency",
     "log.level",
     "log.format",
+    "membrane.api_uri",
+    "membrane.connection_id",
+    "membrane.token",
+    "membrane.token_file",
+    "membrane.workspace_key",
+    "membrane.workspace_secret",
+    "membrane.workspace_secret_file",
+    "membrane.tenant_key",
+    "membrane.token_lifetime",
+    "membrane.cli_path",
+    "membrane.cli_timeout",
     "http.listen",
     "http.max_consecutive_failures",
     "http.max_lag",
@@ -174,7 +186,22 @@ impl Reader {
     }
 
     fn settings(&mut self, env: &HashMap<String, String>) -> Option<Settings> {
-        let base_url = self.base_url();
+        let transport = match self.text("kustomer.transport").as_deref().map(str::trim) {
+            None | Some("direct") => Transport::Direct,
+            Some("membrane") => Transport::Membrane,
+            Some("membrane-cli") => Transport::MembraneCli,
+            Some(other) => {
+                let other = other.to_string();
+                self.bad(
+                    "kustomer.transport",
+                    &other,
+                    "direct, membrane or membrane-cli",
+                );
+                Transport::Direct
+            }
+        };
+        let base_url = self.base_url(transport == Transport::Direct);
+        let membrane = self.membrane(transport, env);
         let mut api_key_source = None;
         let mut api_key = None;
         if let Some(key) = self
@@ -228,7 +255,12 @@ impl Reader {
         let http = self.http();
         Some(Settings {
             kustomer: KustomerSettings {
-                base_url: base_url?,
+                transport,
+                base_url: if transport == Transport::Direct {
+                    Some(base_url?)
+                } else {
+                    base_url
+                },
                 api_key,
                 api_key_file,
                 connect_timeout,
@@ -241,12 +273,123 @@ impl Reader {
             sync,
             log,
             http,
+            membrane,
         })
     }
 
-    fn base_url(&mut self) -> Option<url::Url> {
+    fn file(&self, key: &str, env: &HashMap<String, String>) -> Option<PathBuf> {
+        self.text(key).map(|f| {
+            let f = PathBuf::from(f);
+            match env.get("CREDENTIALS_DIRECTORY") {
+                Some(dir) if f.is_relative() => Path::new(dir).join(f),
+                _ => f,
+            }
+        })
+    }
+
+    fn membrane(
+        &mut self,
+        transport: Transport,
+        env: &HashMap<String, String>,
+    ) -> MembraneSettings {
+        // Membrane's SDK reads MEMBRANE_*; honour them below our own keys.
+        let from_env = |name: &str| {
+            env.get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let text = |r: &Self, key: &str, fallback: &str| {
+            r.text(key)
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .or_else(|| from_env(fallback))
+        };
+        let api_uri_text = text(self, "membrane.api_uri", "MEMBRANE_API_URI")
+            .unwrap_or_else(|| "https://api.getmembrane.com".to_string());
+        let api_uri = match url::Url::parse(api_uri_text.trim_end_matches('/')) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            _ => {
+                self.bad(
+                    "membrane.api_uri",
+                    &api_uri_text,
+                    "an absolute http(s) URL such as https://api.getmembrane.com",
+                );
+                None
+            }
+        };
+        let connection_id = text(self, "membrane.connection_id", "MEMBRANE_CONNECTION_ID");
+        let token = text(self, "membrane.token", "MEMBRANE_ACCESS_TOKEN").map(Secret::new);
+        let token_file = self.file("membrane.token_file", env);
+        let workspace_key = text(self, "membrane.workspace_key", "MEMBRANE_WORKSPACE_KEY");
+        let workspace_secret = text(
+            self,
+            "membrane.workspace_secret",
+            "MEMBRANE_WORKSPACE_SECRET",
+        )
+        .map(Secret::new);
+        let workspace_secret_file = self.file("membrane.workspace_secret_file", env);
+        let tenant_key = text(self, "membrane.tenant_key", "MEMBRANE_TENANT_KEY");
+        let token_lifetime = self.duration(
+            "membrane.token_lifetime",
+            Duration::from_secs(3600),
+            Duration::from_secs(86_400),
+        );
+        let cli_path = PathBuf::from(
+            self.text("membrane.cli_path")
+                .unwrap_or_else(|| "membrane".to_string()),
+        );
+        let cli_timeout = self.duration(
+            "membrane.cli_timeout",
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+        );
+        if transport != Transport::Direct && connection_id.is_none() {
+            self.errors.push(format!(
+                "missing membrane.connection_id: kustomer.transport = \"{}\" needs the id of the Kustomer connection in Membrane",
+                transport.as_str()
+            ));
+        }
+        if transport == Transport::Membrane {
+            let has_token = token.is_some() || token_file.is_some();
+            let has_secret = workspace_secret.is_some() || workspace_secret_file.is_some();
+            let mint = workspace_key.is_some() || has_secret || tenant_key.is_some();
+            if !has_token && !mint {
+                self.errors.push("missing Membrane credentials: set membrane.token (or token_file, or MEMBRANE_ACCESS_TOKEN), or membrane.workspace_key, membrane.workspace_secret (or workspace_secret_file) and membrane.tenant_key".to_string());
+            } else if !has_token {
+                for (missing, key) in [
+                    (workspace_key.is_none(), "membrane.workspace_key"),
+                    (!has_secret, "membrane.workspace_secret"),
+                    (tenant_key.is_none(), "membrane.tenant_key"),
+                ] {
+                    if missing {
+                        self.errors.push(format!("missing {key}: minting Membrane tokens needs membrane.workspace_key, membrane.workspace_secret and membrane.tenant_key"));
+                    }
+                }
+            }
+        }
+        MembraneSettings {
+            api_uri: api_uri.map_or(api_uri_text, |u| {
+                u.as_str().trim_end_matches('/').to_string()
+            }),
+            connection_id,
+            token,
+            token_file,
+            workspace_key,
+            workspace_secret,
+            workspace_secret_file,
+            tenant_key,
+            token_lifetime,
+            cli_path,
+            cli_timeout,
+        }
+    }
+
+    fn base_url(&mut self, required: bool) -> Option<url::Url> {
         let key = "kustomer.base_url";
         let Some(text) = self.text(key).filter(|t| !t.trim().is_empty()) else {
+            if !required {
+                return None;
+            }
             self.errors.push(format!(
                 "missing {key}: set it in the config file or KUSTOMER_MIRROR__KUSTOMER__BASE_URL (e.g. https://acme.api.kustomerapp.com)"
             ));

@@ -27,6 +27,92 @@ pub struct Settings {
     pub log: LogSettings,
     /// The optional health and metrics listener.
     pub http: HttpSettings,
+    /// How to reach Kustomer through Membrane (`kustomer.transport = "membrane" | "membrane-cli"`).
+    pub membrane: MembraneSettings,
+}
+
+/// How requests reach Kustomer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Straight to `kustomer.base_url` with the API key.
+    Direct,
+    /// Through Membrane's API proxy with a Membrane token.
+    Membrane,
+    /// Through the `membrane` CLI and its own login.
+    MembraneCli,
+}
+
+impl Transport {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Direct => "direct",
+            Transport::Membrane => "membrane",
+            Transport::MembraneCli => "membrane-cli",
+        }
+    }
+}
+
+/// `[membrane]`.
+#[derive(Debug, Clone)]
+pub struct MembraneSettings {
+    /// Membrane's API (self-hosted installs have their own), validated, without a trailing slash.
+    pub api_uri: String,
+    /// The id of the Kustomer connection in Membrane.
+    pub connection_id: Option<String>,
+    /// A ready access token.
+    pub token: Option<Secret>,
+    /// A file holding the access token.
+    pub token_file: Option<PathBuf>,
+    /// Workspace key, for minting tokens.
+    pub workspace_key: Option<String>,
+    /// Workspace secret, for minting tokens.
+    pub workspace_secret: Option<Secret>,
+    /// A file holding the workspace secret.
+    pub workspace_secret_file: Option<PathBuf>,
+    /// The tenant (customer) whose connection is used.
+    pub tenant_key: Option<String>,
+    /// Lifetime of minted tokens (renewed when a quarter is left).
+    pub token_lifetime: Duration,
+    /// The `membrane` executable for `membrane-cli`.
+    pub cli_path: PathBuf,
+    /// Upper bound of one CLI call.
+    pub cli_timeout: Duration,
+}
+
+fn read_secret_file(path: &Path, key: &str) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::KeyFile {
+        path: path.to_path_buf(),
+        reason: format!("{e} ({key})"),
+    })?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(ConfigError::KeyFile {
+            path: path.to_path_buf(),
+            reason: format!("the file is empty ({key})"),
+        });
+    }
+    Ok(Secret::new(value))
+}
+
+impl MembraneSettings {
+    /// The ready token, from the setting or its file.
+    pub fn token(&self) -> Result<Option<Secret>, ConfigError> {
+        match (&self.token, &self.token_file) {
+            (Some(t), _) => Ok(Some(t.clone())),
+            (None, Some(f)) => read_secret_file(f, "membrane.token_file").map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The workspace secret, from the setting or its file.
+    pub fn workspace_secret(&self) -> Result<Option<Secret>, ConfigError> {
+        match (&self.workspace_secret, &self.workspace_secret_file) {
+            (Some(t), _) => Ok(Some(t.clone())),
+            (None, Some(f)) => read_secret_file(f, "membrane.workspace_secret_file").map(Some),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// `[http]`: `/healthz` and `/metrics` for the daemon.
@@ -43,8 +129,11 @@ pub struct HttpSettings {
 /// `[kustomer]`.
 #[derive(Debug, Clone)]
 pub struct KustomerSettings {
-    /// API base URL, e.g. `https://acme.api.kustomerapp.com` (no trailing slash; a path prefix is kept).
-    pub base_url: url::Url,
+    /// How requests reach Kustomer.
+    pub transport: Transport,
+    /// API base URL, e.g. `https://acme.api.kustomerapp.com` (a path prefix is kept); required for
+    /// the direct transport, unused through Membrane (which knows the org's host).
+    pub base_url: Option<url::Url>,
     /// The API key, from `kustomer.api_key` or the environment.
     pub api_key: Option<Secret>,
     /// A file holding the key (relative paths resolve against `$CREDENTIALS_DIRECTORY` when set).

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::any;
@@ -20,6 +20,7 @@ use super::table::Table;
 pub fn router(handle: FakeHandle) -> Router {
     Router::new()
         .route("/v1/{*rest}", any(v1))
+        .route("/connections/{connection}/proxy/{*rest}", any(proxy))
         .with_state(handle)
 }
 
@@ -56,7 +57,95 @@ async fn v1(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let path = uri.path().to_string();
+    serve_v1(fake, method, uri.path().to_string(), headers, query, body).await
+}
+
+/// Membrane's proxy: `/connections/{id}/proxy/v1/…` with a Membrane JWT instead of the API key.
+/// The answer is the upstream answer unchanged; Membrane's own errors are `{type, message}`.
+async fn proxy(
+    AxState(fake): AxState<FakeHandle>,
+    Path((connection, rest)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let membrane_error = |status: StatusCode, kind: &str, message: &str| {
+        json_response(
+            status,
+            json!({"type": kind, "message": message}).to_string(),
+        )
+    };
+    let (expected, api_key) = {
+        let c = fake.control();
+        (c.options.membrane.clone(), c.options.api_key.clone())
+    };
+    let Some(expected) = expected else {
+        return membrane_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Membrane is not enabled in this fake",
+        );
+    };
+    if connection != expected.connection_id {
+        return membrane_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("Connection {connection} not found"),
+        );
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = crate::kustomer::jwt::verify(&token, expected.workspace_secret.as_bytes());
+    let valid = claims.as_ref().is_some_and(|c| {
+        c["workspaceKey"] == expected.workspace_key.as_str()
+            && c["exp"].as_u64().is_some_and(|exp| exp > now)
+    });
+    {
+        let mut c = fake.control();
+        c.stats.membrane_requests += 1;
+        if valid {
+            c.membrane_tokens.insert(token.clone());
+            c.stats.membrane_tokens_seen = c.membrane_tokens.len() as u64;
+        }
+    }
+    if !valid {
+        let why = match claims {
+            None => "Invalid token signature",
+            Some(_) => "Token expired or issued for another workspace",
+        };
+        return membrane_error(StatusCode::UNAUTHORIZED, "not_authenticated", why);
+    }
+    if fake.control().membrane_revoked {
+        return membrane_error(
+            StatusCode::BAD_REQUEST,
+            "connection_is_defunct",
+            "Connection is defunct: the Kustomer credentials were revoked",
+        );
+    }
+    let mut forwarded = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {api_key}")) {
+        forwarded.insert("authorization", v);
+    }
+    serve_v1(fake, method, format!("/{rest}"), forwarded, query, body).await
+}
+
+async fn serve_v1(
+    fake: FakeHandle,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    query: HashMap<String, String>,
+    body: Bytes,
+) -> Response {
     let segs: Vec<String> = path
         .trim_start_matches("/v1/")
         .split('/')

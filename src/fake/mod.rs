@@ -97,6 +97,17 @@ mod millis {
     }
 }
 
+/// What the fake's Membrane proxy accepts.
+#[derive(Debug, Clone)]
+pub struct MembraneFake {
+    /// The workspace key tokens must name.
+    pub workspace_key: String,
+    /// The secret tokens must be signed with (HS256).
+    pub workspace_secret: String,
+    /// The one Kustomer connection served under `/connections/{id}/proxy/`.
+    pub connection_id: String,
+}
+
 /// Options of a fake server.
 #[derive(Debug, Clone)]
 pub struct FakeOptions {
@@ -122,6 +133,8 @@ pub struct FakeOptions {
     pub company_search: bool,
     /// Delay before search sees a change.
     pub index_lag: Duration,
+    /// Serve Membrane's proxy too.
+    pub membrane: Option<MembraneFake>,
 }
 
 impl FakeOptions {
@@ -139,6 +152,7 @@ impl FakeOptions {
             max_result_window: 10_000,
             company_search: true,
             index_lag: Duration::ZERO,
+            membrane: None,
         }
     }
 }
@@ -162,6 +176,10 @@ pub struct FakeStats {
     pub faults_injected: u64,
     /// 401s served.
     pub unauthorized: u64,
+    /// Requests through the Membrane proxy.
+    pub membrane_requests: u64,
+    /// Distinct valid Membrane tokens seen (renewals show as more than one).
+    pub membrane_tokens_seen: u64,
     /// Requests per search context or list path.
     pub requests_by_context: BTreeMap<String, u64>,
 }
@@ -177,6 +195,8 @@ struct Control {
     stats: FakeStats,
     seen: u64,
     hooks: Vec<(u64, Hook)>,
+    membrane_tokens: std::collections::BTreeSet<String>,
+    membrane_revoked: bool,
 }
 
 struct Shared {
@@ -310,6 +330,11 @@ impl FakeHandle {
         self.control().stats = FakeStats::default();
     }
 
+    /// Revokes the Membrane connection: the proxy answers `connection_is_defunct` from now on.
+    pub fn revoke_membrane_connection(&self) {
+        self.control().membrane_revoked = true;
+    }
+
     /// Runs `f` once, just before serving the `after`-th request from now (without locks held).
     pub fn on_request(&self, after: u64, f: Box<dyn FnOnce(&FakeHandle) + Send>) {
         let mut c = self.control();
@@ -345,6 +370,8 @@ impl FakeServer {
             stats: FakeStats::default(),
             seen: 0,
             hooks: Vec::new(),
+            membrane_tokens: Default::default(),
+            membrane_revoked: false,
             options,
         };
         let handle = FakeHandle {

@@ -10,9 +10,12 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use super::cli::{CliBackend, CliFailure};
 use super::error::{ApiError, error_message};
+use super::jwt::Minter;
 use super::limiter::{Kind, Limiter};
 use super::page::{Page, Record, decode_page, decode_single};
+use crate::config::Secret;
 
 /// Timeouts and retry bounds of a [`Client`].
 #[derive(Debug, Clone)]
@@ -70,10 +73,42 @@ struct Counters {
     retries: AtomicU64,
 }
 
-/// A Kustomer API client bound to one base URL and one API key.
+/// How requests are authenticated over HTTP.
+#[derive(Debug)]
+enum Auth {
+    /// A fixed bearer token (a Kustomer API key, or a ready Membrane token), marked sensitive.
+    Bearer(HeaderValue),
+    /// Membrane tokens minted from the workspace secret and renewed before they expire.
+    Minted(Minter),
+}
+
+/// How a Membrane-proxied client authenticates.
+#[derive(Debug)]
+pub enum MembraneAuth {
+    /// A ready token (`membrane.token`, `MEMBRANE_ACCESS_TOKEN`).
+    Token(Secret),
+    /// Mint tokens with the workspace key and secret for a tenant.
+    Mint(Minter),
+}
+
+fn bearer(token: &str, setting: &str) -> Result<HeaderValue, ApiError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ApiError::Rejected {
+        status: 0,
+        path: String::new(),
+        message: format!("the {setting} contains characters not allowed in an HTTP header; check it for stray quotes or line breaks"),
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A Kustomer API client bound to one way in (base URL and credentials, or the Membrane CLI).
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
+    auth: Auth,
+    cli: Option<CliBackend>,
+    /// The Membrane connection, when requests go through Membrane (for error messages).
+    membrane_connection: Option<String>,
     base: String,
     options: ClientOptions,
     requests: AtomicU64,
@@ -91,21 +126,57 @@ impl Client {
     /// that sends `Authorization: Bearer <api_key>`. The key is marked sensitive so that it is never
     /// printed by reqwest's or our `Debug` output.
     pub fn new(base_url: &str, api_key: &str, options: ClientOptions) -> Result<Client, ApiError> {
+        let auth = Auth::Bearer(bearer(api_key, "API key (kustomer.api_key)")?);
+        Client::build(base_url, auth, None, None, options)
+    }
+
+    /// A client that reaches Kustomer through Membrane's API proxy:
+    /// `{api_uri}/connections/{connection_id}/proxy/v1/…`.
+    pub fn membrane(
+        api_uri: &str,
+        connection_id: &str,
+        auth: MembraneAuth,
+        options: ClientOptions,
+    ) -> Result<Client, ApiError> {
+        let base = format!(
+            "{}/connections/{connection_id}/proxy",
+            api_uri.trim_end_matches('/')
+        );
+        let auth = match auth {
+            MembraneAuth::Token(token) => {
+                Auth::Bearer(bearer(token.expose(), "Membrane token (membrane.token)")?)
+            }
+            MembraneAuth::Mint(minter) => Auth::Minted(minter),
+        };
+        Client::build(&base, auth, None, Some(connection_id.to_string()), options)
+    }
+
+    /// A client that runs the Membrane CLI for every request.
+    pub fn membrane_cli(cli: CliBackend, options: ClientOptions) -> Result<Client, ApiError> {
+        let connection = cli.connection_id.clone();
+        let base = format!("membrane-cli:{connection}");
+        Client::build(
+            &base,
+            Auth::Bearer(HeaderValue::from_static("")),
+            Some(cli),
+            Some(connection),
+            options,
+        )
+    }
+
+    fn build(
+        base_url: &str,
+        auth: Auth,
+        cli: Option<CliBackend>,
+        membrane_connection: Option<String>,
+        options: ClientOptions,
+    ) -> Result<Client, ApiError> {
         // reqwest is built with `rustls-no-provider`: the process must pick rustls' crypto provider
         // before the first Client. Installing fails only when one is already installed, which is fine.
         CRYPTO_PROVIDER.call_once(|| {
             let _ = rustls::crypto::ring::default_provider().install_default();
         });
-        let mut auth = HeaderValue::from_str(&format!("Bearer {api_key}")).map_err(|_| {
-            ApiError::Rejected {
-                status: 0,
-                path: String::new(),
-                message: "the API key contains characters not allowed in an HTTP header; check kustomer.api_key for stray quotes or line breaks".to_string(),
-            }
-        })?;
-        auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let http = reqwest::Client::builder()
             .default_headers(headers)
@@ -120,6 +191,9 @@ impl Client {
             })?;
         Ok(Client {
             http,
+            auth,
+            cli,
+            membrane_connection,
             base: base_url.trim_end_matches('/').to_string(),
             options,
             requests: AtomicU64::new(0),
@@ -319,11 +393,41 @@ impl Client {
             Kind::Read
         };
         self.limiter.acquire(kind).await;
-        let mut request = self.http.request(method, &url);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(cli) = &self.cli {
+            return match cli.send(&method, link, body).await {
+                Ok(bytes) => {
+                    self.counters.status_2xx.fetch_add(1, Ordering::Relaxed);
+                    Ok(bytes)
+                }
+                Err(CliFailure::Status(code, bytes)) => {
+                    let status =
+                        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    self.count_status(status);
+                    Err(status_error(
+                        status,
+                        link,
+                        &bytes,
+                        None,
+                        self.membrane_connection.as_deref(),
+                    ))
+                }
+                Err(CliFailure::Error(e)) => {
+                    self.counters
+                        .transport_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    Err(e)
+                }
+            };
+        }
+        let auth = match &self.auth {
+            Auth::Bearer(value) => value.clone(),
+            Auth::Minted(minter) => bearer(minter.token().expose(), "minted Membrane token")?,
+        };
+        let mut request = self.http.request(method, &url).header(AUTHORIZATION, auth);
         if let Some(body) = body {
             request = request.json(body);
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
         let transport = |e: reqwest::Error| {
             self.counters
                 .transport_errors
@@ -336,13 +440,7 @@ impl Client {
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
-        let class = match status.as_u16() {
-            200..=299 => &self.counters.status_2xx,
-            429 => &self.counters.status_429,
-            500..=599 => &self.counters.status_5xx,
-            _ => &self.counters.status_4xx,
-        };
-        class.fetch_add(1, Ordering::Relaxed);
+        self.count_status(status);
         let reset_secs = reset_secs(response.headers());
         let remaining = response
             .headers()
@@ -359,7 +457,23 @@ impl Client {
         if status.is_success() {
             return Ok(bytes.to_vec());
         }
-        Err(status_error(status, link, &bytes, reset_secs))
+        Err(status_error(
+            status,
+            link,
+            &bytes,
+            reset_secs,
+            self.membrane_connection.as_deref(),
+        ))
+    }
+
+    fn count_status(&self, status: StatusCode) {
+        let class = match status.as_u16() {
+            200..=299 => &self.counters.status_2xx,
+            429 => &self.counters.status_429,
+            500..=599 => &self.counters.status_5xx,
+            _ => &self.counters.status_4xx,
+        };
+        class.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -372,8 +486,49 @@ fn log_repeats(path: &str, repeated: Option<(String, u32)>) {
     }
 }
 
+/// Membrane's own error (`{type, message}` at the top level, where Kustomer has `errors[]`), as a
+/// message that says what to do.
+fn membrane_error(status: u16, body: &[u8], connection: &str) -> Option<ApiError> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let kind = v.get("type")?.as_str()?;
+    if v.get("errors").is_some() {
+        return None;
+    }
+    let said = v.get("message").and_then(Value::as_str).unwrap_or(kind);
+    let message = match kind {
+        "connection_is_defunct" | "connection_not_found" => format!(
+            "Membrane says the Kustomer connection is unusable ({status} {kind}: {said}): reconnect Kustomer in Membrane, connection {connection}"
+        ),
+        "not_authenticated" => format!(
+            "Membrane rejected the access token ({status}: {said}): check membrane.token, or membrane.workspace_key, membrane.workspace_secret and membrane.tenant_key"
+        ),
+        "access_denied" => format!(
+            "Membrane denied access to connection {connection} ({status}: {said}): check that the token's tenant owns the connection (membrane.tenant_key, membrane.connection_id)"
+        ),
+        "rate_limit_exceeded" => {
+            return Some(ApiError::RateLimited {
+                path: String::new(),
+                reset_secs: None,
+            });
+        }
+        _ => format!("Membrane error ({status} {kind}): {said}"),
+    };
+    Some(ApiError::Membrane { status, message })
+}
+
 /// Maps a non-2xx answer to an [`ApiError`].
-fn status_error(status: StatusCode, path: &str, body: &[u8], reset_secs: Option<u64>) -> ApiError {
+fn status_error(
+    status: StatusCode,
+    path: &str,
+    body: &[u8],
+    reset_secs: Option<u64>,
+    membrane: Option<&str>,
+) -> ApiError {
+    if let Some(connection) = membrane
+        && let Some(e) = membrane_error(status.as_u16(), body, connection)
+    {
+        return e;
+    }
     let path = path.to_string();
     let message = error_message(body);
     match status.as_u16() {

@@ -76,6 +76,15 @@ pub enum ApiError {
         /// True when the request timed out.
         timeout: bool,
     },
+    /// Membrane's own error (not Kustomer's, which Membrane passes through unchanged): a defunct
+    /// connection, a rejected token, Membrane unavailable.
+    #[error("{message}")]
+    Membrane {
+        /// HTTP status from Membrane.
+        status: u16,
+        /// What happened and what to do.
+        message: String,
+    },
     /// A 2xx answer whose body is not the JSON:API document expected (truncated, malformed).
     #[error("malformed response from {path}: {reason}")]
     Malformed {
@@ -93,6 +102,7 @@ impl ApiError {
         matches!(
             self,
             ApiError::Server { .. }
+                | ApiError::Membrane { status: 500.., .. }
                 | ApiError::RateLimited { .. }
                 | ApiError::Transport { .. }
                 | ApiError::Malformed { .. }
@@ -104,7 +114,8 @@ impl ApiError {
         match self {
             ApiError::Unauthorized { status, .. }
             | ApiError::Rejected { status, .. }
-            | ApiError::Server { status, .. } => Some(*status),
+            | ApiError::Server { status, .. }
+            | ApiError::Membrane { status, .. } => Some(*status),
             ApiError::Forbidden { .. } => Some(403),
             ApiError::NotFound { .. } => Some(404),
             ApiError::RateLimited { .. } => Some(429),

@@ -2,14 +2,17 @@
 //! page decoding and the typed errors every request can end in.
 //!
 //! The seam to Kustomer is a base URL plus an auth header: the org host, a regional host, the fake's
-//! `http://127.0.0.1:PORT` or (later) Membrane's proxy all look the same from here.
+//! `http://127.0.0.1:PORT` or Membrane's proxy (with minted, renewed tokens) all look the same from
+//! here; only the Membrane CLI transport runs a program instead ([`cli`]).
 
+pub mod cli;
 mod client;
 pub mod error;
+pub mod jwt;
 pub mod limiter;
 mod page;
 
-pub use client::{Client, ClientOptions, ClientStats};
+pub use client::{Client, ClientOptions, ClientStats, MembraneAuth};
 pub use error::ApiError;
 pub use limiter::{Budget, Limiter};
 pub use page::{Page, Record, decode_page, decode_single};
