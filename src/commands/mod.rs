@@ -17,6 +17,16 @@ use crate::kustomer::{Budget, Client, ClientOptions, Limiter};
 use crate::store::{Store, Writer};
 use crate::sync::{Engine, SyncOptions, SyncReport};
 
+/// Loads the settings, or prints one `error:` line per problem and gives the usage exit code.
+pub fn load_settings(config: Option<&Path>) -> Result<Settings, std::process::ExitCode> {
+    Settings::load(config).map_err(|e| {
+        for line in e.to_string().lines() {
+            eprintln!("error: {line}");
+        }
+        std::process::ExitCode::from(crate::cli::EXIT_USAGE)
+    })
+}
+
 /// A multi-threaded tokio runtime for one command, or a message saying why there is none.
 pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()

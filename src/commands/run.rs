@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
-use crate::config::Settings;
 use crate::daemon::{self, DaemonError};
 
 /// Exit code of a second signal (128 + SIGINT, what shells expect of an interrupted program).
@@ -14,14 +13,9 @@ pub const EXIT_SECOND_SIGNAL: u8 = 130;
 
 /// Runs `run`.
 pub fn run(config: Option<&Path>) -> ExitCode {
-    let settings = match Settings::load(config) {
+    let settings = match super::load_settings(config) {
         Ok(s) => s,
-        Err(e) => {
-            for line in e.to_string().lines() {
-                eprintln!("error: {line}");
-            }
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     crate::logging::init(&settings.log.level, settings.log.format);
     let runtime = match super::runtime() {

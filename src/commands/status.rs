@@ -4,8 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
-use crate::config::Settings;
+use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED};
 use crate::store::Store;
 
 /// Arguments of `status`.
@@ -23,14 +22,9 @@ pub struct StatusArgs {
 pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
     let path = match args.db {
         Some(path) => path,
-        None => match Settings::load(config) {
+        None => match super::load_settings(config) {
             Ok(s) => s.database.path,
-            Err(e) => {
-                for line in e.to_string().lines() {
-                    eprintln!("error: {line}");
-                }
-                return ExitCode::from(EXIT_USAGE);
-            }
+            Err(code) => return code,
         },
     };
     if !super::database_exists(&path) {

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
-use crate::config::Settings;
 use crate::entity::{self, Entity};
 
 /// Arguments of `sync`.
@@ -21,14 +20,9 @@ pub struct SyncArgs {
 
 /// Runs `sync`.
 pub fn run(config: Option<&Path>, args: SyncArgs) -> ExitCode {
-    let settings = match Settings::load(config) {
+    let settings = match super::load_settings(config) {
         Ok(s) => s,
-        Err(e) => {
-            for line in e.to_string().lines() {
-                eprintln!("error: {line}");
-            }
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     crate::logging::init(&settings.log.level, settings.log.format);
     let names: Vec<String> = if args.entities.is_empty() {

@@ -225,57 +225,40 @@ pub fn render(
         "Requests retried after transient failures by this process.",
     );
     let _ = writeln!(o, "kustomer_mirror_retries_total {}", client.retries);
-    family(
-        &mut o,
-        "kustomer_mirror_runs_total",
-        "counter",
-        "Sync runs recorded in sync_runs, by entity and status.",
-    );
-    for t in totals {
-        let _ = writeln!(
-            o,
-            "kustomer_mirror_runs_total{{entity=\"{}\",status=\"{}\"}} {}",
-            t.entity, t.status, t.runs
-        );
-    }
-    family(
-        &mut o,
-        "kustomer_mirror_run_requests_total",
-        "counter",
-        "Requests spent by sync runs (sync_runs.requests), by entity and status.",
-    );
-    for t in totals {
-        let _ = writeln!(
-            o,
-            "kustomer_mirror_run_requests_total{{entity=\"{}\",status=\"{}\"}} {}",
-            t.entity, t.status, t.requests
-        );
-    }
-    family(
-        &mut o,
-        "kustomer_mirror_run_records_fetched_total",
-        "counter",
-        "Records fetched by sync runs, by entity and status.",
-    );
-    for t in totals {
-        let _ = writeln!(
-            o,
-            "kustomer_mirror_run_records_fetched_total{{entity=\"{}\",status=\"{}\"}} {}",
-            t.entity, t.status, t.fetched
-        );
-    }
-    family(
-        &mut o,
-        "kustomer_mirror_run_rows_changed_total",
-        "counter",
-        "Rows inserted, updated or deleted by sync runs, by entity and status.",
-    );
-    for t in totals {
-        let _ = writeln!(
-            o,
-            "kustomer_mirror_run_rows_changed_total{{entity=\"{}\",status=\"{}\"}} {}",
-            t.entity, t.status, t.changed
-        );
+    type Field = fn(&RunTotals) -> i64;
+    let run_families: [(&str, &str, Field); 4] = [
+        (
+            "kustomer_mirror_runs_total",
+            "Sync runs recorded in sync_runs, by entity and status.",
+            |t| t.runs,
+        ),
+        (
+            "kustomer_mirror_run_requests_total",
+            "Requests spent by sync runs (sync_runs.requests), by entity and status.",
+            |t| t.requests,
+        ),
+        (
+            "kustomer_mirror_run_records_fetched_total",
+            "Records fetched by sync runs, by entity and status.",
+            |t| t.fetched,
+        ),
+        (
+            "kustomer_mirror_run_rows_changed_total",
+            "Rows inserted, updated or deleted by sync runs, by entity and status.",
+            |t| t.changed,
+        ),
+    ];
+    for (name, help, field) in run_families {
+        family(&mut o, name, "counter", help);
+        for t in totals {
+            let _ = writeln!(
+                o,
+                "{name}{{entity=\"{}\",status=\"{}\"}} {}",
+                t.entity,
+                t.status,
+                field(t)
+            );
+        }
     }
     family(
         &mut o,
