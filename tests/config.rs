@@ -242,3 +242,29 @@ fn check_config_exits_2_with_one_clear_line_for_each_kind_of_mistake() {
         assert!(!stderr.contains("secret-xyz"));
     }
 }
+
+#[test]
+fn per_entity_schedules_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = toml_file(
+        &dir,
+        "[kustomer]\nbase_url = \"http://x\"\n[schedules]\nconversations = \"0 * * * * *\"\n",
+    );
+    let s = Settings::load_from(Some(&path), &env(&[])).unwrap();
+    assert_eq!(s.sync.schedules["conversations"], "0 * * * * *");
+    assert_eq!(s.sync.full_refresh_schedule, "0 */30 * * * *");
+    let path = toml_file(
+        &dir,
+        "[kustomer]\nbase_url = \"http://x\"\n[schedules]\nconversation = \"0 * * * * *\"\nusers = \"every day\"\n",
+    );
+    let errors = errors(Some(&path), &[]);
+    assert!(
+        errors
+            .contains("unknown key schedules.conversation (did you mean schedules.conversations?)"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("invalid schedules.users \"every day\""),
+        "{errors}"
+    );
+}

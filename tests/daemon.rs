@@ -395,3 +395,67 @@ async fn metrics_are_prometheus_text_and_match_sync_runs() {
     assert!(values.contains_key("kustomer_mirror_last_run_duration_seconds{entity=\"messages\"}"));
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_never_runs_twice_at_once_when_ticks_outpace_it() {
+    let server = fake(Scale::Small).await;
+    let fake = server.handle();
+    // Every request takes 150 ms: a pass lasts several one-second ticks.
+    fake.set_faults(Faults {
+        slow: 1.0,
+        slow_delay: Duration::from_millis(150),
+        ..Faults::default()
+    });
+    let db = db();
+    let every_second = "* * * * * *";
+    let daemon = start(
+        settings(
+            &server.base_url(),
+            &db.path,
+            &[
+                ("SYNC__SCHEDULE", every_second),
+                ("SYNC__FULL_REFRESH_SCHEDULE", every_second),
+                ("SYNC__PAGE_SIZE", "50"),
+                ("SYNC__ENTITIES", "messages,tags"),
+                ("SCHEDULES__TAGS", "*/2 * * * * *"),
+            ],
+        ),
+        false,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    daemon.stop().await;
+    let conn = open(&db.path);
+    let mut stmt = conn
+        .prepare("SELECT entity, started_at, COALESCE(finished_at, '') , status FROM sync_runs ORDER BY entity, id")
+        .unwrap();
+    let runs: Vec<(String, String, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(runs.iter().filter(|r| r.0 == "messages").count() >= 1);
+    assert!(
+        runs.iter().filter(|r| r.0 == "tags").count() >= 2,
+        "{runs:?}"
+    );
+    for pair in runs.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            assert!(pair[1].1 >= pair[0].2, "overlapping runs: {pair:?}");
+        }
+    }
+    // Only the last run of an entity may have been cut short by the stop.
+    for (i, run) in runs.iter().enumerate() {
+        let last_of_entity = runs.get(i + 1).is_none_or(|next| next.0 != run.0);
+        if !last_of_entity {
+            assert_eq!(run.3, "ok", "{run:?}");
+        }
+    }
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM sync_runs WHERE entity = 'customers'"
+        ),
+        0
+    );
+}
