@@ -168,7 +168,27 @@ async fn a_sync_killed_again_and_again_ends_equal_with_an_intact_database() {
     let server = fake(Scale::Medium).await;
     let fake = server.handle();
     let db = db();
-    for (round, delay_ms) in [350u64, 900, 200, 1400, 650].into_iter().enumerate() {
+    // Random moments, reproducible from the printed seed.
+    let seed = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64
+        });
+    eprintln!("kill delays from KILL_SEED={seed}");
+    let mut state = seed | 1;
+    let delays: Vec<u64> = (0..5)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            150 + state % 1_300
+        })
+        .collect();
+    for (round, delay_ms) in delays.into_iter().enumerate() {
         let mut cmd = sync_cmd(&server.base_url(), KEY, &db.path);
         cmd.env("KUSTOMER_MIRROR__SYNC__PAGE_SIZE", "100")
             .stdout(Stdio::null())
