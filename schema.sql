@@ -285,3 +285,121 @@ CREATE TABLE sync_state (
     last_error           TEXT,
     consecutive_failures INTEGER NOT NULL DEFAULT 0
 );
+
+-- @views ------------------------------------------------------------------------------------------
+-- Everything below is derived (views only): a new database runs it with the tables, and every schema
+-- upgrade drops and recreates it, so a view change never needs its own upgrade step. Numbers computed
+-- from JSON are untyped in views: DuckDB's SQLite reader sees them as text, so portable queries CAST
+-- them (docs/queries.md does). Per-org custom attribute views (<entity>_custom) are made by the sync.
+
+DROP VIEW IF EXISTS customers_live;
+DROP VIEW IF EXISTS companies_live;
+DROP VIEW IF EXISTS conversations_live;
+DROP VIEW IF EXISTS messages_live;
+DROP VIEW IF EXISTS notes_live;
+DROP VIEW IF EXISTS users_live;
+DROP VIEW IF EXISTS teams_live;
+DROP VIEW IF EXISTS tags_live;
+DROP VIEW IF EXISTS queues_live;
+DROP VIEW IF EXISTS klasses_live;
+DROP VIEW IF EXISTS kobjects_live;
+DROP VIEW IF EXISTS conversation_tags;
+DROP VIEW IF EXISTS conversation_assigned_users;
+DROP VIEW IF EXISTS conversation_assigned_teams;
+DROP VIEW IF EXISTS team_members;
+DROP VIEW IF EXISTS customer_emails;
+DROP VIEW IF EXISTS customer_phones;
+DROP VIEW IF EXISTS conversation_facts;
+DROP VIEW IF EXISTS message_facts;
+DROP VIEW IF EXISTS conversation_status_history;
+
+-- Rows not deleted upstream.
+CREATE VIEW customers_live AS SELECT * FROM customers WHERE deleted_at IS NULL;
+CREATE VIEW companies_live AS SELECT * FROM companies WHERE deleted_at IS NULL;
+CREATE VIEW conversations_live AS SELECT * FROM conversations WHERE deleted_at IS NULL;
+CREATE VIEW messages_live AS SELECT * FROM messages WHERE deleted_at IS NULL;
+CREATE VIEW notes_live AS SELECT * FROM notes WHERE deleted_at IS NULL;
+CREATE VIEW users_live AS SELECT * FROM users WHERE deleted_at IS NULL;
+CREATE VIEW teams_live AS SELECT * FROM teams WHERE deleted_at IS NULL;
+CREATE VIEW tags_live AS SELECT * FROM tags WHERE deleted_at IS NULL;
+CREATE VIEW queues_live AS SELECT * FROM queues WHERE deleted_at IS NULL;
+CREATE VIEW klasses_live AS SELECT * FROM klasses WHERE deleted_at IS NULL;
+CREATE VIEW kobjects_live AS SELECT * FROM kobjects WHERE deleted_at IS NULL;
+
+-- Link views: one row per element of a JSON array, joined to the row it names (live parents only).
+CREATE VIEW conversation_tags AS
+SELECT c.id AS conversation_id, t.value AS tag_id, g.name AS tag_name
+FROM conversations c JOIN json_each(c.data, '$.attributes.tags') t LEFT JOIN tags g ON g.id = t.value
+WHERE c.deleted_at IS NULL;
+
+CREATE VIEW conversation_assigned_users AS
+SELECT c.id AS conversation_id, a.value AS user_id, u.name AS user_name
+FROM conversations c JOIN json_each(c.data, '$.attributes.assignedUsers') a LEFT JOIN users u ON u.id = a.value
+WHERE c.deleted_at IS NULL;
+
+CREATE VIEW conversation_assigned_teams AS
+SELECT c.id AS conversation_id, a.value AS team_id, t.name AS team_name
+FROM conversations c JOIN json_each(c.data, '$.attributes.assignedTeams') a LEFT JOIN teams t ON t.id = a.value
+WHERE c.deleted_at IS NULL;
+
+CREATE VIEW team_members AS
+SELECT t.id AS team_id, t.name AS team_name, m.value AS user_id, u.name AS user_name
+FROM teams t JOIN json_each(t.data, '$.attributes.members') m LEFT JOIN users u ON u.id = m.value
+WHERE t.deleted_at IS NULL;
+
+CREATE VIEW customer_emails AS
+SELECT c.id AS customer_id, e.key AS position, json_extract(e.value, '$.email') AS email,
+       json_extract(e.value, '$.type') AS type, json_extract(e.value, '$.verified') AS verified
+FROM customers c JOIN json_each(c.data, '$.attributes.emails') e
+WHERE c.deleted_at IS NULL;
+
+CREATE VIEW customer_phones AS
+SELECT c.id AS customer_id, p.key AS position, json_extract(p.value, '$.phone') AS phone,
+       json_extract(p.value, '$.type') AS type, json_extract(p.value, '$.verified') AS verified
+FROM customers c JOIN json_each(c.data, '$.attributes.phones') p
+WHERE c.deleted_at IS NULL;
+
+-- One row per live conversation with what support reports ask about. Times in minutes.
+CREATE VIEW conversation_facts AS
+SELECT c.id AS conversation_id, c.customer_id, c.name AS subject, c.status, c.channel, c.priority,
+       c.direction, c.queue_id, q.name AS queue_name, c.assigned_user_id, u.name AS assigned_user_name,
+       c.assigned_team_id, t.name AS assigned_team_name,
+       c.created_at, substr(c.created_at, 1, 10) AS created_day,
+       strftime('%Y-W%W', c.created_at) AS created_week, substr(c.created_at, 1, 7) AS created_month,
+       json_extract(c.data, '$.attributes.firstResponse.createdAt') AS first_response_at,
+       round((julianday(json_extract(c.data, '$.attributes.firstResponse.createdAt'))
+              - julianday(c.created_at)) * 1440, 2) AS first_response_minutes,
+       json_extract(c.data, '$.attributes.firstDone.createdAt') AS resolved_at,
+       round((julianday(json_extract(c.data, '$.attributes.firstDone.createdAt'))
+              - julianday(c.created_at)) * 1440, 2) AS resolution_minutes,
+       c.message_count, c.inbound_message_count, c.outbound_message_count, c.note_count,
+       (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.deleted_at IS NULL)
+           AS mirrored_message_count,
+       json_array_length(c.data, '$.attributes.tags') AS tag_count,
+       json_extract(c.data, '$.attributes.satisfaction') AS satisfaction,
+       c.reopen_count, c.done_count, c.spam, c.updated_at
+FROM conversations c
+LEFT JOIN queues q ON q.id = c.queue_id
+LEFT JOIN users u ON u.id = c.assigned_user_id
+LEFT JOIN teams t ON t.id = c.assigned_team_id
+WHERE c.deleted_at IS NULL;
+
+-- One row per live message, with its author and its conversation's status.
+CREATE VIEW message_facts AS
+SELECT m.id AS message_id, m.conversation_id, m.customer_id, m.channel, m.direction, m.direction_type,
+       m.status, m.app, m.auto, m.size, m.subject, m.created_at, substr(m.created_at, 1, 10) AS created_day,
+       m.sent_at, m.created_by_id, u.name AS created_by_name, c.status AS conversation_status
+FROM messages m
+LEFT JOIN users u ON u.id = m.created_by_id
+LEFT JOIN conversations c ON c.id = m.conversation_id
+WHERE m.deleted_at IS NULL;
+
+-- Every status change the mirror saw, from the change log, in order (seq).
+CREATE VIEW conversation_status_history AS
+SELECT l.seq, l.record_id AS conversation_id,
+       json_extract(l.changes, '$."attributes.status".old') AS from_status,
+       json_extract(l.changes, '$."attributes.status".new') AS to_status,
+       l.source_updated_at AS changed_at, l.synced_at
+FROM change_log l
+WHERE l.entity = 'conversations' AND l.op IN ('update', 'delete')
+  AND json_extract(l.changes, '$."attributes.status"') IS NOT NULL;

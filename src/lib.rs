@@ -13,6 +13,8 @@
 //! - [`logging`]: tracing setup (human or JSON, level from config).
 //! - [`sync`]: the sync engine: search-incremental, full refresh and reconcile passes over entities.
 //! - [`status`]: per-entity status read from the mirror (rows, cursor, last run, lag).
+//! - [`views`]: per-org custom attribute views (`<entity>_custom`), regenerated when a sync sees new
+//!   attribute names.
 //! - [`store`]: the SQLite mirror: opening (WAL, busy timeout), schema versions and upgrades.
 //! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding,
 //!   typed errors that say what to do.
@@ -31,3 +33,4 @@ pub mod logging;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod views;

@@ -208,3 +208,50 @@ fn the_schema_opens_in_the_systems_older_sqlite3_cli() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "0\nok\n");
 }
+
+#[test]
+fn a_version_1_database_upgrades_to_the_current_schema_with_its_rows() {
+    use kustomer_mirror::store::VIEWS_MARKER;
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("v1.db");
+    let tables = &kustomer_mirror::store::SCHEMA_SQL[..kustomer_mirror::store::SCHEMA_SQL
+        .find(VIEWS_MARKER)
+        .unwrap()];
+    {
+        let conn = rusqlite::Connection::open(&old).unwrap();
+        conn.execute_batch(tables).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        conn.execute(
+            "INSERT INTO conversations (id, data, first_synced_at, last_changed_at, hash) VALUES ('c1', ?1, 'x', 'x', 'h')",
+            [r#"{"id":"c1","attributes":{"status":"open","tags":["t1"],"createdAt":"2024-01-01T00:00:00.000Z"}}"#],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&old).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let n: i64 = store
+        .conn()
+        .query_row(
+            "SELECT COUNT(*) FROM conversation_tags WHERE conversation_id = 'c1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    let schema = |s: &Store| -> Vec<(String, String)> {
+        let mut stmt = s
+            .conn()
+            .prepare("SELECT name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let fresh = Store::open(dir.path().join("new.db")).unwrap();
+    assert_eq!(
+        schema(&store),
+        schema(&fresh),
+        "an upgraded database has the same schema as a new one"
+    );
+}

@@ -356,8 +356,19 @@ pub fn conversation(
     let inbound = 1 + rng.below(5);
     let outbound = rng.below(5);
     let channel = *rng.pick(CHANNELS);
+    // Response and resolution times within the record's own lifetime (first response 1 min–8 h).
+    let span = (u - c).max(2);
+    let response_ms = (60_000 + rng.below(8 * 3_600_000) as i64)
+        .min(span / 2)
+        .max(1);
     let first_response = if outbound > 0 {
-        json!({"createdAt": iso(c + 600_000), "time": 600, "businessTime": 540})
+        json!({"createdAt": iso(c + response_ms), "time": response_ms / 1000, "businessTime": response_ms / 1200})
+    } else {
+        Value::Null
+    };
+    let first_done = if status == "done" {
+        let done_ms = response_ms + rng.below((span - response_ms).max(1) as u64) as i64;
+        json!({"createdAt": iso(c + done_ms), "time": done_ms / 1000})
     } else {
         Value::Null
     };
@@ -381,7 +392,7 @@ pub fn conversation(
             "noteCount": rng.below(3), "tags": some(rng, &pools.tags, 3),
             "assignedUsers": some(rng, &pools.users, 2), "assignedTeams": some(rng, &pools.teams, 1),
             "custom": {"orderNumberStr": format!("{}", 1000 + rng.below(90_000)), "refundAmountNum": if rng.chance(0.2) { json!(rng.below(20_000) as f64 / 100.0) } else { Value::Null }},
-            "firstResponse": first_response, "doneCount": u64::from(status == "done"), "reopenCount": rng.below(2),
+            "firstResponse": first_response, "firstDone": first_done, "doneCount": u64::from(status == "done"), "reopenCount": rng.below(2),
             "satisfaction": if rng.chance(0.3) { json!(1 + rng.below(5)) } else { Value::Null },
             "ended": status == "done", "spam": rng.chance(0.01), "rev": 1 + rng.below(10),
             "lastMessageAt": iso(u), "lastActivityAt": iso(u),

@@ -16,11 +16,25 @@ use super::StoreError;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` describes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// Upgrade steps: `UPGRADES[i]` takes a database at version `i + 1` to version `i + 2`.
-/// Empty while version 1 is the only version that ever shipped.
-const UPGRADES: &[&str] = &[];
+/// Upgrade steps for tables: `UPGRADES[i]` takes a database at version `i + 1` to version `i + 2`.
+/// Views are not upgraded step by step: after the steps, the views section of `schema.sql` (after
+/// [`VIEWS_MARKER`]) drops and recreates them all.
+const UPGRADES: &[&str] = &[
+    // 1 → 2: views only (reporting views, link views, facts, status history).
+    "",
+];
+
+/// The line in `schema.sql` after which only views follow.
+pub const VIEWS_MARKER: &str = "-- @views";
+
+/// The views section of `schema.sql` (empty if the marker is missing, which a test rules out).
+pub fn views_sql() -> &'static str {
+    SCHEMA_SQL
+        .find(VIEWS_MARKER)
+        .map_or("", |at| &SCHEMA_SQL[at..])
+}
 
 // Proof that the table above and the version agree: the last step must arrive at SCHEMA_VERSION.
 const _: () = assert!(UPGRADES.len() as u32 + 1 == SCHEMA_VERSION);
@@ -89,6 +103,8 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
             tx.execute_batch(step)
                 .map_err(migrate_err(version, version + 1))?;
         }
+        tx.execute_batch(views_sql())
+            .map_err(migrate_err(found, SCHEMA_VERSION))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(migrate_err(found, SCHEMA_VERSION))?;

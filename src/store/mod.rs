@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use migrate::{SCHEMA_SQL, SCHEMA_VERSION};
+pub use migrate::{SCHEMA_SQL, SCHEMA_VERSION, VIEWS_MARKER, views_sql};
 pub use writer::Writer;
 
 /// Now as the ISO-8601 UTC text every timestamp column holds (`2024-10-21T14:05:40.118Z`).

@@ -265,8 +265,38 @@ impl Engine {
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        SyncReport {
+        let report = SyncReport {
             passes: passes.into_iter().flatten().collect(),
+        };
+        self.refresh_custom_views(&report).await;
+        report
+    }
+
+    /// Regenerates the custom attribute views of tables this sync changed. A failure is logged, not
+    /// fatal: the rows are stored either way.
+    async fn refresh_custom_views(&self, report: &SyncReport) {
+        let mut tables: Vec<&'static str> = report
+            .passes
+            .iter()
+            .filter(|p| p.applied.changed() > 0)
+            .filter_map(|p| {
+                let table = p.key.split(':').next().unwrap_or(&p.key);
+                crate::views::CUSTOM_TABLES
+                    .iter()
+                    .copied()
+                    .find(|t| *t == table)
+            })
+            .collect();
+        tables.sort_unstable();
+        tables.dedup();
+        for table in tables {
+            let result = self
+                .writer
+                .call(move |s| crate::views::refresh(s.conn(), table))
+                .await;
+            if let Err(e) | Ok(Err(e)) = result {
+                tracing::warn!(table, error = %e, "could not refresh the custom attribute views");
+            }
         }
     }
 
