@@ -290,7 +290,8 @@ CREATE TABLE sync_state (
 -- Everything below is derived (views only): a new database runs it with the tables, and every schema
 -- upgrade drops and recreates it, so a view change never needs its own upgrade step. Numbers computed
 -- from JSON are untyped in views: DuckDB's SQLite reader sees them as text, so portable queries CAST
--- them (docs/queries.md does). Per-org custom attribute views (<entity>_custom) are made by the sync.
+-- them (docs/queries.md does); DuckDB also re-renders view SQL, so views avoid count(*) (it becomes
+-- count_star(), unknown to SQLite). Per-org custom attribute views (<entity>_custom) are made by the sync.
 
 DROP VIEW IF EXISTS customers_live;
 DROP VIEW IF EXISTS companies_live;
@@ -313,50 +314,62 @@ DROP VIEW IF EXISTS conversation_facts;
 DROP VIEW IF EXISTS message_facts;
 DROP VIEW IF EXISTS conversation_status_history;
 
--- Rows not deleted upstream.
-CREATE VIEW customers_live AS SELECT * FROM customers WHERE deleted_at IS NULL;
-CREATE VIEW companies_live AS SELECT * FROM companies WHERE deleted_at IS NULL;
-CREATE VIEW conversations_live AS SELECT * FROM conversations WHERE deleted_at IS NULL;
-CREATE VIEW messages_live AS SELECT * FROM messages WHERE deleted_at IS NULL;
-CREATE VIEW notes_live AS SELECT * FROM notes WHERE deleted_at IS NULL;
-CREATE VIEW users_live AS SELECT * FROM users WHERE deleted_at IS NULL;
-CREATE VIEW teams_live AS SELECT * FROM teams WHERE deleted_at IS NULL;
-CREATE VIEW tags_live AS SELECT * FROM tags WHERE deleted_at IS NULL;
-CREATE VIEW queues_live AS SELECT * FROM queues WHERE deleted_at IS NULL;
-CREATE VIEW klasses_live AS SELECT * FROM klasses WHERE deleted_at IS NULL;
-CREATE VIEW kobjects_live AS SELECT * FROM kobjects WHERE deleted_at IS NULL;
+-- Rows not deleted upstream. Columns are listed (not *) so DuckDB's SQLite reader sees the generated
+-- ones too.
+CREATE VIEW customers_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, display_name, external_id, email, phone, company_id, locale, time_zone, verified, last_activity_at, conversations_all, conversations_open
+    FROM customers WHERE deleted_at IS NULL;
+CREATE VIEW companies_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, external_id, domain
+    FROM companies WHERE deleted_at IS NULL;
+CREATE VIEW conversations_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, customer_id, name, status, priority, direction, channel, queue_id, brand_id, assigned_user_id, assigned_team_id, message_count, inbound_message_count, outbound_message_count, note_count, done_count, reopen_count, last_message_at, ended, spam
+    FROM conversations WHERE deleted_at IS NULL;
+CREATE VIEW messages_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, conversation_id, customer_id, channel, direction, direction_type, status, app, subject, auto, size, sent_at, created_by_id
+    FROM messages WHERE deleted_at IS NULL;
+CREATE VIEW notes_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, conversation_id, customer_id, created_by_id, body
+    FROM notes WHERE deleted_at IS NULL;
+CREATE VIEW users_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, display_name, email, user_type
+    FROM users WHERE deleted_at IS NULL;
+CREATE VIEW teams_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, display_name, member_count
+    FROM teams WHERE deleted_at IS NULL;
+CREATE VIEW tags_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, color
+    FROM tags WHERE deleted_at IS NULL;
+CREATE VIEW queues_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, display_name, priority, system
+    FROM queues WHERE deleted_at IS NULL;
+CREATE VIEW klasses_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, display_name, status
+    FROM klasses WHERE deleted_at IS NULL;
+CREATE VIEW kobjects_live AS SELECT id, klass, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, klass_id, title, external_id, customer_id, company_id
+    FROM kobjects WHERE deleted_at IS NULL;
 
 -- Link views: one row per element of a JSON array, joined to the row it names (live parents only).
 CREATE VIEW conversation_tags AS
 SELECT c.id AS conversation_id, t.value AS tag_id, g.name AS tag_name
-FROM conversations c JOIN json_each(c.data, '$.attributes.tags') t LEFT JOIN tags g ON g.id = t.value
+FROM conversations c CROSS JOIN json_each(c.data, '$.attributes.tags') t LEFT JOIN tags g ON g.id = t.value
 WHERE c.deleted_at IS NULL;
 
 CREATE VIEW conversation_assigned_users AS
 SELECT c.id AS conversation_id, a.value AS user_id, u.name AS user_name
-FROM conversations c JOIN json_each(c.data, '$.attributes.assignedUsers') a LEFT JOIN users u ON u.id = a.value
+FROM conversations c CROSS JOIN json_each(c.data, '$.attributes.assignedUsers') a LEFT JOIN users u ON u.id = a.value
 WHERE c.deleted_at IS NULL;
 
 CREATE VIEW conversation_assigned_teams AS
 SELECT c.id AS conversation_id, a.value AS team_id, t.name AS team_name
-FROM conversations c JOIN json_each(c.data, '$.attributes.assignedTeams') a LEFT JOIN teams t ON t.id = a.value
+FROM conversations c CROSS JOIN json_each(c.data, '$.attributes.assignedTeams') a LEFT JOIN teams t ON t.id = a.value
 WHERE c.deleted_at IS NULL;
 
 CREATE VIEW team_members AS
 SELECT t.id AS team_id, t.name AS team_name, m.value AS user_id, u.name AS user_name
-FROM teams t JOIN json_each(t.data, '$.attributes.members') m LEFT JOIN users u ON u.id = m.value
+FROM teams t CROSS JOIN json_each(t.data, '$.attributes.members') m LEFT JOIN users u ON u.id = m.value
 WHERE t.deleted_at IS NULL;
 
 CREATE VIEW customer_emails AS
 SELECT c.id AS customer_id, e.key AS position, json_extract(e.value, '$.email') AS email,
        json_extract(e.value, '$.type') AS type, json_extract(e.value, '$.verified') AS verified
-FROM customers c JOIN json_each(c.data, '$.attributes.emails') e
+FROM customers c CROSS JOIN json_each(c.data, '$.attributes.emails') e
 WHERE c.deleted_at IS NULL;
 
 CREATE VIEW customer_phones AS
 SELECT c.id AS customer_id, p.key AS position, json_extract(p.value, '$.phone') AS phone,
        json_extract(p.value, '$.type') AS type, json_extract(p.value, '$.verified') AS verified
-FROM customers c JOIN json_each(c.data, '$.attributes.phones') p
+FROM customers c CROSS JOIN json_each(c.data, '$.attributes.phones') p
 WHERE c.deleted_at IS NULL;
 
 -- One row per live conversation with what support reports ask about. Times in minutes.
@@ -373,7 +386,7 @@ SELECT c.id AS conversation_id, c.customer_id, c.name AS subject, c.status, c.ch
        round((julianday(json_extract(c.data, '$.attributes.firstDone.createdAt'))
               - julianday(c.created_at)) * 1440, 2) AS resolution_minutes,
        c.message_count, c.inbound_message_count, c.outbound_message_count, c.note_count,
-       (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.deleted_at IS NULL)
+       (SELECT count(m.id) FROM messages m WHERE m.conversation_id = c.id AND m.deleted_at IS NULL)
            AS mirrored_message_count,
        json_array_length(c.data, '$.attributes.tags') AS tag_count,
        json_extract(c.data, '$.attributes.satisfaction') AS satisfaction,

@@ -1,0 +1,591 @@
+//! The mirror as BI tools use it: every query in docs/queries.md runs through Debian's `sqlite3` and
+//! DuckDB's SQLite reader and returns what the fake's data says it should; custom attributes become
+//! columns; the status history shows the transitions made upstream, in order.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use kustomer_mirror::fake::{FakeHandle, Scale};
+use kustomer_mirror::sync::SyncOptions;
+use serde_json::Value;
+
+type Rows = Vec<Vec<String>>;
+
+/// (title, sql) for every `### title` followed by a ```sql block.
+fn documented_queries() -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/queries.md")).unwrap();
+    let mut out = Vec::new();
+    let mut title: Option<String> = None;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some(t) = line.strip_prefix("### ") {
+            title = Some(t.trim().to_string());
+        } else if line.starts_with("## ") {
+            title = None;
+        } else if line.trim() == "```sql"
+            && let Some(t) = title.take()
+        {
+            let sql: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            out.push((t, sql.join("\n")));
+        }
+    }
+    out
+}
+
+fn live(records: Vec<Value>) -> Vec<Value> {
+    records
+        .into_iter()
+        .filter(|r| r["attributes"]["deleted"] != true)
+        .collect()
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn ms(ts: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .unwrap()
+        .timestamp_millis()
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+fn minutes(from: &str, to: &Value) -> Option<f64> {
+    to.as_str()
+        .map(|t| round((ms(t) - ms(from)) as f64 / 60_000.0, 2))
+}
+
+fn sorted_counts(counts: HashMap<String, i64>) -> Vec<(String, i64)> {
+    let mut v: Vec<_> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// What each documented query must return, computed from the fake's records.
+fn expected(title: &str, fake: &FakeHandle) -> Rows {
+    let convs = live(fake.records("conversations"));
+    let messages = live(fake.records("messages"));
+    let names = |entity: &str| -> HashMap<String, String> {
+        fake.records(entity)
+            .iter()
+            .map(|r| (s(&r["id"]), s(&r["attributes"]["name"])))
+            .collect()
+    };
+    let row = |cells: Vec<String>| cells;
+    match title {
+        "Backlog by status" => {
+            let mut m: BTreeMap<String, i64> = BTreeMap::new();
+            for c in &convs {
+                *m.entry(s(&c["attributes"]["status"])).or_default() += 1;
+            }
+            m.into_iter()
+                .map(|(k, v)| row(vec![k, v.to_string()]))
+                .collect()
+        }
+        "Open backlog by queue" => {
+            let queues = names("queues");
+            let mut m: HashMap<String, i64> = HashMap::new();
+            for c in convs.iter().filter(|c| {
+                ["open", "snoozed"].contains(&c["attributes"]["status"].as_str().unwrap())
+            }) {
+                let q = c["relationships"]["queue"]["data"]["id"]
+                    .as_str()
+                    .and_then(|id| queues.get(id).cloned())
+                    .unwrap_or("(no queue)".into());
+                *m.entry(q).or_default() += 1;
+            }
+            sorted_counts(m)
+                .into_iter()
+                .map(|(k, v)| vec![k, v.to_string()])
+                .collect()
+        }
+        "First response time by team and week" => {
+            let teams = names("teams");
+            let mut m: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
+            for c in &convs {
+                let a = &c["attributes"];
+                let created = a["createdAt"].as_str().unwrap();
+                let Some(fr) = minutes(created, &a["firstResponse"]["createdAt"]) else {
+                    continue;
+                };
+                let team = a["assignedTeams"][0]
+                    .as_str()
+                    .and_then(|id| teams.get(id).cloned())
+                    .unwrap_or("(no team)".into());
+                let week = chrono::DateTime::parse_from_rfc3339(created)
+                    .unwrap()
+                    .format("%Y-W%W")
+                    .to_string();
+                let e = m.entry((week, team)).or_default();
+                e.0 += 1;
+                e.1 += fr;
+            }
+            let mut v: Vec<_> = m.into_iter().collect();
+            v.sort_by(|a, b| b.0.0.cmp(&a.0.0).then(a.0.1.cmp(&b.0.1)));
+            v.into_iter()
+                .take(20)
+                .map(|((week, team), (n, sum))| {
+                    vec![
+                        team,
+                        week,
+                        n.to_string(),
+                        round(sum / n as f64, 1).to_string(),
+                    ]
+                })
+                .collect()
+        }
+        "Busiest channels" => {
+            let mut m: HashMap<String, (i64, i64)> = HashMap::new();
+            for msg in &messages {
+                let e = m.entry(s(&msg["attributes"]["channel"])).or_default();
+                e.0 += 1;
+                e.1 += i64::from(msg["attributes"]["direction"] == "in");
+            }
+            let mut v: Vec<_> = m.into_iter().collect();
+            v.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+            v.into_iter()
+                .map(|(k, (n, i))| vec![k, n.to_string(), i.to_string()])
+                .collect()
+        }
+        "Reopen rate" => {
+            let n = convs.len() as i64;
+            let r = convs
+                .iter()
+                .filter(|c| c["attributes"]["reopenCount"].as_i64().unwrap_or(0) > 0)
+                .count() as i64;
+            vec![vec![
+                n.to_string(),
+                r.to_string(),
+                round(100.0 * r as f64 / n as f64, 2).to_string(),
+            ]]
+        }
+        "Top tags" => {
+            let tags = names("tags");
+            let mut m: HashMap<String, i64> = HashMap::new();
+            for c in &convs {
+                for t in c["attributes"]["tags"].as_array().unwrap() {
+                    *m.entry(tags.get(t.as_str().unwrap()).cloned().unwrap_or_default())
+                        .or_default() += 1;
+                }
+            }
+            sorted_counts(m)
+                .into_iter()
+                .take(10)
+                .map(|(k, v)| vec![k, v.to_string()])
+                .collect()
+        }
+        "CSAT by channel" => {
+            let mut m: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+            for c in convs
+                .iter()
+                .filter(|c| !c["attributes"]["satisfaction"].is_null())
+            {
+                let e = m.entry(s(&c["attributes"]["channels"][0])).or_default();
+                e.0 += 1;
+                e.1 += c["attributes"]["satisfaction"].as_f64().unwrap();
+            }
+            m.into_iter()
+                .map(|(k, (n, sum))| vec![k, n.to_string(), round(sum / n as f64, 2).to_string()])
+                .collect()
+        }
+        "Resolution time by priority" => {
+            let mut m: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+            for c in &convs {
+                let a = &c["attributes"];
+                let Some(r) = minutes(
+                    a["createdAt"].as_str().unwrap(),
+                    &a["firstDone"]["createdAt"],
+                ) else {
+                    continue;
+                };
+                let e = m.entry(s(&a["priority"])).or_default();
+                e.0 += 1;
+                e.1 += r;
+            }
+            m.into_iter()
+                .map(|(k, (n, sum))| vec![k, n.to_string(), round(sum / n as f64, 1).to_string()])
+                .collect()
+        }
+        "Open conversations per agent" => {
+            let users = names("users");
+            let mut m: HashMap<String, (String, i64)> = HashMap::new();
+            for c in convs.iter().filter(|c| c["attributes"]["status"] == "open") {
+                for u in c["attributes"]["assignedUsers"].as_array().unwrap() {
+                    let id = s(u);
+                    let e = m
+                        .entry(id.clone())
+                        .or_insert((users.get(&id).cloned().unwrap_or_default(), 0));
+                    e.1 += 1;
+                }
+            }
+            let mut v: Vec<_> = m.into_iter().collect();
+            v.sort_by(|a, b| {
+                b.1.1
+                    .cmp(&a.1.1)
+                    .then(a.1.0.cmp(&b.1.0))
+                    .then(a.0.cmp(&b.0))
+            });
+            v.into_iter()
+                .take(10)
+                .map(|(_, (name, n))| vec![name, n.to_string()])
+                .collect()
+        }
+        "Customers with the most conversations" => {
+            let customers: HashMap<String, Value> = live(fake.records("customers"))
+                .into_iter()
+                .map(|c| (s(&c["id"]), c))
+                .collect();
+            let mut m: HashMap<String, i64> = HashMap::new();
+            for c in &convs {
+                let id = s(&c["relationships"]["customer"]["data"]["id"]);
+                if customers.contains_key(&id) {
+                    *m.entry(id).or_default() += 1;
+                }
+            }
+            let mut v: Vec<_> = m
+                .into_iter()
+                .map(|(id, n)| {
+                    (
+                        s(&customers[&id]["attributes"]["emails"][0]["email"]),
+                        id,
+                        n,
+                    )
+                })
+                .collect();
+            v.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+            v.into_iter()
+                .take(5)
+                .map(|(email, id, n)| {
+                    vec![
+                        s(&customers[&id]["attributes"]["displayName"]),
+                        email,
+                        n.to_string(),
+                    ]
+                })
+                .collect()
+        }
+        "Inbound and outbound messages per day (latest seven days)" => {
+            let mut m: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+            for msg in &messages {
+                let e = m
+                    .entry(s(&msg["attributes"]["createdAt"])[..10].to_string())
+                    .or_default();
+                match msg["attributes"]["direction"].as_str() {
+                    Some("in") => e.0 += 1,
+                    Some("out") => e.1 += 1,
+                    _ => {}
+                }
+            }
+            m.into_iter()
+                .rev()
+                .take(7)
+                .map(|(d, (i, o))| vec![d, i.to_string(), o.to_string()])
+                .collect()
+        }
+        "Customers by loyalty tier (a custom attribute)" => {
+            let mut m: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+            for c in live(fake.records("customers")) {
+                let e = m
+                    .entry(s(&c["attributes"]["custom"]["loyaltyTierStr"]))
+                    .or_default();
+                e.0 += 1;
+                e.1 += c["attributes"]["custom"]["lifetimeValueNum"]
+                    .as_f64()
+                    .unwrap_or(0.0);
+            }
+            m.into_iter()
+                .map(|(k, (n, sum))| vec![k, n.to_string(), round(sum / n as f64, 2).to_string()])
+                .collect()
+        }
+        other => panic!(
+            "docs/queries.md has a query this test does not know: {other:?}; add its expected values"
+        ),
+    }
+}
+
+fn same(title: &str, tool: &str, got: &Rows, want: &Rows) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{title} via {tool}: {got:?} vs {want:?}"
+    );
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.len(), w.len(), "{title} via {tool}: {g:?} vs {w:?}");
+        for (a, b) in g.iter().zip(w) {
+            // Averages are rounded after julianday arithmetic: allow one step of the last decimal.
+            let equal = match (a.parse::<f64>(), b.parse::<f64>()) {
+                (Ok(x), Ok(y)) if a.contains('.') || b.contains('.') => {
+                    (x - y).abs() <= 0.1 + 1e-6 * y.abs()
+                }
+                (Ok(x), Ok(y)) => x == y,
+                _ => a == b,
+            };
+            assert!(
+                equal,
+                "{title} via {tool}: {a:?} != {b:?}\n got  {got:?}\n want {want:?}"
+            );
+        }
+    }
+}
+
+fn sqlite3_available() -> bool {
+    let ok = Command::new("sqlite3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "CI must install sqlite3"
+    );
+    ok
+}
+
+fn via_sqlite3(db: &Path, sql: &str) -> Rows {
+    let out = Command::new("sqlite3")
+        .args(["-csv", "-noheader"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().map(parse_csv_line).collect()
+}
+
+fn parse_csv_line(line: &str) -> Vec<String> {
+    let mut cells = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => cells.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    cells.push(cur);
+    cells
+}
+
+/// The interpreter of the virtualenv `.ci/run` makes, with duckdb and its SQLite reader.
+fn duckdb_python() -> Option<PathBuf> {
+    let path = std::env::var_os("KUSTOMER_MIRROR_DUCKDB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/venv/bin/python"))
+        });
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must create the DuckDB virtualenv (.ci/run)"
+    );
+    eprintln!(
+        "no DuckDB virtualenv at {}; skipping the DuckDB half (run .ci/run once)",
+        path.display()
+    );
+    None
+}
+
+const DUCKDB_SCRIPT: &str = r#"
+import json, sys
+import duckdb
+try:
+    import duckdb_extensions
+    duckdb_extensions.import_extension("sqlite_scanner")
+except ImportError:
+    pass
+db, sql = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+con.execute("ATTACH '" + db.replace("'", "''") + "' AS m (TYPE sqlite, READ_ONLY)")
+con.execute("USE m")
+rows = con.execute(sql).fetchall()
+print(json.dumps([["" if v is None else str(v) for v in row] for row in rows]))
+"#;
+
+fn via_duckdb(python: &Path, db: &Path, sql: &str) -> Rows {
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(DUCKDB_SCRIPT)
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "DuckDB: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_query_returns_what_the_fakes_data_says_in_sqlite3_and_duckdb() {
+    let server = fake(Scale::Medium).await;
+    let fake = server.handle();
+    let db = db();
+    sync_ok(&engine(&server, &db.path, SyncOptions::default())).await;
+    let queries = documented_queries();
+    assert_eq!(
+        queries.len(),
+        12,
+        "docs/queries.md should hold a dozen queries"
+    );
+    let has_sqlite3 = sqlite3_available();
+    let python = duckdb_python();
+    let conn = open(&db.path);
+    for (title, sql) in &queries {
+        let want = expected(title, &fake);
+        assert!(
+            !want.is_empty(),
+            "{title}: the fake gives nothing to compare"
+        );
+        // The bundled SQLite the daemon uses.
+        let mut stmt = conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        let got: Rows = stmt
+            .query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Null => String::new(),
+                            rusqlite::types::ValueRef::Integer(x) => x.to_string(),
+                            rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                String::from_utf8_lossy(t).into_owned()
+                            }
+                            rusqlite::types::ValueRef::Blob(_) => "<blob>".into(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        same(title, "rusqlite", &got, &want);
+        if has_sqlite3 {
+            same(title, "sqlite3", &via_sqlite3(&db.path, sql), &want);
+        }
+        if let Some(python) = &python {
+            same(title, "DuckDB", &via_duckdb(python, &db.path, sql), &want);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_attribute_added_upstream_becomes_a_column_after_the_next_sync() {
+    let server = fake(Scale::Small).await;
+    let fake = server.handle();
+    let db = db();
+    let engine = engine(&server, &db.path, SyncOptions::default());
+    sync_ok(&engine).await;
+    let conn = open(&db.path);
+    let columns = |view: &str| -> Vec<String> {
+        conn.prepare(&format!("SELECT name FROM pragma_table_info('{view}')"))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let before = columns("customers_custom");
+    assert!(
+        before.contains(&"loyalty_tier".to_string()) && before.contains(&"vip".to_string()),
+        "{before:?}"
+    );
+    assert!(!before.contains(&"renewal_due".to_string()));
+    let id = live(fake.records("customers"))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut custom = fake.record("customers", &id).unwrap()["attributes"]["custom"].clone();
+    custom["renewalDueAt"] = serde_json::json!("2026-12-01T00:00:00.000Z");
+    custom["seatsNum"] = serde_json::json!(42.5);
+    fake.update("customers", &id, serde_json::json!({ "custom": custom }));
+    sync_ok(&engine).await;
+    let after = columns("customers_custom");
+    assert!(
+        after.contains(&"renewal_due".to_string()) && after.contains(&"seats".to_string()),
+        "{after:?}"
+    );
+    let (due, seats): (String, f64) = conn
+        .query_row(
+            "SELECT renewal_due, seats FROM customers_custom WHERE id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(due, "2026-12-01T00:00:00.000Z");
+    assert_eq!(seats, 42.5);
+    // Kobjects get one view per klass.
+    let klass = fake.klass_names()[0].replace('-', "_");
+    assert!(columns(&format!("kobjects_{klass}_custom")).contains(&"total".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_history_shows_the_transitions_made_upstream_in_order() {
+    let server = fake(Scale::Small).await;
+    let fake = server.handle();
+    let db = db();
+    let engine = engine(&server, &db.path, SyncOptions::default());
+    let id = live(fake.records("conversations"))
+        .into_iter()
+        .find(|c| c["attributes"]["status"] == "open")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sync_ok(&engine).await;
+    for status in ["snoozed", "done", "open", "done"] {
+        fake.update(
+            "conversations",
+            &id,
+            serde_json::json!({ "status": status }),
+        );
+        sync_ok(&engine).await;
+    }
+    let conn = open(&db.path);
+    let history: Vec<(String, String)> = conn
+        .prepare("SELECT from_status, to_status FROM conversation_status_history WHERE conversation_id = ?1 ORDER BY seq")
+        .unwrap()
+        .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let pairs: Vec<(&str, &str)> = history
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("open", "snoozed"),
+            ("snoozed", "done"),
+            ("done", "open"),
+            ("open", "done")
+        ]
+    );
+}
