@@ -589,3 +589,53 @@ async fn the_status_history_shows_the_transitions_made_upstream_in_order() {
         ]
     );
 }
+
+#[test]
+fn docs_schema_md_documents_every_table_column_and_view() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/schema.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = kustomer_mirror::store::Store::open(dir.path().join("m.db")).unwrap();
+    let conn = store.conn();
+    let objects: Vec<(String, String)> = conn
+        .prepare("SELECT name, type FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(doc.contains("```mermaid"));
+    for (name, kind) in objects {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "docs/schema.md does not mention the {kind} {name}"
+        );
+        let columns: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_xinfo('{name}')"))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        if kind == "table" {
+            let section = doc
+                .split(&format!("### `{name}`"))
+                .nth(1)
+                .unwrap_or_else(|| panic!("no section for {name}"));
+            let section = section.split("\n### ").next().unwrap();
+            for c in columns {
+                assert!(
+                    section.contains(&format!("| `{c}` |")),
+                    "docs/schema.md: {name}.{c} is not documented"
+                );
+            }
+        } else if !name.ends_with("_live") {
+            for c in columns {
+                assert!(
+                    doc.contains(&format!("`{c}`")),
+                    "docs/schema.md: column {c} of view {name} is not documented"
+                );
+            }
+        }
+    }
+}
