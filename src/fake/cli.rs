@@ -70,9 +70,11 @@ pub fn serve(args: FakeApiArgs) -> ExitCode {
                 return ExitCode::from(EXIT_SYNC_FAILED);
             }
         };
-        println!("Fake Kustomer API listening on {}", server.base_url());
-        println!("Accepting API key: {}", args.api_key);
-        let _ = std::io::stdout().flush();
+        // A closed stdout (the caller stopped reading) must not stop the server.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "Fake Kustomer API listening on {}", server.base_url());
+        let _ = writeln!(out, "Accepting API key: {}", args.api_key);
+        let _ = out.flush();
         shutdown_signal().await;
         server.shutdown().await;
         ExitCode::from(EXIT_OK)

@@ -1,0 +1,395 @@
+//! `cargo bench --bench sync -- [--scale medium|large] [--markdown FILE]`: measures the mirror against
+//! the built-in fake (a separate `fake-api` process, no rate limit) and prints a table:
+//! initial full sync (wall time, records/s, peak RSS of the syncing process, database size, requests
+//! against the lower bound per entity), an incremental sync after 1% of records changed, a sync with
+//! nothing changed, the in-memory floor (the same records applied straight into the same schema, no
+//! HTTP), and a rate-limited initial sync against the minimum its search budget allows.
+//! Figures, not assertions: shared machines are noisy. See BENCHMARKS.md.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kustomer_mirror::entity::ENTITIES;
+use kustomer_mirror::fake::{FakeOptions, FakeServer, Scale};
+use kustomer_mirror::kustomer::Record;
+use kustomer_mirror::store::Store;
+use kustomer_mirror::store::apply::{PageWrite, apply_page};
+use kustomer_mirror::store::runs::{Mode, begin_run};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kustomer-mirror");
+const KEY: &str = "bench-key";
+
+struct Fake {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_fake(scale: &str, extra: &[&str]) -> Fake {
+    let mut child = Command::new(BIN)
+        .args([
+            "fake-api",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            KEY,
+            "--scale",
+            scale,
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fake-api");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let url = first.rsplit(' ').next().unwrap_or_default().to_string();
+    // Keep draining its stdout so the fake never writes into a closed pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Fake { child, url }
+}
+
+/// Result of one `sync` run of the real binary.
+struct Run {
+    wall: Duration,
+    peak_rss_kb: i64,
+    ok: bool,
+}
+
+fn sync(url: &str, db: &Path, extra_env: &[(&str, &str)]) -> Run {
+    let started = Instant::now();
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", url)
+        .env("KUSTOMER_API_KEY", KEY)
+        .env("KUSTOMER_MIRROR__DATABASE__PATH", db)
+        .env("KUSTOMER_MIRROR__SYNC__REQUESTS_PER_MINUTE", "100000")
+        .env("KUSTOMER_MIRROR__SYNC__SEARCH_REQUESTS_PER_MINUTE", "10000")
+        .env("RUST_LOG", "warn")
+        .arg("sync")
+        .stdout(Stdio::null());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("start sync");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child; status and usage point at live locals. std's Child is not waited
+    // on afterwards, so the pid is reaped exactly once.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let ok = waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    std::mem::forget(child);
+    Run {
+        wall: started.elapsed(),
+        peak_rss_kb: usage.ru_maxrss,
+        ok,
+    }
+}
+
+fn q(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+        .expect(sql)
+        .unwrap_or(0)
+}
+
+fn db_size(db: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", db.display())).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// (records, requests used, lower bound) per entity for runs after `after_run`.
+fn requests_per_entity(db: &Path, page_size: i64) -> BTreeMap<String, (i64, i64, i64)> {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    let mut out = BTreeMap::new();
+    for e in ENTITIES {
+        let rows: i64 = conn
+            .query_row(&format!("SELECT COUNT(*) FROM {}", e.name), [], |r| {
+                r.get(0)
+            })
+            .unwrap_or(0);
+        let used: i64 = conn
+            .query_row("SELECT COALESCE(SUM(requests), 0) FROM sync_runs WHERE entity = ?1 OR entity LIKE ?1 || ':%'", [e.name], |r| r.get(0))
+            .unwrap_or(0);
+        let page = if e.uses_search() {
+            page_size.min(500)
+        } else {
+            page_size.min(i64::from(e.list_max_page_size))
+        };
+        // One query per klass for kobjects, plus the klass list; at least one request per query.
+        let queries: i64 = if e.name == "kobjects" {
+            conn.query_row(
+                "SELECT COUNT(*) FROM sync_state WHERE entity LIKE 'kobjects:%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(1)
+        } else {
+            1
+        };
+        let bound = (rows + page - 1) / page;
+        out.insert(e.name.to_string(), (rows, used, bound.max(queries)));
+    }
+    out
+}
+
+fn floor(scale: Scale) -> (usize, Duration) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let records: Vec<(&'static str, Vec<serde_json::Value>)> = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let server = FakeServer::start(listener, FakeOptions::new(42, scale, KEY))
+            .await
+            .expect("fake");
+        let h = server.handle();
+        let all = ENTITIES
+            .iter()
+            .map(|e| (e.name, h.records(e.name)))
+            .collect();
+        server.shutdown().await;
+        all
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path().join("floor.db")).expect("store");
+    let n: usize = records.iter().map(|(_, r)| r.len()).sum();
+    let started = Instant::now();
+    for (table, values) in records {
+        let run = begin_run(&mut store, table, Mode::Full).expect("run");
+        for chunk in values.chunks(500) {
+            let records: Vec<Record> = chunk
+                .iter()
+                .cloned()
+                .map(|v| Record::from_value(v).expect("record"))
+                .collect();
+            let klass = (table == "kobjects").then(|| "k".to_string());
+            let page = PageWrite {
+                table,
+                state_key: table.to_string(),
+                klass,
+                run_id: run,
+                records,
+                requests: 1,
+                fetched: chunk.len() as u64,
+                cursor: None,
+            };
+            apply_page(&mut store, &page).expect("apply");
+        }
+    }
+    (n, started.elapsed())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let scale_name = arg("--scale").unwrap_or_else(|| "medium".to_string());
+    let scale = match scale_name.as_str() {
+        "small" => Scale::Small,
+        "large" => Scale::Large,
+        _ => Scale::Medium,
+    };
+    let page_size: i64 = 500;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db: PathBuf = dir.path().join("bench.db");
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: String| {
+        println!("{k:<58} {v}");
+        lines.push((k.to_string(), v));
+    };
+
+    eprintln!("starting the fake ({scale_name})…");
+    let fake = start_fake(&scale_name, &[]);
+    let initial = sync(&fake.url, &db, &[]);
+    assert!(initial.ok, "the initial sync failed");
+    let records = q(&db, "SELECT SUM(fetched) FROM sync_runs");
+    let rows: i64 = ENTITIES
+        .iter()
+        .map(|e| q(&db, &format!("SELECT COUNT(*) FROM {}", e.name)))
+        .sum();
+    let requests = q(&db, "SELECT SUM(requests) FROM sync_runs");
+    let per_entity = requests_per_entity(&db, page_size);
+    let bound: i64 = per_entity.values().map(|v| v.2).sum();
+    put("scale", scale_name.clone());
+    put("rows mirrored", rows.to_string());
+    put(
+        "initial sync: wall time (s)",
+        format!("{:.2}", initial.wall.as_secs_f64()),
+    );
+    put(
+        "initial sync: records/s (end to end)",
+        format!("{:.0}", rows as f64 / initial.wall.as_secs_f64()),
+    );
+    put(
+        "initial sync: peak RSS of the syncing process (MB)",
+        format!("{:.1}", initial.peak_rss_kb as f64 / 1024.0),
+    );
+    put("initial sync: records fetched", records.to_string());
+    put(
+        "initial sync: requests / lower bound",
+        format!(
+            "{requests} / {bound} (+{:.1}%)",
+            100.0 * (requests - bound) as f64 / bound as f64
+        ),
+    );
+    for (entity, (n, used, b)) in &per_entity {
+        put(
+            &format!("  {entity}: rows, requests / bound"),
+            format!("{n}, {used} / {b}"),
+        );
+    }
+    put(
+        "database size (MB)",
+        format!("{:.1}", db_size(&db) as f64 / 1_048_576.0),
+    );
+
+    // 1% of records changed, spread over the incremental entities by size.
+    let before = q(&db, "SELECT COALESCE(MAX(id), 0) FROM sync_runs");
+    let client = reqwest_blocking();
+    for e in [
+        "customers",
+        "conversations",
+        "messages",
+        "notes",
+        "companies",
+    ] {
+        let n = q(&db, &format!("SELECT COUNT(*) FROM {e}")) / 100;
+        client(&format!("{}/_fake/{e}/update-many?n={n}", fake.url));
+    }
+    let incremental = sync(&fake.url, &db, &[]);
+    let inc_requests = q(
+        &db,
+        &format!("SELECT SUM(requests) FROM sync_runs WHERE id > {before}"),
+    );
+    let inc_changed = q(
+        &db,
+        &format!("SELECT SUM(updated) FROM sync_runs WHERE id > {before}"),
+    );
+    put(
+        "incremental after 1% changed: time (s)",
+        format!("{:.2}", incremental.wall.as_secs_f64()),
+    );
+    put(
+        "incremental after 1% changed: rows updated, requests",
+        format!("{inc_changed}, {inc_requests}"),
+    );
+    let before = q(&db, "SELECT COALESCE(MAX(id), 0) FROM sync_runs");
+    let quiet = sync(&fake.url, &db, &[]);
+    let quiet_requests = q(
+        &db,
+        &format!("SELECT SUM(requests) FROM sync_runs WHERE id > {before}"),
+    );
+    put(
+        "nothing changed: time (s)",
+        format!("{:.2}", quiet.wall.as_secs_f64()),
+    );
+    put(
+        "nothing changed: requests (11 entities, 4 klasses)",
+        quiet_requests.to_string(),
+    );
+    drop(fake);
+
+    let (n, t) = floor(scale);
+    put(
+        "floor (same records from memory, no HTTP): records/s",
+        format!("{:.0}", n as f64 / t.as_secs_f64()),
+    );
+    put(
+        "end to end / floor",
+        format!(
+            "{:.2}",
+            (rows as f64 / initial.wall.as_secs_f64()) / (n as f64 / t.as_secs_f64())
+        ),
+    );
+
+    // Rate limited: a search budget per short window; the limiter set to the same budget.
+    let window = 2u64;
+    let budget = 30u32;
+    let limited = start_fake(
+        "small",
+        &[
+            "--search-rate-limit",
+            &budget.to_string(),
+            "--rate-window-secs",
+            &window.to_string(),
+        ],
+    );
+    let limited_db = dir.path().join("limited.db");
+    let per_minute = (budget as u64 * 60 / window).to_string();
+    let run = sync(
+        &limited.url,
+        &limited_db,
+        &[(
+            "KUSTOMER_MIRROR__SYNC__SEARCH_REQUESTS_PER_MINUTE",
+            &per_minute,
+        )],
+    );
+    let searches = {
+        let stats = client(&format!("{}/_fake/stats", limited.url));
+        let v: serde_json::Value = serde_json::from_str(&stats).unwrap_or_default();
+        (
+            v["search_requests"].as_u64().unwrap_or(0),
+            v["served_429"].as_u64().unwrap_or(0),
+        )
+    };
+    let minimum = (searches.0 as f64 / budget as f64).floor() * window as f64;
+    put(
+        "rate-limited (small, 30 searches / 2 s): time (s)",
+        format!("{:.2}", run.wall.as_secs_f64()),
+    );
+    put(
+        "rate-limited: searches, minimum the budget allows (s)",
+        format!("{}, {minimum:.1}", searches.0),
+    );
+    put("rate-limited: 429s served", searches.1.to_string());
+    put(
+        "rate-limited: time / minimum",
+        format!("{:.2}", run.wall.as_secs_f64() / minimum.max(0.001)),
+    );
+
+    if let Some(path) = arg("--markdown") {
+        let mut f = std::fs::File::create(&path).expect("markdown file");
+        let _ = writeln!(f, "| measure | {scale_name} |\n|---|---|");
+        for (k, v) in &lines {
+            let _ = writeln!(f, "| {} | {v} |", k.trim());
+        }
+        eprintln!("wrote {path}");
+    }
+}
+
+/// A tiny blocking HTTP helper for the fake's control API (a POST for /_fake/*/update-many, else GET).
+fn reqwest_blocking() -> impl Fn(&str) -> String {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = reqwest::Client::new();
+    move |url: &str| {
+        runtime.block_on(async {
+            let req = if url.contains("update-many") {
+                client.post(url)
+            } else {
+                client.get(url)
+            };
+            match req.send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        })
+    }
+}
