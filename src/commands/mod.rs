@@ -90,8 +90,11 @@ pub fn client(settings: &Settings) -> Result<Client, String> {
     }
     .map_err(|e| e.to_string())?
     .with_limiter(Arc::new(Limiter::new(
-        Budget::per_minute(settings.sync.requests_per_minute),
-        Budget::per_minute(settings.sync.search_requests_per_minute),
+        Budget::rate(settings.sync.requests_per_minute, settings.sync.rate_window),
+        Budget::rate(
+            settings.sync.search_requests_per_minute,
+            settings.sync.rate_window,
+        ),
     )));
     Ok(client)
 }

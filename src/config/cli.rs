@@ -92,6 +92,10 @@ pub fn render(s: &Settings) -> String {
         "search_requests_per_minute = {}\n",
         s.sync.search_requests_per_minute
     ));
+    out.push_str(&format!(
+        "rate_window = {}\n",
+        q(&format_duration(s.sync.rate_window))
+    ));
     out.push_str(&format!("page_size = {}\n", s.sync.page_size));
     out.push_str(&format!(
         "overlap = {}\n",

@@ -28,6 +28,7 @@ pub const KEYS: &[&str] = &[
     "database.path",
     "sync.requests_per_minute",
     "sync.search_requests_per_minute",
+    "sync.rate_window",
     "sync.page_size",
     "sync.overlap",
     "sync.schedule",
@@ -502,6 +503,11 @@ impl Reader {
                 80,
                 1,
                 10_000,
+            ),
+            rate_window: self.duration(
+                "sync.rate_window",
+                Duration::from_secs(60),
+                Duration::from_secs(3600),
             ),
             page_size: self.number("sync.page_size", 500, 1, 500),
             overlap: self.duration(

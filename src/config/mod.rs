@@ -164,6 +164,9 @@ pub struct SyncSettings {
     pub requests_per_minute: u32,
     /// The search budget this mirror may use (Kustomer allows API keys 100 a minute).
     pub search_requests_per_minute: u32,
+    /// The window the budgets are counted over (Kustomer's is a minute; shorter windows pace the
+    /// same per-minute rate more evenly, e.g. against a server with short windows).
+    pub rate_window: Duration,
     /// Records per request.
     pub page_size: u32,
     /// How far before the cursor incremental passes start.

@@ -20,6 +20,16 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// `per_minute` requests a minute, counted over `window`: `per_minute × window / 60` per window
+    /// (at least one).
+    pub fn rate(per_minute: u32, window: Duration) -> Budget {
+        let per_window = (f64::from(per_minute) * window.as_secs_f64() / 60.0).floor() as u32;
+        Budget {
+            requests: per_window.max(1),
+            window: window.max(Duration::from_millis(100)),
+        }
+    }
+
     /// `n` requests per minute.
     pub fn per_minute(n: u32) -> Budget {
         Budget {

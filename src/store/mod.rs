@@ -156,7 +156,7 @@ impl Store {
         // NORMAL is safe in WAL mode: a power loss may lose the last commits but never corrupts, and a
         // page's rows and cursor commit together, so a lost commit is simply fetched again.
         conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;",
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000; PRAGMA wal_autocheckpoint = 8000;",
         )
         .map_err(open_err)?;
         let mut store = Store { conn, path };
