@@ -48,13 +48,10 @@ pub(super) async fn run(
                 let table = target.entity.name;
                 let klass = target.klass.clone();
                 let deleted = engine
-                    .writer
-                    .call(move |s| {
+                    .store(&target.key, move |s| {
                         apply::tombstone_unseen(s, table, klass.as_deref(), run_id, &seen)
                     })
-                    .await
-                    .and_then(|r| r)
-                    .map_err(|e| SyncError::store(&target.key, e))?;
+                    .await?;
                 tally.applied.deleted += deleted;
                 return Ok(());
             }

@@ -163,6 +163,19 @@ impl Engine {
         self
     }
 
+    /// Runs `f` on the writer thread; errors name the entity.
+    pub(crate) async fn store<R, F>(&self, key: &str, f: F) -> Result<R, SyncError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut crate::store::Store) -> Result<R, crate::store::StoreError> + Send + 'static,
+    {
+        self.writer
+            .call(f)
+            .await
+            .and_then(|r| r)
+            .map_err(|e| SyncError::store(key, e))
+    }
+
     /// The client this engine reads through (its counters feed `/metrics`).
     pub fn client(&self) -> &Arc<Client> {
         &self.client
@@ -350,11 +363,8 @@ impl Engine {
     async fn company_strategy(&self, target: &Target) -> Result<bool, SyncError> {
         let key = target.key.clone();
         let state = self
-            .writer
-            .call(move |s| runs::read_state(s, &key))
-            .await
-            .and_then(|r| r)
-            .map_err(|e| SyncError::store(&target.key, e))?;
+            .store(&target.key, move |s| runs::read_state(s, &key))
+            .await?;
         if !self.options.full {
             match state.strategy.as_deref() {
                 Some("search") => return Ok(true),
@@ -373,11 +383,8 @@ impl Engine {
         };
         let key = target.key.clone();
         let strategy = if supported { "search" } else { "full" };
-        self.writer
-            .call(move |s| runs::set_strategy(s, &key, strategy))
-            .await
-            .and_then(|r| r)
-            .map_err(|e| SyncError::store(&target.key, e))?;
+        self.store(&target.key, move |s| runs::set_strategy(s, &key, strategy))
+            .await?;
         Ok(supported)
     }
 

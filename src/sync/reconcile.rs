@@ -27,11 +27,10 @@ pub(super) async fn run(
     let table = target.entity.name;
     let klass = target.klass.clone();
     let local = engine
-        .writer
-        .call(move |s| runs::live_ids_by_created(s, table, klass.as_deref()))
-        .await
-        .and_then(|r| r)
-        .map_err(|e| SyncError::store(&target.key, e))?;
+        .store(&target.key, move |s| {
+            runs::live_ids_by_created(s, table, klass.as_deref())
+        })
+        .await?;
     let undated = local.iter().filter(|(_, c)| c.is_none()).count();
     if undated > 0 {
         tracing::warn!(entity = %target.key, rows = undated, "rows without createdAt cannot be reconciled");
@@ -200,11 +199,10 @@ async fn confirm_and_tombstone(
     }
     let table = target.entity.name;
     let deleted = engine
-        .writer
-        .call(move |s| apply::tombstone_ids(s, table, run_id, &gone))
-        .await
-        .and_then(|r| r)
-        .map_err(|e| SyncError::store(&target.key, e))?;
+        .store(&target.key, move |s| {
+            apply::tombstone_ids(s, table, run_id, &gone)
+        })
+        .await?;
     tally.applied.deleted += deleted;
     Ok(())
 }

@@ -60,11 +60,8 @@ pub(super) async fn run(
 ) -> Result<(), SyncError> {
     let key = target.key.clone();
     let state = engine
-        .writer
-        .call(move |s| runs::read_state(s, &key))
-        .await
-        .and_then(|r| r)
-        .map_err(|e| SyncError::store(&target.key, e))?;
+        .store(&target.key, move |s| runs::read_state(s, &key))
+        .await?;
     let page_size = engine.options.page_size.clamp(1, 500);
     // The anchor every query starts from, and the ids already stored at exactly that timestamp.
     let (mut anchor, mut skip): (Option<String>, HashSet<String>) = match &state.cursor {
@@ -189,11 +186,8 @@ pub(super) async fn write(
         cursor,
     };
     let applied = engine
-        .writer
-        .call(move |s| apply::apply_page(s, &page))
-        .await
-        .and_then(|r| r)
-        .map_err(|e| SyncError::store(&target.key, e))?;
+        .store(&target.key, move |s| apply::apply_page(s, &page))
+        .await?;
     tally.applied.add(applied);
     tally.requests += u64::from(attempts);
     tally.fetched += fetched;
