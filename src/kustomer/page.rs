@@ -21,12 +21,12 @@ pub struct Record {
     pub data: String,
     /// xxh3-128 of `data`, hex: equal hashes mean nothing changed.
     pub hash: String,
-    /// The parsed resource object (for change diffs).
-    pub value: Value,
 }
 
 impl Record {
-    /// Builds a record from one resource object; errors name what is missing.
+    /// Builds a record from one resource object; errors name what is missing. The parsed object is
+    /// dropped here (on the decoding task): the writer gets only text, and parses it again only for
+    /// the rare update that needs a diff ([`Record::value`]).
     pub fn from_value(value: Value) -> Result<Record, String> {
         let id = match value.get("id") {
             Some(Value::String(id)) if !id.is_empty() => id.clone(),
@@ -58,8 +58,13 @@ impl Record {
             deleted_at,
             data,
             hash,
-            value,
         })
+    }
+
+    /// The resource object parsed from `data` (which this module wrote, so it is valid JSON; `Null`
+    /// would only mean a bug, and a diff against `Null` still records the whole new value).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or(Value::Null)
     }
 }
 

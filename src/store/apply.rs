@@ -167,7 +167,7 @@ fn apply_records(tx: &Transaction<'_>, page: &PageWrite) -> rusqlite::Result<App
                 ])?;
                 let old: Value = serde_json::from_str(&old_data).unwrap_or(Value::Null);
                 let mut diff = Map::new();
-                diff_values("", &old, &record.value, &mut diff);
+                diff_values("", &old, &record.value(), &mut diff);
                 if old_deleted_at != deleted_at {
                     diff.insert(
                         "deleted_at".to_string(),

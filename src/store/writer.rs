@@ -35,13 +35,30 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&mut Store) -> R + Send + 'static,
     {
+        self.submit(f).await
+    }
+
+    /// Queues `f` now (behind the jobs already queued) and returns a future of its result, so the
+    /// caller can do other work, such as fetching the next page, while the writer runs it. Dropping
+    /// the future does not cancel the job.
+    pub fn submit<R, F>(
+        &self,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<R, StoreError>> + Send + 'static
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Store) -> R + Send + 'static,
+    {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |store| {
             // The receiver is gone only when the caller's future was dropped (cancelled): the work
             // is done either way, and its transaction committed or rolled back on its own.
             let _ = reply.send(f(store));
         });
-        self.jobs.send(job).map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)
+        let queued = self.jobs.send(job).map_err(|_| StoreError::WriterGone);
+        async move {
+            queued?;
+            answer.await.map_err(|_| StoreError::WriterGone)
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! only after the whole list was read tombstone the rows that were not seen. A failed or partial read
 //! tombstones nothing. Also discovers klass names for the per-klass kobjects passes.
 
-use super::search::write;
+use super::pages::PageSink;
 use super::{Engine, SyncError, Tally, Target};
 use crate::kustomer::Client;
 use crate::store::apply;
@@ -10,13 +10,37 @@ use crate::store::apply;
 /// Upper bound on pages of one list, against a server whose `next` links never end.
 const MAX_LIST_PAGES: u32 = 100_000;
 
-/// Runs one full refresh of `target`.
+/// Runs one full refresh of `target`: pages are written while the next one is fetched; unseen rows
+/// are tombstoned only after every page of a complete read committed.
 pub(super) async fn run(
     engine: &Engine,
     target: &Target,
     run_id: i64,
     tally: &mut Tally,
 ) -> Result<(), SyncError> {
+    let mut sink = PageSink::new(engine, target, run_id);
+    let read = read(engine, target, &mut sink, tally).await;
+    let written = sink.finish(tally).await;
+    let seen = read?;
+    written?;
+    let table = target.entity.name;
+    let klass = target.klass.clone();
+    let deleted = engine
+        .store(&target.key, move |s| {
+            apply::tombstone_unseen(s, table, klass.as_deref(), run_id, &seen)
+        })
+        .await?;
+    tally.applied.deleted += deleted;
+    Ok(())
+}
+
+/// Reads the whole list, sending each page to `sink`; returns the ids seen.
+async fn read(
+    engine: &Engine,
+    target: &Target,
+    sink: &mut PageSink<'_>,
+    tally: &mut Tally,
+) -> Result<Vec<String>, SyncError> {
     let page_size = engine
         .options
         .page_size
@@ -24,37 +48,19 @@ pub(super) async fn run(
     let mut link = format!("{}?page=1&pageSize={page_size}", target.entity.list_path);
     let mut seen: Vec<String> = Vec::new();
     for page_no in 1..=MAX_LIST_PAGES {
-        let page = engine
-            .unless_stopped(&target.key, engine.client.get_page(&link))
-            .await?
+        let fetch = engine.unless_stopped(&target.key, engine.client.get_page(&link));
+        let page = sink
+            .overlap(fetch, tally)
+            .await??
             .map_err(|e| SyncError::api(&target.key, Some(page_no), e))?;
         let fetched = page.records.len() as u64;
         seen.extend(page.records.iter().map(|r| r.id.clone()));
         let empty = page.records.is_empty();
-        write(
-            engine,
-            target,
-            run_id,
-            page.records,
-            page.attempts,
-            fetched,
-            None,
-            tally,
-        )
-        .await?;
+        sink.send(page.records, page.attempts, fetched, None, tally)
+            .await?;
         match page.next {
             Some(next) if !empty && next != link => link = next,
-            _ => {
-                let table = target.entity.name;
-                let klass = target.klass.clone();
-                let deleted = engine
-                    .store(&target.key, move |s| {
-                        apply::tombstone_unseen(s, table, klass.as_deref(), run_id, &seen)
-                    })
-                    .await?;
-                tally.applied.deleted += deleted;
-                return Ok(());
-            }
+            _ => return Ok(seen),
         }
     }
     Err(SyncError::data(
@@ -81,7 +87,7 @@ pub(super) async fn klass_names(client: &Client) -> Result<Vec<String>, SyncErro
                 continue;
             }
             match record
-                .value
+                .value()
                 .pointer("/attributes/name")
                 .and_then(|n| n.as_str())
             {

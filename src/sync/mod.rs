@@ -4,6 +4,7 @@
 
 mod error;
 mod full;
+mod pages;
 mod reconcile;
 mod search;
 

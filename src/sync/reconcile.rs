@@ -8,8 +8,10 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::search::{MAX_PAGES, MAX_WINDOW, write};
+use super::pages::PageSink;
+use super::search::{MAX_PAGES, MAX_WINDOW};
 use super::{Engine, SyncError, Tally, Target};
+use crate::kustomer::Record;
 use crate::store::{apply, runs};
 
 /// Local rows per window: small enough that upstream rarely exceeds the search window.
@@ -123,17 +125,7 @@ async fn upstream_ids(
             .await?
             .map_err(|e| SyncError::api(&target.key, Some(page_no), e))?;
         let fetched = page.records.len() as u64;
-        write(
-            engine,
-            target,
-            run_id,
-            Vec::new(),
-            page.attempts,
-            0,
-            None,
-            tally,
-        )
-        .await?;
+        write(engine, target, run_id, Vec::new(), page.attempts, 0, tally).await?;
         tally.fetched += fetched;
         if page.total.is_some_and(|t| t > u64::from(MAX_WINDOW)) {
             return Ok(None);
@@ -187,9 +179,9 @@ async fn confirm_and_tombstone(
             .await?
             .map_err(|e| SyncError::api(&target.key, None, e))?;
         match found {
-            Some(record) => write(engine, target, run_id, vec![record], 1, 1, None, tally).await?,
+            Some(record) => write(engine, target, run_id, vec![record], 1, 1, tally).await?,
             None => {
-                write(engine, target, run_id, Vec::new(), 1, 0, None, tally).await?;
+                write(engine, target, run_id, Vec::new(), 1, 0, tally).await?;
                 gone.push(id);
             }
         }
@@ -205,6 +197,22 @@ async fn confirm_and_tombstone(
         .await?;
     tally.applied.deleted += deleted;
     Ok(())
+}
+
+/// Writes one page (records found, or just the requests spent) and waits for it: the reconcile's
+/// pages are small and its reads depend on the store, so nothing is gained by overlapping.
+async fn write(
+    engine: &Engine,
+    target: &Target,
+    run_id: i64,
+    records: Vec<Record>,
+    attempts: u32,
+    fetched: u64,
+    tally: &mut Tally,
+) -> Result<(), SyncError> {
+    let mut sink = PageSink::new(engine, target, run_id);
+    sink.send(records, attempts, fetched, None, tally).await?;
+    sink.finish(tally).await
 }
 
 #[cfg(test)]

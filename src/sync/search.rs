@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::pages::PageSink;
 use super::{Engine, SyncError, Tally, Target};
-use crate::store::apply::{self, Cursor, PageWrite};
+use crate::store::apply::Cursor;
 use crate::store::runs;
 
 /// Kustomer's hard cap on pages per search query.
@@ -51,11 +52,24 @@ pub fn minus(at: &str, overlap: Duration) -> String {
     }
 }
 
-/// Runs one incremental pass of `target`.
+/// Runs one incremental pass of `target`: pages are written while the next one is fetched, and the
+/// page in flight is waited for however the read ends.
 pub(super) async fn run(
     engine: &Engine,
     target: &Target,
     run_id: i64,
+    tally: &mut Tally,
+) -> Result<(), SyncError> {
+    let mut sink = PageSink::new(engine, target, run_id);
+    let read = read(engine, target, &mut sink, tally).await;
+    let written = sink.finish(tally).await;
+    read.and(written)
+}
+
+async fn read(
+    engine: &Engine,
+    target: &Target,
+    sink: &mut PageSink<'_>,
     tally: &mut Tally,
 ) -> Result<(), SyncError> {
     let key = target.key.clone();
@@ -88,28 +102,20 @@ pub(super) async fn run(
             ));
         }
         let body = query_body(target, anchor.as_deref());
-        let page = engine
-            .unless_stopped(
-                &target.key,
-                engine.client.search(&body, page_no, page_size, false),
-            )
-            .await?
+        // The previous page is written while this one is fetched.
+        let fetch = engine.unless_stopped(
+            &target.key,
+            engine.client.search(&body, page_no, page_size, false),
+        );
+        let page = sink
+            .overlap(fetch, tally)
+            .await??
             .map_err(|e| SyncError::api(&target.key, Some(page_no), e))?;
         let fetched = page.records.len() as u64;
         let Some(last) = page.records.last() else {
             // Nothing (more) matches: record the request and stop.
-            write(
-                engine,
-                target,
-                run_id,
-                Vec::new(),
-                page.attempts,
-                0,
-                None,
-                tally,
-            )
-            .await?;
-            break;
+            sink.send(Vec::new(), page.attempts, 0, None, tally).await?;
+            return Ok(());
         };
         let Some(last_at) = last.updated_at.clone() else {
             return Err(SyncError::data(
@@ -136,19 +142,10 @@ pub(super) async fn run(
             at: last_at.clone(),
             ids: ids_at_last.clone(),
         };
-        write(
-            engine,
-            target,
-            run_id,
-            fresh,
-            page.attempts,
-            fetched,
-            Some(cursor),
-            tally,
-        )
-        .await?;
+        sink.send(fresh, page.attempts, fetched, Some(cursor), tally)
+            .await?;
         if page.next.is_none() {
-            break;
+            return Ok(());
         }
         if whole_page_at_anchor {
             // A tie group longer than a page: same anchor, next page.
@@ -160,39 +157,6 @@ pub(super) async fn run(
             page_no = 1;
         }
     }
-    Ok(())
-}
-
-/// Applies one page through the writer and updates the tally.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn write(
-    engine: &Engine,
-    target: &Target,
-    run_id: i64,
-    records: Vec<crate::kustomer::Record>,
-    attempts: u32,
-    fetched: u64,
-    cursor: Option<Cursor>,
-    tally: &mut Tally,
-) -> Result<(), SyncError> {
-    let page = PageWrite {
-        table: target.entity.name,
-        state_key: target.key.clone(),
-        klass: target.klass.clone(),
-        run_id,
-        records,
-        requests: u64::from(attempts),
-        fetched,
-        cursor,
-    };
-    let applied = engine
-        .store(&target.key, move |s| apply::apply_page(s, &page))
-        .await?;
-    tally.applied.add(applied);
-    tally.requests += u64::from(attempts);
-    tally.fetched += fetched;
-    engine.emit(&target.key, tally, false);
-    Ok(())
 }
 
 #[cfg(test)]
