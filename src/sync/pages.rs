@@ -104,7 +104,7 @@ impl<'a> PageSink<'a> {
 
     fn settle(
         &self,
-        written: Option<(Result<Result<Applied, StoreError>, StoreError>, u64, u64)>,
+        written: Option<(Outcome, u64, u64)>,
         tally: &mut Tally,
     ) -> Result<(), SyncError> {
         let Some((result, requests, fetched)) = written else {
