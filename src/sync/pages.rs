@@ -12,8 +12,9 @@ use crate::kustomer::Record;
 use crate::store::StoreError;
 use crate::store::apply::{self, Applied, Cursor, PageWrite};
 
-type Written =
-    Pin<Box<dyn Future<Output = Result<Result<Applied, StoreError>, StoreError>> + Send>>;
+/// What the writer answers for one page: the job's own result inside the writer's.
+type Outcome = Result<Result<Applied, StoreError>, StoreError>;
+type Written = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// A page handed to the writer and not yet accounted for.
 struct InFlight {
