@@ -279,6 +279,33 @@ async fn search_stops_at_the_hundred_page_cap() {
 }
 
 #[tokio::test]
+async fn search_totals_are_exact_up_to_the_result_window_and_read_one_more_beyond_it() {
+    let mut opts = FakeOptions::new(1, Scale::Small, KEY);
+    opts.max_result_window = 1_000;
+    let server = fake_with(opts).await;
+    let base = server.base_url();
+    let messages = server.handle().records("messages").len();
+    assert!(messages > 1_001, "small has more messages than the window");
+    let all = json!({"queryContext": "message", "includeDeleted": true});
+    let (_, first) = search(&base, all.clone(), 1, 10).await;
+    assert_eq!(first["meta"]["total"], 1_001);
+    assert_eq!(first["data"].as_array().unwrap().len(), 10);
+    let (_, last) = search(&base, all, 2, 500).await;
+    assert_eq!(last["meta"]["total"], 1_001);
+    assert_eq!(last["data"].as_array().unwrap().len(), 500);
+    // Under the window the count is exact.
+    let notes = server.handle().records("notes").len();
+    let (_, exact) = search(
+        &base,
+        json!({"queryContext": "note", "includeDeleted": true}),
+        1,
+        5,
+    )
+    .await;
+    assert_eq!(exact["meta"]["total"].as_u64().unwrap() as usize, notes);
+}
+
+#[tokio::test]
 async fn a_spent_budget_answers_429_with_rate_limit_headers() {
     for style in [ResetStyle::SecondsFromNow, ResetStyle::EpochSeconds] {
         let mut opts = FakeOptions::new(1, Scale::Small, KEY);

@@ -1,6 +1,7 @@
 //! The fake's `POST /v1/customers/search`: queryContext dispatch, `and` criteria on `*_updated_at`,
 //! `*_created_at` (gt/gte/lt/lte, ISO or `YYYY-MM-DD`) and `*_id` (equals/in), sort asc/desc,
 //! `includeDeleted`, `idsOnly`, pageSize ≤ 500, and the page cap / result window (400 past them).
+//! `meta.total` is exact up to the result window and reads window + 1 beyond it.
 
 use std::collections::HashMap;
 
@@ -172,6 +173,11 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
     let start = (page - 1) * size;
     let mut items: Vec<String> = Vec::with_capacity(size);
     let mut total = 0usize;
+    // Counting stops one past the result window (Elasticsearch's track_total_hits does the same at
+    // 10,000): `meta.total` is exact up to the window and "window + 1" means "more than the window",
+    // which is all a client can act on. Without the cap every keyset page of a large table would
+    // walk to the end of the index to count.
+    let cap = window.max(start + size) + 1;
     let type_name = if prefix == "kobject" {
         "kobject"
     } else {
@@ -182,10 +188,10 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
             || !updated.admits(updated_at)
             || !created.admits(created_at)
         {
-            return;
+            return true;
         }
         if ids.as_ref().is_some_and(|ids| !ids.iter().any(|i| i == id)) {
-            return;
+            return true;
         }
         if total >= start && items.len() < size {
             items.push(if ids_only {
@@ -195,6 +201,7 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
             });
         }
         total += 1;
+        total < cap
     };
     if sort_created {
         let order: Box<dyn Iterator<Item = &String>> = if desc {
@@ -207,7 +214,9 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
                 continue;
             };
             let Some(ix) = &rec.indexed else { continue };
-            visit(id, &ix.text, &ix.updated, &rec.created, ix.deleted);
+            if !visit(id, &ix.text, &ix.updated, &rec.created, ix.deleted) {
+                break;
+            }
         }
     } else {
         use std::ops::Bound;
@@ -238,7 +247,9 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
                 continue;
             };
             let Some(ix) = &rec.indexed else { continue };
-            visit(id, &ix.text, updated_at, &rec.created, *deleted);
+            if !visit(id, &ix.text, updated_at, &rec.created, *deleted) {
+                break;
+            }
         }
     }
     drop(state);
