@@ -5,6 +5,7 @@
 //! BI tools read the same file concurrently; WAL mode keeps them from blocking the writer and vice versa.
 
 pub mod apply;
+pub mod bulk;
 mod migrate;
 pub mod runs;
 mod writer;
@@ -123,11 +124,17 @@ impl StoreError {
     }
 }
 
+/// The writer's page cache in KiB: big enough for the hot index pages of large tables, small enough
+/// to keep the process well under 100 MB.
+pub const CACHE_KIB: u32 = 32_000;
+
 /// The mirror database: one writer connection, schema at [`SCHEMA_VERSION`].
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Tables in their first sync, whose indexes are deferred.
+    bulk: bulk::Bulk,
 }
 
 impl Store {
@@ -156,10 +163,16 @@ impl Store {
         // NORMAL is safe in WAL mode: a power loss may lose the last commits but never corrupts, and a
         // page's rows and cursor commit together, so a lost commit is simply fetched again.
         conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000; PRAGMA wal_autocheckpoint = 8000;",
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8000;",
         )
         .map_err(open_err)?;
-        let mut store = Store { conn, path };
+        conn.execute_batch(&format!("PRAGMA cache_size = -{CACHE_KIB}"))
+            .map_err(open_err)?;
+        let mut store = Store {
+            conn,
+            path,
+            bulk: bulk::Bulk::default(),
+        };
         migrate::migrate(&mut store.conn, &store.path)?;
         Ok(store)
     }

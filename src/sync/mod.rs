@@ -410,6 +410,24 @@ impl Engine {
                 );
             }
         };
+        // A table's first sync loads without its secondary indexes (store::bulk): far fewer pages
+        // written per transaction; they are built once when the pass ends.
+        let table = target.entity.name;
+        let bulk = match mode {
+            Mode::Incremental | Mode::Full => {
+                match self
+                    .store(&target.key, move |s| crate::store::bulk::begin(s, table))
+                    .await
+                {
+                    Ok(bulk) => bulk,
+                    Err(e) => {
+                        tracing::warn!(entity = %target.key, error = %e, "could not defer indexes; syncing with them");
+                        false
+                    }
+                }
+            }
+            Mode::Reconcile => false,
+        };
         let mut tally = Tally::default();
         let result = match mode {
             Mode::Incremental => search::run(self, &target, run_id, &mut tally).await,
@@ -419,6 +437,18 @@ impl Engine {
         let error = result.err();
         let message = error.as_ref().map(ToString::to_string);
         let interrupted = matches!(error, Some(SyncError::Interrupted { .. }));
+        if bulk {
+            let rebuild = !interrupted;
+            if let Err(e) = self
+                .store(&target.key, move |s| {
+                    crate::store::bulk::end(s, table, rebuild)
+                })
+                .await
+            {
+                // The rows are stored; the next pass of this table retries the build.
+                tracing::error!(entity = %target.key, error = %e, "could not build the indexes after the first sync");
+            }
+        }
         let key = target.key.clone();
         let finished = self
             .writer

@@ -1,0 +1,206 @@
+//! Bulk loads: while a table receives its first sync (no pass of it has succeeded yet), its
+//! secondary indexes and the change log's are dropped, and rebuilt once when the last such pass ends.
+//!
+//! Why: ids and foreign ids are random 24-hex strings, so keeping an index on them up to date inserts
+//! each row into a random B-tree page, and every page a transaction touches is written to the WAL at
+//! commit: with one transaction per 500-record page that is several megabytes per page, most of an
+//! initial sync's time. Building an index afterwards is one sorted pass. What it costs: during a
+//! table's first sync, reports filtering on its typed columns scan the table (the rows being loaded
+//! are incomplete anyway); primary keys and unique indexes are never dropped, so lookups by id and
+//! every constraint hold throughout.
+//!
+//! Crash safety: an index exists in `schema.sql`'s definition or is rebuilt from it; after a crash
+//! (or an interrupted pass, which skips the rebuild to stop quickly) the next pass of the table either
+//! continues the bulk load or, if the table has finished its first sync, recreates what is missing.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+
+use super::{SCHEMA_SQL, Store, StoreError, VIEWS_MARKER};
+
+/// Page cache (and so sorter memory) while an index is built, in KiB.
+const BUILD_CACHE_KIB: u32 = 8_000;
+
+/// The change log's table name: its indexes are deferred while any table bulk-loads.
+const CHANGE_LOG: &str = "change_log";
+
+/// Passes currently bulk-loading, per table.
+#[derive(Debug, Default)]
+pub struct Bulk {
+    tables: HashMap<String, usize>,
+}
+
+impl Bulk {
+    fn loading(&self) -> usize {
+        self.tables.values().sum()
+    }
+}
+
+/// One deferrable index of `schema.sql`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexDef {
+    /// Index name.
+    pub name: String,
+    /// The table it indexes.
+    pub table: String,
+    /// Its `CREATE INDEX` statement, as in `schema.sql`.
+    pub sql: String,
+}
+
+/// The non-unique indexes of `schema.sql` (unique ones are constraints and always stay).
+pub fn deferrable_indexes() -> Vec<IndexDef> {
+    let tables = SCHEMA_SQL
+        .find(VIEWS_MARKER)
+        .map_or(SCHEMA_SQL, |at| &SCHEMA_SQL[..at]);
+    tables
+        .split(';')
+        .filter_map(|statement| {
+            let sql: String = statement
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let sql = sql.trim();
+            let words: Vec<&str> = sql.split_whitespace().collect();
+            match words.as_slice() {
+                ["CREATE", "INDEX", name, "ON", table, ..] => Some(IndexDef {
+                    name: name.to_string(),
+                    table: table.trim_end_matches('(').to_string(),
+                    sql: sql.to_string(),
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Starts a pass that writes `table`. When no pass of the table has succeeded yet, drops its
+/// deferrable indexes and the change log's and returns `true`; the caller must call [`end`] however
+/// the pass ends. Otherwise recreates any index a crash left missing and returns `false`.
+pub fn begin(store: &mut Store, table: &str) -> Result<bool, StoreError> {
+    let ctx = |what: &str| format!("{what} ({table})");
+    let first_sync: bool = store
+        .conn()
+        .query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM sync_state WHERE (entity = ?1 OR entity LIKE ?1 || ':%') \
+             AND last_success_at IS NOT NULL)",
+            [table],
+            |row| row.get(0),
+        )
+        .map_err(|e| StoreError::sqlite(ctx("checking for an earlier sync"), e))?;
+    if !first_sync {
+        if store.bulk.tables.get(table).copied().unwrap_or(0) == 0 {
+            rebuild(store.conn(), table)
+                .map_err(|e| StoreError::sqlite(ctx("recreating missing indexes"), e))?;
+        }
+        if store.bulk.loading() == 0 {
+            rebuild(store.conn(), CHANGE_LOG)
+                .map_err(|e| StoreError::sqlite(ctx("recreating missing change_log indexes"), e))?;
+        }
+        return Ok(false);
+    }
+    for def in deferrable_indexes()
+        .into_iter()
+        .filter(|d| d.table == table || d.table == CHANGE_LOG)
+    {
+        store
+            .conn()
+            .execute_batch(&format!("DROP INDEX IF EXISTS {}", def.name))
+            .map_err(|e| StoreError::sqlite(ctx("deferring indexes for the first sync"), e))?;
+    }
+    *store.bulk.tables.entry(table.to_string()).or_default() += 1;
+    tracing::debug!(
+        table,
+        "first sync: secondary indexes deferred until it ends"
+    );
+    Ok(true)
+}
+
+/// Ends a pass that [`begin`] put in bulk mode. The last pass of `table` out rebuilds its indexes,
+/// the last of all rebuilds the change log's; `rebuild: false` (an interrupted pass, stopping
+/// quickly) leaves that to the next pass.
+pub fn end(store: &mut Store, table: &str, rebuild_now: bool) -> Result<(), StoreError> {
+    let ctx = |what: &str| format!("{what} ({table})");
+    if let Some(n) = store.bulk.tables.get_mut(table) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            store.bulk.tables.remove(table);
+        }
+    }
+    if !rebuild_now {
+        return Ok(());
+    }
+    if !store.bulk.tables.contains_key(table) {
+        rebuild(store.conn(), table)
+            .map_err(|e| StoreError::sqlite(ctx("building the indexes after the first sync"), e))?;
+    }
+    if store.bulk.loading() == 0 {
+        rebuild(store.conn(), CHANGE_LOG)
+            .map_err(|e| StoreError::sqlite(ctx("building the change_log indexes"), e))?;
+    }
+    Ok(())
+}
+
+/// Creates the deferrable indexes of `table` that do not exist. Sorting uses a small buffer and
+/// spills to temporary files rather than memory, so building an index over millions of rows does
+/// not grow the process.
+fn rebuild(conn: &Connection, table: &str) -> rusqlite::Result<()> {
+    let mut missing = Vec::new();
+    for def in deferrable_indexes()
+        .into_iter()
+        .filter(|d| d.table == table)
+    {
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1)",
+            [&def.name],
+            |row| row.get(0),
+        )?;
+        if !exists {
+            missing.push(def);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    // The sorter takes as much memory as the page cache is allowed: shrink both for the build.
+    conn.execute_batch(&format!(
+        "PRAGMA temp_store = FILE; PRAGMA cache_size = -{BUILD_CACHE_KIB}"
+    ))?;
+    let built = missing
+        .iter()
+        .try_for_each(|def| conn.execute_batch(&def.sql));
+    conn.execute_batch(&format!(
+        "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{}",
+        super::CACHE_KIB
+    ))?;
+    built?;
+    tracing::info!(
+        table,
+        indexes = missing.len(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "indexes built"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_non_unique_index_of_the_schema_is_deferrable_and_unique_ones_are_not() {
+        let defs = deferrable_indexes();
+        let total = SCHEMA_SQL.matches("CREATE INDEX ").count();
+        assert_eq!(defs.len(), total);
+        assert!(defs.iter().any(|d| {
+            d.name == "messages_conversation_id"
+                && d.table == "messages"
+                && d.sql
+                    .starts_with("CREATE INDEX messages_conversation_id ON messages")
+        }));
+        assert!(defs.iter().any(|d| d.table == CHANGE_LOG));
+        assert!(!defs.iter().any(|d| d.name == "klasses_name"));
+    }
+}
