@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::FakeHandle;
 use super::http::{Meta, error, page_body, page_params};
 
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Range {
     gt: Option<String>,
     gte: Option<String>,
@@ -47,6 +47,37 @@ fn normalise(v: &Value) -> Option<String> {
 
 fn bad(msg: &str) -> Response {
     error(StatusCode::BAD_REQUEST, "bad_request", msg)
+}
+
+/// The matches a search walks past: counted up to `cap`, kept when they fall on the page.
+struct Hits<'a> {
+    start: usize,
+    size: usize,
+    cap: usize,
+    total: usize,
+    items: Vec<String>,
+    ids_only: bool,
+    type_name: &'a str,
+}
+
+impl Hits<'_> {
+    /// Whether the next match lands on the requested page (and so needs its text).
+    fn on_page(&self) -> bool {
+        self.total >= self.start && self.items.len() < self.size
+    }
+
+    /// Counts one match, keeping it when it is on the page; false once counting can stop.
+    fn take(&mut self, id: &str, text: Option<&str>) -> bool {
+        if self.on_page() {
+            self.items.push(if self.ids_only {
+                format!("{{\"type\":\"{}\",\"id\":\"{id}\"}}", self.type_name)
+            } else {
+                text.unwrap_or_default().to_string()
+            });
+        }
+        self.total += 1;
+        self.total < self.cap
+    }
 }
 
 /// Answers one search request.
@@ -171,8 +202,6 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
     };
     table.refresh(Instant::now());
     let start = (page - 1) * size;
-    let mut items: Vec<String> = Vec::with_capacity(size);
-    let mut total = 0usize;
     // Counting stops one past the result window (Elasticsearch's track_total_hits does the same at
     // 10,000): `meta.total` is exact up to the window and "window + 1" means "more than the window",
     // which is all a client can act on. Without the cap every keyset page of a large table would
@@ -183,25 +212,21 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
     } else {
         prefix
     };
-    let mut visit = |id: &str, text: &str, updated_at: &str, created_at: &str, deleted: bool| {
-        if (deleted && !include_deleted)
-            || !updated.admits(updated_at)
-            || !created.admits(created_at)
-        {
-            return true;
-        }
-        if ids.as_ref().is_some_and(|ids| !ids.iter().any(|i| i == id)) {
-            return true;
-        }
-        if total >= start && items.len() < size {
-            items.push(if ids_only {
-                format!("{{\"type\":\"{type_name}\",\"id\":\"{id}\"}}")
-            } else {
-                text.to_string()
-            });
-        }
-        total += 1;
-        total < cap
+    // Filters on what the updatedAt index holds; `created` needs the record itself.
+    let by_index = |id: &str, updated_at: &str, deleted: bool| {
+        (include_deleted || !deleted)
+            && updated.admits(updated_at)
+            && ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == id))
+    };
+    let created_filter = created != Range::default();
+    let mut hits = Hits {
+        start,
+        size,
+        cap,
+        total: 0,
+        items: Vec::with_capacity(size),
+        ids_only,
+        type_name,
     };
     if sort_created {
         let order: Box<dyn Iterator<Item = &String>> = if desc {
@@ -214,7 +239,10 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
                 continue;
             };
             let Some(ix) = &rec.indexed else { continue };
-            if !visit(id, &ix.text, &ix.updated, &rec.created, ix.deleted) {
+            if by_index(id, &ix.updated, ix.deleted)
+                && created.admits(&rec.created)
+                && !hits.take(id, Some(&ix.text))
+            {
                 break;
             }
         }
@@ -243,24 +271,37 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
             if !desc && (past_lt || past_lte) {
                 break;
             }
-            let Some(rec) = table.records.get(id) else {
+            if !by_index(id, updated_at, *deleted) {
                 continue;
+            }
+            // Every `by_updated` entry has an indexed record (Table keeps them in step), so a
+            // match only being counted needs no lookup unless `created` filters it.
+            let text = if hits.on_page() || created_filter {
+                let Some(rec) = table.records.get(id) else {
+                    continue;
+                };
+                let Some(ix) = &rec.indexed else { continue };
+                if !created.admits(&rec.created) {
+                    continue;
+                }
+                Some(&*ix.text)
+            } else {
+                None
             };
-            let Some(ix) = &rec.indexed else { continue };
-            if !visit(id, &ix.text, updated_at, &rec.created, *deleted) {
+            if !hits.take(id, text) {
                 break;
             }
         }
     }
     drop(state);
-    let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+    let refs: Vec<&str> = hits.items.iter().map(String::as_str).collect();
     let extra = if ids_only { "&idsOnly=true" } else { "" };
     page_body(
         "/v1/customers/search",
         extra,
         page,
         size,
-        total,
+        hits.total,
         &refs,
         Meta::Search,
     )
