@@ -1,13 +1,16 @@
-//! Bulk loads: while a table receives its first sync (no pass of it has succeeded yet), its
-//! secondary indexes and the change log's are dropped, and rebuilt once when the last such pass ends.
+//! Bulk loads: while a table receives its first sync (no pass of it has succeeded yet), the indexes
+//! that are expensive to keep up to date — on its random ids and other scattered values, and the
+//! change log's per-record index — are dropped, and rebuilt once when the last such pass ends.
 //!
 //! Why: ids and foreign ids are random 24-hex strings, so keeping an index on them up to date inserts
 //! each row into a random B-tree page, and every page a transaction touches is written to the WAL at
 //! commit: with one transaction per 500-record page that is several megabytes per page, most of an
-//! initial sync's time. Building an index afterwards is one sorted pass. What it costs: during a
-//! table's first sync, reports filtering on its typed columns scan the table (the rows being loaded
-//! are incomplete anyway); primary keys and unique indexes are never dropped, so lookups by id and
-//! every constraint hold throughout.
+//! initial sync's time. Building an index afterwards is one sorted pass over the table. Indexes whose
+//! leading column arrives in sync order (`updated_at`, the change log's `run_id`) or has a handful of
+//! values (`status`, `channel`, `klass`) cost a few pages per transaction and stay, which saves their
+//! table scans at the end. What deferral costs: during a table's first sync, reports filtering on its
+//! other typed columns scan the table (the rows being loaded are incomplete anyway); primary keys and
+//! unique indexes are never dropped, so lookups by id and every constraint hold throughout.
 //!
 //! Crash safety: an index exists in `schema.sql`'s definition or is rebuilt from it; after a crash
 //! (or an interrupted pass, which skips the rebuild to stop quickly) the next pass of the table either
@@ -21,6 +24,9 @@ use super::{SCHEMA_SQL, Store, StoreError, VIEWS_MARKER};
 
 /// Page cache (and so sorter memory) while an index is built, in KiB.
 const BUILD_CACHE_KIB: u32 = 8_000;
+
+/// Helper threads SQLite's sorter may use while an index is built.
+const BUILD_THREADS: u32 = 2;
 
 /// The change log's table name: its indexes are deferred while any table bulk-loads.
 const CHANGE_LOG: &str = "change_log";
@@ -37,7 +43,11 @@ impl Bulk {
     }
 }
 
-/// One deferrable index of `schema.sql`.
+/// Leading columns whose index stays during a bulk load: their values arrive in sync order or have a
+/// handful of distinct values, so each page's rows land on a few B-tree pages.
+const CHEAP_LEADING_COLUMNS: &[&str] = &["updated_at", "run_id", "status", "channel", "klass"];
+
+/// One non-unique index of `schema.sql`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexDef {
     /// Index name.
@@ -46,10 +56,12 @@ pub struct IndexDef {
     pub table: String,
     /// Its `CREATE INDEX` statement, as in `schema.sql`.
     pub sql: String,
+    /// Dropped during a first sync (see the module doc) rather than kept up to date.
+    pub deferred: bool,
 }
 
 /// The non-unique indexes of `schema.sql` (unique ones are constraints and always stay).
-pub fn deferrable_indexes() -> Vec<IndexDef> {
+pub fn schema_indexes() -> Vec<IndexDef> {
     let tables = SCHEMA_SQL
         .find(VIEWS_MARKER)
         .map_or(SCHEMA_SQL, |at| &SCHEMA_SQL[..at]);
@@ -64,11 +76,19 @@ pub fn deferrable_indexes() -> Vec<IndexDef> {
             let sql = sql.trim();
             let words: Vec<&str> = sql.split_whitespace().collect();
             match words.as_slice() {
-                ["CREATE", "INDEX", name, "ON", table, ..] => Some(IndexDef {
-                    name: name.to_string(),
-                    table: table.trim_end_matches('(').to_string(),
-                    sql: sql.to_string(),
-                }),
+                ["CREATE", "INDEX", name, "ON", table, ..] => {
+                    let leading = sql
+                        .split_once('(')
+                        .and_then(|(_, cols)| cols.split([',', ')']).next())
+                        .map(str::trim)
+                        .unwrap_or_default();
+                    Some(IndexDef {
+                        name: name.to_string(),
+                        table: table.trim_end_matches('(').to_string(),
+                        sql: sql.to_string(),
+                        deferred: !CHEAP_LEADING_COLUMNS.contains(&leading),
+                    })
+                }
                 _ => None,
             }
         })
@@ -76,7 +96,7 @@ pub fn deferrable_indexes() -> Vec<IndexDef> {
 }
 
 /// Starts a pass that writes `table`. When no pass of the table has succeeded yet, drops its
-/// deferrable indexes and the change log's and returns `true`; the caller must call [`end`] however
+/// deferred indexes and the change log's and returns `true`; the caller must call [`end`] however
 /// the pass ends. Otherwise recreates any index a crash left missing and returns `false`.
 pub fn begin(store: &mut Store, table: &str) -> Result<bool, StoreError> {
     let ctx = |what: &str| format!("{what} ({table})");
@@ -100,9 +120,9 @@ pub fn begin(store: &mut Store, table: &str) -> Result<bool, StoreError> {
         }
         return Ok(false);
     }
-    for def in deferrable_indexes()
+    for def in schema_indexes()
         .into_iter()
-        .filter(|d| d.table == table || d.table == CHANGE_LOG)
+        .filter(|d| d.deferred && (d.table == table || d.table == CHANGE_LOG))
     {
         store
             .conn()
@@ -142,15 +162,12 @@ pub fn end(store: &mut Store, table: &str, rebuild_now: bool) -> Result<(), Stor
     Ok(())
 }
 
-/// Creates the deferrable indexes of `table` that do not exist. Sorting uses a small buffer and
+/// Creates the indexes of `table` that do not exist (deferred ones, and any a crash lost). Sorting uses a small buffer and
 /// spills to temporary files rather than memory, so building an index over millions of rows does
 /// not grow the process.
 fn rebuild(conn: &Connection, table: &str) -> rusqlite::Result<()> {
     let mut missing = Vec::new();
-    for def in deferrable_indexes()
-        .into_iter()
-        .filter(|d| d.table == table)
-    {
+    for def in schema_indexes().into_iter().filter(|d| d.table == table) {
         let exists: bool = conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1)",
             [&def.name],
@@ -166,13 +183,13 @@ fn rebuild(conn: &Connection, table: &str) -> rusqlite::Result<()> {
     let started = std::time::Instant::now();
     // The sorter takes as much memory as the page cache is allowed: shrink both for the build.
     conn.execute_batch(&format!(
-        "PRAGMA temp_store = FILE; PRAGMA cache_size = -{BUILD_CACHE_KIB}"
+        "PRAGMA temp_store = FILE; PRAGMA cache_size = -{BUILD_CACHE_KIB}; PRAGMA threads = {BUILD_THREADS}"
     ))?;
     let built = missing
         .iter()
         .try_for_each(|def| conn.execute_batch(&def.sql));
     conn.execute_batch(&format!(
-        "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{}",
+        "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{}; PRAGMA threads = 0",
         super::CACHE_KIB
     ))?;
     built?;
@@ -190,8 +207,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_non_unique_index_of_the_schema_is_deferrable_and_unique_ones_are_not() {
-        let defs = deferrable_indexes();
+    fn every_non_unique_index_of_the_schema_is_found_and_unique_ones_are_not() {
+        let defs = schema_indexes();
         let total = SCHEMA_SQL.matches("CREATE INDEX ").count();
         assert_eq!(defs.len(), total);
         assert!(defs.iter().any(|d| {
@@ -202,5 +219,31 @@ mod tests {
         }));
         assert!(defs.iter().any(|d| d.table == CHANGE_LOG));
         assert!(!defs.iter().any(|d| d.name == "klasses_name"));
+    }
+
+    #[test]
+    fn indexes_on_scattered_values_are_deferred_and_ones_filled_in_sync_order_are_not() {
+        let deferred = |name: &str| {
+            schema_indexes()
+                .into_iter()
+                .find(|d| d.name == name)
+                .map(|d| d.deferred)
+        };
+        for name in [
+            "messages_conversation_id",
+            "customers_email",
+            "conversations_created_at",
+            "change_log_record",
+        ] {
+            assert_eq!(deferred(name), Some(true), "{name}");
+        }
+        for name in [
+            "messages_updated_at",
+            "conversations_status",
+            "kobjects_klass_updated_at",
+            "change_log_run",
+        ] {
+            assert_eq!(deferred(name), Some(false), "{name}");
+        }
     }
 }
