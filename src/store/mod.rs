@@ -152,6 +152,8 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(&path, flags).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        conn.execute_batch("PRAGMA page_size = 8192")
+            .map_err(open_err)?;
         // WAL: BI readers never block the writer. The pragma answers with the mode in force; a read-only
         // or unwritable location surfaces here as an error rather than later mid-sync.
         let mode: String = conn
