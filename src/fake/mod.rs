@@ -419,3 +419,13 @@ impl FakeServer {
         let _ = self.task.await;
     }
 }
+
+/// Every record of a small organisation, per entity, for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn state_for_tests() -> Vec<(String, Vec<Value>)> {
+    let state = state::State::generate(7, Scale::Small, Duration::ZERO);
+    crate::entity::ENTITIES
+        .iter()
+        .map(|e| (e.name.to_string(), state.records(e.name)))
+        .collect()
+}

@@ -5,6 +5,7 @@
 //! `http://127.0.0.1:PORT` or Membrane's proxy (with minted, renewed tokens) all look the same from
 //! here; only the Membrane CLI transport runs a program instead ([`cli`]).
 
+mod canonical;
 pub mod cli;
 mod client;
 pub mod error;

@@ -4,7 +4,16 @@
 //! Decoding is tolerant: unknown fields are ignored, `links`/`meta` may be missing, `data` may be null.
 //! It is strict only where the mirror's correctness needs it: every record must have a string `id`.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+
+use super::canonical::{Canonical, Picked};
+
+/// Why a resource object is refused.
+const NO_ID: &str = "a resource object has no string \"id\"";
 
 /// One resource object as served, with what the mirror needs pulled out of it.
 #[derive(Debug, Clone)]
@@ -32,7 +41,7 @@ impl Record {
             Some(Value::String(id)) if !id.is_empty() => id.clone(),
             // Kustomer ids are strings; tolerate a numeric id rather than dropping the record.
             Some(Value::Number(n)) => n.to_string(),
-            _ => return Err("a resource object has no string \"id\"".to_string()),
+            _ => return Err(NO_ID.to_string()),
         };
         let attrs = value.get("attributes");
         let text = |key: &str| {
@@ -50,15 +59,43 @@ impl Record {
         // serde_json's map is a BTreeMap (no `preserve_order` feature), so serialising sorts keys:
         // the same content always gives the same text and hash, whatever order Kustomer sent.
         let data = value.to_string();
+        Ok(Record::new(id, updated_at, deleted, deleted_at, data))
+    }
+
+    /// Builds a record from canonical text written by [`super::canonical`] and what it picked.
+    fn from_canonical(data: Vec<u8>, picked: Picked) -> Result<Record, String> {
+        let id = picked
+            .id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| NO_ID.to_string())?;
+        // serde_json wrote every byte from `&str`s, so this holds; the error arm keeps it total.
+        let data =
+            String::from_utf8(data).map_err(|_| "canonical text is not UTF-8".to_string())?;
+        Ok(Record::new(
+            id,
+            picked.updated_at,
+            picked.deleted,
+            picked.deleted_at,
+            data,
+        ))
+    }
+
+    fn new(
+        id: String,
+        updated_at: Option<String>,
+        deleted: bool,
+        deleted_at: Option<String>,
+        data: String,
+    ) -> Record {
         let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(data.as_bytes()));
-        Ok(Record {
+        Record {
             id,
             updated_at,
             deleted,
             deleted_at,
             data,
             hash,
-        })
+        }
     }
 
     /// The resource object parsed from `data` (which this module wrote, so it is valid JSON; `Null`
@@ -82,37 +119,196 @@ pub struct Page {
 }
 
 /// Decodes a list or search document. `Err` carries the reason, for [`super::ApiError::Malformed`].
+/// Records are canonicalised straight from the bytes ([`super::canonical`]), one pass per page.
 pub fn decode_page(body: &[u8]) -> Result<Page, String> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON ({e})"))?;
-    let Value::Object(mut doc) = doc else {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let doc = DocVisitor
+        .deserialize(&mut de)
+        .and_then(|doc| de.end().map(|()| doc))
+        .map_err(|e| format!("invalid JSON ({e})"))?;
+    let Some(doc) = doc else {
         return Err("the document is not a JSON object".to_string());
     };
     let next = doc
-        .get("links")
+        .links
+        .as_ref()
         .and_then(|l| l.get("next"))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     let total = doc
-        .get("meta")
+        .meta
+        .as_ref()
         .and_then(|m| m.get("total"))
         .and_then(Value::as_u64);
-    let items = match doc.remove("data") {
-        Some(Value::Array(items)) => items,
-        Some(Value::Null) | None => Vec::new(),
-        Some(_) => return Err("\"data\" is not an array".to_string()),
+    let records = match doc.data {
+        Data::Items(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| item.map_err(|e| format!("item {i}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?,
+        Data::Empty => Vec::new(),
+        Data::NotArray => return Err("\"data\" is not an array".to_string()),
     };
-    let records = items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| Record::from_value(item).map_err(|e| format!("item {i}: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page {
         records,
         next,
         total,
         attempts: 1,
     })
+}
+
+/// The parts of a list document the mirror reads (the last of duplicate members wins, as in a
+/// `Value`).
+struct Doc {
+    data: Data,
+    links: Option<Value>,
+    meta: Option<Value>,
+}
+
+enum Data {
+    /// Each item decoded, or why it could not be.
+    Items(Vec<Result<Record, String>>),
+    /// `data` missing or null.
+    Empty,
+    NotArray,
+}
+
+/// The document: `Some` for an object, `None` for any other JSON value.
+struct DocVisitor;
+
+impl<'de> DeserializeSeed<'de> for DocVisitor {
+    type Value = Option<Doc>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocVisitor {
+    type Value = Option<Doc>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON:API document")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut doc = Doc {
+            data: Data::Empty,
+            links: None,
+            meta: None,
+        };
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "data" => doc.data = map.next_value_seed(DataVisitor)?,
+                "links" => doc.links = Some(map.next_value()?),
+                "meta" => doc.meta = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(doc))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A document's `data`: an array of resource objects, null, or something else.
+struct DataVisitor;
+
+impl<'de> DeserializeSeed<'de> for DataVisitor {
+    type Value = Data;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataVisitor {
+    type Value = Data;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of resource objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Data, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(ItemSeed)? {
+            items.push(item);
+        }
+        Ok(Data::Items(items))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Data, E> {
+        Ok(Data::Empty)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Data::NotArray)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Data, E> {
+        Ok(Data::NotArray)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Data, E> {
+        Ok(Data::NotArray)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Data, E> {
+        Ok(Data::NotArray)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Data, E> {
+        Ok(Data::NotArray)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Data, E> {
+        Ok(Data::NotArray)
+    }
+}
+
+/// One item of `data`, canonicalised; `Err` names what the mirror needs and it lacks.
+struct ItemSeed;
+
+impl<'de> DeserializeSeed<'de> for ItemSeed {
+    type Value = Result<Record, String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        let mut out = Vec::with_capacity(2048);
+        let mut picked = Picked::default();
+        Canonical::record(&mut out, &mut picked).deserialize(deserializer)?;
+        Ok(Record::from_canonical(out, picked))
+    }
 }
 
 /// Decodes a single-object document (`{"data": {...}}`).
