@@ -73,12 +73,13 @@ impl Applied {
 /// at all.
 pub fn apply_page(store: &mut Store, page: &PageWrite) -> Result<Applied, StoreError> {
     let ctx = |what: &str| format!("{what} ({} page of run {})", page.state_key, page.run_id);
+    let insert_first = store.bulk.is_loading(page.table);
     let tx = store
         .conn_mut()
         .transaction()
         .map_err(|e| StoreError::sqlite(ctx("starting the transaction"), e))?;
-    let applied =
-        apply_records(&tx, page).map_err(|e| StoreError::sqlite(ctx("storing records"), e))?;
+    let applied = apply_records(&tx, page, insert_first)
+        .map_err(|e| StoreError::sqlite(ctx("storing records"), e))?;
     add_counters(&tx, page.run_id, page.requests, page.fetched, applied)
         .map_err(|e| StoreError::sqlite(ctx("updating run counters"), e))?;
     if let Some(cursor) = &page.cursor {
@@ -90,7 +91,39 @@ pub fn apply_page(store: &mut Store, page: &PageWrite) -> Result<Applied, StoreE
     Ok(applied)
 }
 
-fn apply_records(tx: &Transaction<'_>, page: &PageWrite) -> rusqlite::Result<Applied> {
+/// Inserts `record` unless a row with its id exists; answers the rows inserted (0 or 1).
+fn insert_record(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    page: &PageWrite,
+    record: &Record,
+    deleted_at: Option<&str>,
+    now: &str,
+) -> rusqlite::Result<usize> {
+    if page.table == "kobjects" {
+        insert.execute(params![
+            record.id,
+            record.data,
+            deleted_at,
+            now,
+            record.hash,
+            page.klass.as_deref().unwrap_or("")
+        ])
+    } else {
+        insert.execute(params![
+            record.id,
+            record.data,
+            deleted_at,
+            now,
+            record.hash
+        ])
+    }
+}
+
+fn apply_records(
+    tx: &Transaction<'_>,
+    page: &PageWrite,
+    insert_first: bool,
+) -> rusqlite::Result<Applied> {
     let table = page.table;
     let now = now_iso();
     let mut applied = Applied::default();
@@ -100,12 +133,12 @@ fn apply_records(tx: &Transaction<'_>, page: &PageWrite) -> rusqlite::Result<App
     let mut insert = if table == "kobjects" {
         tx.prepare_cached(
             "INSERT INTO kobjects (id, data, deleted_at, first_synced_at, last_changed_at, hash, klass) \
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
         )?
     } else {
         tx.prepare_cached(&format!(
             "INSERT INTO {table} (id, data, deleted_at, first_synced_at, last_changed_at, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5)"
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (id) DO NOTHING"
         ))?
     };
     let mut update = tx.prepare_cached(&format!(
@@ -123,30 +156,23 @@ fn apply_records(tx: &Transaction<'_>, page: &PageWrite) -> rusqlite::Result<App
                 .or_else(|| record.updated_at.clone())
                 .unwrap_or_else(|| now.clone())
         });
-        let existing: Option<(String, Option<String>, String)> = select
-            .query_row([&record.id], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })
-            .optional()?;
+        // In a first sync nearly every record is new: try the insert, and look the row up only when
+        // it conflicts. Otherwise look first, so an unchanged row costs one lookup and no write.
+        let fresh = insert_first
+            && insert_record(&mut insert, page, record, deleted_at.as_deref(), &now)? == 1;
+        let existing: Option<(String, Option<String>, String)> = if fresh {
+            None
+        } else {
+            select
+                .query_row([&record.id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .optional()?
+        };
         let (op, changes) = match existing {
             None => {
-                if table == "kobjects" {
-                    insert.execute(params![
-                        record.id,
-                        record.data,
-                        deleted_at,
-                        now,
-                        record.hash,
-                        page.klass.as_deref().unwrap_or("")
-                    ])?;
-                } else {
-                    insert.execute(params![
-                        record.id,
-                        record.data,
-                        deleted_at,
-                        now,
-                        record.hash
-                    ])?;
+                if !fresh {
+                    insert_record(&mut insert, page, record, deleted_at.as_deref(), &now)?;
                 }
                 applied.inserted += 1;
                 ("insert", None)

@@ -41,6 +41,11 @@ impl Bulk {
     fn loading(&self) -> usize {
         self.tables.values().sum()
     }
+
+    /// Whether `table` is in its first sync (most records written are new).
+    pub fn is_loading(&self, table: &str) -> bool {
+        self.tables.contains_key(table)
+    }
 }
 
 /// Leading columns whose index stays during a bulk load: their values arrive in sync order or have a
