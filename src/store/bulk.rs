@@ -25,9 +25,6 @@ use super::{SCHEMA_SQL, Store, StoreError, VIEWS_MARKER};
 /// Page cache (and so sorter memory) while an index is built, in KiB.
 const BUILD_CACHE_KIB: u32 = 8_000;
 
-/// Helper threads SQLite's sorter may use while an index is built.
-const BUILD_THREADS: u32 = 2;
-
 /// The change log's table name: its indexes are deferred while any table bulk-loads.
 const CHANGE_LOG: &str = "change_log";
 
@@ -188,13 +185,13 @@ fn rebuild(conn: &Connection, table: &str) -> rusqlite::Result<()> {
     let started = std::time::Instant::now();
     // The sorter takes as much memory as the page cache is allowed: shrink both for the build.
     conn.execute_batch(&format!(
-        "PRAGMA temp_store = FILE; PRAGMA cache_size = -{BUILD_CACHE_KIB}; PRAGMA threads = {BUILD_THREADS}"
+        "PRAGMA temp_store = FILE; PRAGMA cache_size = -{BUILD_CACHE_KIB}"
     ))?;
     let built = missing
         .iter()
         .try_for_each(|def| conn.execute_batch(&def.sql));
     conn.execute_batch(&format!(
-        "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{}; PRAGMA threads = 0",
+        "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{}",
         super::CACHE_KIB
     ))?;
     built?;
