@@ -15,9 +15,10 @@
 //! - [`status`]: per-entity status read from the mirror (rows, cursor, last run, lag).
 //! - [`views`]: per-org custom attribute views (`<entity>_custom`), regenerated when a sync sees new
 //!   attribute names.
-//! - [`store`]: the SQLite mirror: opening (WAL, busy timeout), schema versions and upgrades.
-//! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding,
-//!   typed errors that say what to do.
+//! - [`store`]: the SQLite mirror: opening (WAL, busy timeout), schema versions and upgrades, page
+//!   writes on one writer thread, first-sync bulk loading with deferred indexes (`store::bulk`).
+//! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding
+//!   straight to canonical record text, typed errors that say what to do.
 //! - [`fake`]: the built-in fake Kustomer API used by `demo`, `fake-api` and the tests: deterministic
 //!   data, JSON:API lists and search, rate limits, fault injection and a control API.
 
