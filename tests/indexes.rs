@@ -5,8 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use common::*;
 use kustomer_mirror::fake::Scale;
@@ -70,24 +68,7 @@ async fn a_first_sync_killed_half_way_gets_its_indexes_when_the_next_sync_ends()
     let server = fake(Scale::Small).await;
     let db = db();
     let expected = fresh_indexes();
-    // Kill the first sync after a few pages by dropping it, as a killed process would.
-    let pages = Arc::new(AtomicU64::new(0));
-    let counter = pages.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let stop = Mutex::new(Some(stop));
-    let stoppable = engine(&server, &db.path, options()).with_progress(Arc::new(move |_| {
-        if counter.fetch_add(1, Ordering::SeqCst) == 10
-            && let Some(stop) = stop.lock().unwrap().take()
-        {
-            let _ = stop.send(());
-        }
-    }));
-    let entities = all();
-    tokio::select! {
-        _ = stoppable.run(&entities) => panic!("the sync should have been stopped"),
-        _ = stopped => {}
-    }
-    drop(stoppable);
+    kill_after_pages(engine(&server, &db.path, options()), 10).await;
     // Whatever the writer thread still had queued only defers more indexes, never rebuilds one.
     let killed = indexes(&open(&db.path));
     assert!(

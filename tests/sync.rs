@@ -324,24 +324,7 @@ async fn a_sync_stopped_between_pages_and_run_again_ends_with_the_same_mirror() 
         ..options()
     };
     // Stop the first sync after a few pages by dropping it, as a killed process would.
-    let pages = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = pages.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let stop = std::sync::Mutex::new(Some(stop));
-    let stoppable =
-        engine(&server, &db.path, opts.clone()).with_progress(std::sync::Arc::new(move |_| {
-            if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 15
-                && let Some(stop) = stop.lock().unwrap().take()
-            {
-                let _ = stop.send(());
-            }
-        }));
-    let entities = all();
-    tokio::select! {
-        _ = stoppable.run(&entities) => panic!("the sync should have been stopped"),
-        _ = stopped => {}
-    }
-    drop(stoppable);
+    kill_after_pages(engine(&server, &db.path, opts.clone()), 15).await;
     // And once more by a failing connection half-way.
     fake.on_request(
         20,

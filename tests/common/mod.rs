@@ -155,3 +155,25 @@ pub fn assert_no_duplicate_log_rows(path: &Path) {
 pub fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
+
+/// Runs a sync of everything and drops it mid-way, as a killed process would: once `pages` pages
+/// have been reported stored, the run's future is dropped and so is the engine.
+pub async fn kill_after_pages(engine: Engine, pages: u64) {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let counter = Arc::new(AtomicU64::new(0));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop = Mutex::new(Some(stop));
+    let stoppable = engine.with_progress(Arc::new(move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) == pages
+            && let Some(stop) = stop.lock().unwrap().take()
+        {
+            let _ = stop.send(());
+        }
+    }));
+    let entities = all();
+    tokio::select! {
+        _ = stoppable.run(&entities) => panic!("the sync should have been stopped"),
+        _ = stopped => {}
+    }
+}
