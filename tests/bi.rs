@@ -37,13 +37,6 @@ fn documented_queries() -> Vec<(String, String)> {
     out
 }
 
-fn live(records: Vec<Value>) -> Vec<Value> {
-    records
-        .into_iter()
-        .filter(|r| r["attributes"]["deleted"] != true)
-        .collect()
-}
-
 fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -503,14 +496,7 @@ async fn a_custom_attribute_added_upstream_becomes_a_column_after_the_next_sync(
     let engine = engine(&server, &db.path, SyncOptions::default());
     sync_ok(&engine).await;
     let conn = open(&db.path);
-    let columns = |view: &str| -> Vec<String> {
-        conn.prepare(&format!("SELECT name FROM pragma_table_info('{view}')"))
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let columns = |view: &str| columns(&conn, view);
     let before = columns("customers_custom");
     assert!(
         before.contains(&"loyalty_tier".to_string()) && before.contains(&"vip".to_string()),

@@ -30,6 +30,8 @@ pub struct Record {
     pub data: String,
     /// xxh3-128 of `data`, hex: equal hashes mean nothing changed.
     pub hash: String,
+    /// The names under `attributes.custom` (sorted, distinct): what the custom views need to know.
+    pub custom: Vec<String>,
 }
 
 impl Record {
@@ -58,8 +60,15 @@ impl Record {
             .unwrap_or(false);
         // serde_json's map is a BTreeMap (no `preserve_order` feature), so serialising sorts keys:
         // the same content always gives the same text and hash, whatever order Kustomer sent.
+        let custom = attrs
+            .and_then(|a| a.get("custom"))
+            .and_then(Value::as_object)
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
         let data = value.to_string();
-        Ok(Record::new(id, updated_at, deleted, deleted_at, data))
+        Ok(Record::new(
+            id, updated_at, deleted, deleted_at, data, custom,
+        ))
     }
 
     /// Builds a record from canonical text written by [`super::canonical`] and what it picked.
@@ -77,6 +86,7 @@ impl Record {
             picked.deleted,
             picked.deleted_at,
             data,
+            picked.custom,
         ))
     }
 
@@ -86,6 +96,7 @@ impl Record {
         deleted: bool,
         deleted_at: Option<String>,
         data: String,
+        custom: Vec<String>,
     ) -> Record {
         let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(data.as_bytes()));
         Record {
@@ -95,6 +106,7 @@ impl Record {
             deleted_at,
             data,
             hash,
+            custom,
         }
     }
 

@@ -74,12 +74,21 @@ impl Applied {
 pub fn apply_page(store: &mut Store, page: &PageWrite) -> Result<Applied, StoreError> {
     let ctx = |what: &str| format!("{what} ({} page of run {})", page.state_key, page.run_id);
     let insert_first = store.bulk.is_loading(page.table);
-    let tx = store
-        .conn_mut()
+    let Store { conn, views, .. } = store;
+    let tx = conn
         .transaction()
         .map_err(|e| StoreError::sqlite(ctx("starting the transaction"), e))?;
-    let applied = apply_records(&tx, page, insert_first)
+    let (applied, custom_removed) = apply_records(&tx, page, insert_first)
         .map_err(|e| StoreError::sqlite(ctx("storing records"), e))?;
+    let view = crate::views::plan_page(
+        &tx,
+        views,
+        page.table,
+        page.klass.as_deref(),
+        &page.records,
+        custom_removed,
+    )
+    .map_err(|e| StoreError::sqlite(ctx("adding custom attributes to their view"), e))?;
     add_counters(&tx, page.run_id, page.requests, page.fetched, applied)
         .map_err(|e| StoreError::sqlite(ctx("updating run counters"), e))?;
     if let Some(cursor) = &page.cursor {
@@ -88,6 +97,9 @@ pub fn apply_page(store: &mut Store, page: &PageWrite) -> Result<Applied, StoreE
     }
     tx.commit()
         .map_err(|e| StoreError::sqlite(ctx("committing"), e))?;
+    if let Some(view) = view {
+        views.remember(view);
+    }
     Ok(applied)
 }
 
@@ -119,14 +131,17 @@ fn insert_record(
     }
 }
 
+/// Applies the page's records; also answers whether an update removed (or nulled) a custom
+/// attribute, which may take a name out of the custom view.
 fn apply_records(
     tx: &Transaction<'_>,
     page: &PageWrite,
     insert_first: bool,
-) -> rusqlite::Result<Applied> {
+) -> rusqlite::Result<(Applied, bool)> {
     let table = page.table;
     let now = now_iso();
     let mut applied = Applied::default();
+    let mut custom_removed = false;
     let mut select = tx.prepare_cached(&format!(
         "SELECT hash, deleted_at, data FROM {table} WHERE id = ?1"
     ))?;
@@ -194,6 +209,15 @@ fn apply_records(
                 let old: Value = serde_json::from_str(&old_data).unwrap_or(Value::Null);
                 let mut diff = Map::new();
                 diff_values("", &old, &record.value(), &mut diff);
+                // A name can leave the custom view when its key went (a diff cannot tell a removed
+                // key from one set to null, so both count) or the whole object was replaced.
+                custom_removed |= diff.iter().any(|(path, change)| {
+                    match path.strip_prefix("attributes.custom") {
+                        Some("") => true,
+                        Some(name) => name.starts_with('.') && change["new"].is_null(),
+                        None => path == "attributes" || path.is_empty(),
+                    }
+                });
                 if old_deleted_at != deleted_at {
                     diff.insert(
                         "deleted_at".to_string(),
@@ -220,7 +244,7 @@ fn apply_records(
             changes
         ])?;
     }
-    Ok(applied)
+    Ok((applied, custom_removed))
 }
 
 /// Collects `path → {old, new}` for every leaf that differs. Objects are walked; arrays and scalars

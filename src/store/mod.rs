@@ -135,6 +135,8 @@ pub struct Store {
     path: PathBuf,
     /// Tables in their first sync, whose indexes are deferred.
     bulk: bulk::Bulk,
+    /// The custom attribute views' names, kept up to date page by page.
+    views: crate::views::Known,
 }
 
 impl Store {
@@ -174,6 +176,7 @@ impl Store {
             conn,
             path,
             bulk: bulk::Bulk::default(),
+            views: crate::views::Known::default(),
         };
         migrate::migrate(&mut store.conn, &store.path)?;
         Ok(store)
@@ -187,6 +190,16 @@ impl Store {
     /// The writer connection, for the modules that own the SQL (sync, status).
     pub fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    /// When a sync ends: rescans the custom views a name may have left, or every view of `tables`
+    /// when `all` (see [`crate::views`]). Returns the views rewritten.
+    pub fn rescan_custom_views(
+        &mut self,
+        tables: &[&str],
+        all: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        crate::views::rescan(&self.conn, &mut self.views, tables, all)
     }
 
     /// The writer connection, mutably (transactions need `&mut`).

@@ -286,8 +286,9 @@ impl Engine {
         report
     }
 
-    /// Regenerates the custom attribute views of tables this sync changed. A failure is logged, not
-    /// fatal: the rows are stored either way.
+    /// Rescans the custom attribute views a name may have left during this sync (every view of the
+    /// tables it changed, with `--full`); pages already added the names they brought. A failure is
+    /// logged, not fatal: the rows are stored either way.
     async fn refresh_custom_views(&self, report: &SyncReport) {
         let mut tables: Vec<&'static str> = report
             .passes
@@ -303,14 +304,13 @@ impl Engine {
             .collect();
         tables.sort_unstable();
         tables.dedup();
-        for table in tables {
-            let result = self
-                .writer
-                .call(move |s| crate::views::refresh(s.conn(), table))
-                .await;
-            if let Err(e) | Ok(Err(e)) = result {
-                tracing::warn!(table, error = %e, "could not refresh the custom attribute views");
-            }
+        let all = self.options.full;
+        let result = self
+            .writer
+            .call(move |s| s.rescan_custom_views(&tables, all))
+            .await;
+        if let Err(e) | Ok(Err(e)) = result {
+            tracing::warn!(error = %e, "could not refresh the custom attribute views");
         }
     }
 

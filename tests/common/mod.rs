@@ -152,6 +152,24 @@ pub fn assert_no_duplicate_log_rows(path: &Path) {
     assert_eq!(dups, 0, "duplicate change_log rows");
 }
 
+/// The records not marked deleted.
+pub fn live(records: Vec<Value>) -> Vec<Value> {
+    records
+        .into_iter()
+        .filter(|r| r["attributes"]["deleted"] != true)
+        .collect()
+}
+
+/// The column names of a table or view.
+pub fn columns(conn: &Connection, table: &str) -> Vec<String> {
+    conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 pub fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
