@@ -13,8 +13,8 @@
 //! - [`logging`]: tracing setup (human or JSON, level from config).
 //! - [`sync`]: the sync engine: search-incremental, full refresh and reconcile passes over entities.
 //! - [`status`]: per-entity status read from the mirror (rows, cursor, last run, lag).
-//! - [`views`]: per-org custom attribute views (`<entity>_custom`), regenerated when a sync sees new
-//!   attribute names.
+//! - [`views`]: per-org custom attribute views (`<entity>_custom`): a page that brings a new attribute
+//!   name adds its column in the page's transaction; a sync that removed one rescans at the end.
 //! - [`store`]: the SQLite mirror: opening (WAL, busy timeout), schema versions and upgrades, page
 //!   writes on one writer thread, first-sync bulk loading with deferred indexes (`store::bulk`).
 //! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding
