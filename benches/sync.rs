@@ -1,10 +1,13 @@
-//! `cargo bench --bench sync -- [--scale medium|large] [--markdown FILE]`: measures the mirror against
-//! the built-in fake (a separate `fake-api` process, no rate limit) and prints a table:
+//! `cargo bench --bench sync -- [--scale medium|large] [--runs N] [--markdown FILE]`: measures the
+//! mirror against the built-in fake (a separate `fake-api` process, no rate limit) and prints a table:
 //! initial full sync (wall time, records/s, peak RSS of the syncing process, database size, requests
 //! against the lower bound per entity), an incremental sync after 1% of records changed, a sync with
 //! nothing changed, the in-memory floor (the same records applied straight into the same schema, no
 //! HTTP), and a rate-limited initial sync against the minimum its search budget allows.
-//! Figures, not assertions: shared machines are noisy. See BENCHMARKS.md.
+//! Figures, not assertions: shared machines are noisy, so the initial sync and the floor run `N`
+//! times (default 3) in alternation, the table gives medians with the range, the ratio is the median
+//! of each run's ratio to the floor run next to it, and a fixed CPU calibration is timed before and
+//! after so figures from different moments can be compared. See BENCHMARKS.md.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -215,24 +218,45 @@ fn main() {
     if args.iter().any(|a| a == "--floor-only") {
         let (n, t) = floor(scale);
         println!(
-            "floor: {n} records in {:.2} s = {:.0} records/s",
+            "floor: {n} records in {:.3} s = {:.0} records/s",
             t.as_secs_f64(),
             n as f64 / t.as_secs_f64()
         );
         return;
     }
+    let runs: usize = arg("--runs")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let dir = tempfile::tempdir().expect("tempdir");
-    let db: PathBuf = dir.path().join("bench.db");
     let mut lines: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: String| {
         println!("{k:<58} {v}");
         lines.push((k.to_string(), v));
     };
 
+    let calibration_before = calibrate();
     eprintln!("starting the fake ({scale_name})…");
     let fake = start_fake(&scale_name, &[]);
-    let initial = sync(&fake.url, &db, &[]);
-    assert!(initial.ok, "the initial sync failed");
+    // Initial syncs into fresh files, each followed by a floor run, so every pair shares the
+    // machine's mood of the moment; the last file stays for the incremental steps.
+    let mut initials = Vec::new();
+    let mut floors = Vec::new();
+    let mut db: PathBuf = PathBuf::new();
+    for i in 0..runs {
+        if i > 0 {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+        }
+        db = dir.path().join(format!("bench-{i}.db"));
+        eprintln!("initial sync {} of {runs}…", i + 1);
+        let run = sync(&fake.url, &db, &[]);
+        assert!(run.ok, "the initial sync failed");
+        initials.push(run);
+        eprintln!("floor {} of {runs}…", i + 1);
+        floors.push(floor_in_child(&scale_name));
+    }
     let records = q(&db, "SELECT SUM(fetched) FROM sync_runs");
     let rows: i64 = ENTITIES
         .iter()
@@ -243,17 +267,20 @@ fn main() {
     let bound: i64 = per_entity.values().map(|v| v.2).sum();
     put("scale", scale_name.clone());
     put("rows mirrored", rows.to_string());
+    let walls: Vec<f64> = initials.iter().map(|r| r.wall.as_secs_f64()).collect();
     put(
-        "initial sync: wall time (s)",
-        format!("{:.2}", initial.wall.as_secs_f64()),
+        &format!("initial sync: wall time (s), median of {runs} (range)"),
+        spread(&walls, 2),
     );
+    let rates: Vec<f64> = walls.iter().map(|w| rows as f64 / w).collect();
     put(
-        "initial sync: records/s (end to end)",
-        format!("{:.0}", rows as f64 / initial.wall.as_secs_f64()),
+        &format!("initial sync: records/s (end to end), median of {runs} (range)"),
+        spread(&rates, 0),
     );
+    let peak = initials.iter().map(|r| r.peak_rss_kb).max().unwrap_or(0);
     put(
-        "initial sync: peak RSS of the syncing process (MB)",
-        format!("{:.1}", initial.peak_rss_kb as f64 / 1024.0),
+        &format!("initial sync: peak RSS of the syncing process (MB), max of {runs}"),
+        format!("{:.1}", peak as f64 / 1024.0),
     );
     put("initial sync: records fetched", records.to_string());
     put(
@@ -320,17 +347,22 @@ fn main() {
     );
     drop(fake);
 
-    let (n, t) = floor(scale);
+    let floor_rates: Vec<f64> = floors
+        .iter()
+        .map(|(n, t)| *n as f64 / t.as_secs_f64())
+        .collect();
     put(
-        "floor (same records from memory, no HTTP): records/s",
-        format!("{:.0}", n as f64 / t.as_secs_f64()),
+        &format!("floor (same records from memory, no HTTP): records/s, median of {runs} (range)"),
+        spread(&floor_rates, 0),
     );
+    let ratios: Vec<f64> = rates
+        .iter()
+        .zip(&floor_rates)
+        .map(|(sync, floor)| sync / floor)
+        .collect();
     put(
-        "end to end / floor",
-        format!(
-            "{:.2}",
-            (rows as f64 / initial.wall.as_secs_f64()) / (n as f64 / t.as_secs_f64())
-        ),
+        &format!("end to end / floor, median of {runs} pairs (range)"),
+        spread(&ratios, 2),
     );
 
     // Rate limited: a search budget per short window; the limiter set to the same budget.
@@ -393,6 +425,11 @@ fn main() {
         ),
     );
 
+    put(
+        "host calibration: xxh3 of 1 MiB × 8192, before / after (s)",
+        format!("{calibration_before:.2} / {:.2}", calibrate()),
+    );
+
     if let Some(path) = arg("--markdown") {
         let mut f = std::fs::File::create(&path).expect("markdown file");
         let _ = writeln!(f, "| measure | {scale_name} |\n|---|---|");
@@ -401,6 +438,60 @@ fn main() {
         }
         eprintln!("wrote {path}");
     }
+}
+
+/// Runs the floor in a process of its own: its records take hundreds of megabytes, and a process
+/// spawned afterwards would inherit that figure as its peak RSS (Linux keeps the high-water mark
+/// across exec), which would spoil the next sync's measurement.
+fn floor_in_child(scale: &str) -> (usize, Duration) {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let out = Command::new(exe)
+        .args(["--scale", scale, "--floor-only"])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the floor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "floor: {n} records in {secs} s = …"
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let n = words.get(1).and_then(|w| w.parse().ok());
+    let secs = words.get(4).and_then(|w| w.parse().ok());
+    match (n, secs) {
+        (Some(n), Some(secs)) => (n, Duration::from_secs_f64(secs)),
+        _ => panic!("unexpected floor output: {text}"),
+    }
+}
+
+/// `values`' median and range, with `decimals` decimals: `12.34 (11.90–13.02)`.
+fn spread(values: &[f64], decimals: usize) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.is_empty() {
+        0.0
+    } else if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    };
+    let first = sorted.first().copied().unwrap_or(0.0);
+    let last = sorted.last().copied().unwrap_or(0.0);
+    if sorted.len() < 2 {
+        return format!("{median:.decimals$}");
+    }
+    format!("{median:.decimals$} ({first:.decimals$}–{last:.decimals$})")
+}
+
+/// Times a fixed CPU-bound task (hashing a 1 MiB buffer, which stays in cache, 8192 times), so runs
+/// made when the shared host was slower or faster can be told apart. The buffer is small on purpose:
+/// this process's peak RSS is inherited by the syncs it spawns (see [`floor_in_child`]).
+fn calibrate() -> f64 {
+    let buffer: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let started = Instant::now();
+    let mut acc = 0u64;
+    for round in 0..8192u64 {
+        acc ^= xxhash_rust::xxh3::xxh3_64_with_seed(&buffer, round);
+    }
+    std::hint::black_box(acc);
+    started.elapsed().as_secs_f64()
 }
 
 /// A tiny blocking HTTP helper for the fake's control API (a POST for /_fake/*/update-many, else GET).
