@@ -314,7 +314,7 @@ pub fn rescan(
 
 /// (Re)creates the custom views of `table` whose attribute set changed, scanning its rows; returns the
 /// views rewritten.
-pub fn refresh(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
+fn refresh(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
     let err = |e| {
         StoreError::sqlite(
             format!("refreshing the custom attribute views of {table}"),
