@@ -137,6 +137,34 @@ fn bin() -> Command {
     cmd
 }
 
+/// The highest `sync_runs.id` in the file (0 before the first run).
+fn stored_runs(path: &Path) -> i64 {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM sync_runs", [], |r| {
+        r.get(0)
+    })
+    .unwrap_or(0)
+}
+
+/// Records fetched (and committed) by runs after `run_id`.
+fn fetched_since(path: &Path, run_id: i64) -> i64 {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row(
+        "SELECT COALESCE(SUM(fetched), 0) FROM sync_runs WHERE id > ?1",
+        [run_id],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
 fn sync_cmd(base: &str, key: &str, db: &Path) -> Command {
     let mut cmd = bin();
     cmd.env("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", base)
@@ -178,23 +206,33 @@ async fn a_sync_killed_again_and_again_ends_equal_with_an_intact_database() {
                 .unwrap()
                 .subsec_nanos() as u64
         });
-    eprintln!("kill delays from KILL_SEED={seed}");
+    eprintln!("kill moments from KILL_SEED={seed}");
     let mut state = seed | 1;
-    let delays: Vec<u64> = (0..5)
+    // Each round is killed once the records it has stored pass a random threshold (the whole
+    // organisation is about 61,000 records), read from the live database as a reader would. Progress
+    // rather than wall time: the moment falls inside the sync however fast the machine is.
+    let thresholds: Vec<i64> = (0..5)
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            150 + state % 1_300
+            200 + (state % 50_000) as i64
         })
         .collect();
-    for (round, delay_ms) in delays.into_iter().enumerate() {
+    for (round, threshold) in thresholds.into_iter().enumerate() {
+        let before = stored_runs(&db.path);
         let mut cmd = sync_cmd(&server.base_url(), KEY, &db.path);
         cmd.env("KUSTOMER_MIRROR__SYNC__PAGE_SIZE", "100")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().unwrap();
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            if fetched_since(&db.path, before) >= threshold {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         // SIGKILL: no chance to clean up.
         let _ = child.kill();
         let _ = child.wait();
@@ -211,11 +249,19 @@ async fn a_sync_killed_again_and_again_ends_equal_with_an_intact_database() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(check, "ok");
+    let runs: Vec<String> = conn
+        .prepare("SELECT entity || ' ' || mode || ' ' || status FROM sync_runs")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert!(
         count(
             &conn,
             "SELECT COUNT(*) FROM sync_runs WHERE status = 'interrupted'"
-        ) >= 1
+        ) >= 1,
+        "{runs:#?}"
     );
     let inserts = count(&conn, "SELECT COUNT(*) FROM change_log WHERE op = 'insert'");
     let rows = count(&conn, "SELECT COUNT(*) FROM customers")
