@@ -1,7 +1,7 @@
--- kustomer-mirror data model, schema version 1 (the whole model; see docs in README.md).
+-- kustomer-mirror data model, schema version 3 (the whole model; see docs/schema.md).
 --
 -- Applied by the binary when it opens a database (never by hand): a new file gets this script and
--- PRAGMA user_version = 1; older versions are upgraded by the migrations in src/store/migrate.rs.
+-- PRAGMA user_version = 3; older versions are upgraded by the migrations in src/store/migrate.rs.
 --
 -- Every entity table has:
 --   id               the Kustomer id (24-hex), primary key
@@ -242,7 +242,7 @@ CREATE INDEX kobjects_customer_id ON kobjects (customer_id);
 CREATE TABLE sync_runs (
     id          INTEGER PRIMARY KEY,
     entity      TEXT NOT NULL,
-    mode        TEXT NOT NULL CHECK (mode IN ('incremental', 'full', 'reconcile')),
+    mode        TEXT NOT NULL CHECK (mode IN ('incremental', 'full', 'reconcile', 'preflight')),
     started_at  TEXT NOT NULL,
     finished_at TEXT,
     status      TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),
@@ -252,9 +252,28 @@ CREATE TABLE sync_runs (
     updated     INTEGER NOT NULL DEFAULT 0,
     unchanged   INTEGER NOT NULL DEFAULT 0,
     deleted     INTEGER NOT NULL DEFAULT 0,
-    error       TEXT
+    error       TEXT,
+    rejected    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX sync_runs_entity ON sync_runs (entity, id);
+
+-- Items Kustomer served that could not be kept as records (not an object, no usable id, text that
+-- cannot be read): set aside here so the rest of their page and entity sync on. A later sync that
+-- receives the record in good form stores it and deletes its row here.
+CREATE TABLE rejected_records (
+    entity        TEXT NOT NULL,
+    record_key    TEXT NOT NULL,
+    record_id     TEXT,
+    updated_at    TEXT,
+    reason        TEXT NOT NULL,
+    raw           TEXT NOT NULL,
+    page          TEXT NOT NULL,
+    run_id        INTEGER NOT NULL,
+    first_seen_at TEXT NOT NULL,
+    last_seen_at  TEXT NOT NULL,
+    times_seen    INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (entity, record_key)
+);
 
 -- One row per real change (never for an unchanged record). For an update, `changes` is a JSON object
 -- mapping each changed attribute path (e.g. "attributes.status") to {"old": …, "new": …}.

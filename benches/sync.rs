@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use kustomer_mirror::entity::ENTITIES;
 use kustomer_mirror::fake::{FakeOptions, FakeServer, Scale};
-use kustomer_mirror::kustomer::Record;
+use kustomer_mirror::record::Record;
 use kustomer_mirror::store::Store;
 use kustomer_mirror::store::apply::{PageWrite, apply_page};
 use kustomer_mirror::store::runs::{Mode, begin_run};
@@ -177,7 +177,6 @@ fn floor(scale: Scale) -> (usize, Duration) {
         for chunk in values.chunks(500) {
             let records: Vec<Record> = chunk
                 .iter()
-                .cloned()
                 .map(|v| Record::from_value(v).expect("record"))
                 .collect();
             let klass = (table == "kobjects").then(|| "k".to_string());
@@ -187,6 +186,8 @@ fn floor(scale: Scale) -> (usize, Duration) {
                 klass,
                 run_id: run,
                 records,
+                rejected: Vec::new(),
+                source: String::new(),
                 requests: 1,
                 fetched: chunk.len() as u64,
                 cursor: None,

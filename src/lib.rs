@@ -31,6 +31,7 @@ pub mod entity;
 pub mod fake;
 pub mod kustomer;
 pub mod logging;
+pub mod record;
 pub mod status;
 pub mod store;
 pub mod sync;

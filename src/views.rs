@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::kustomer::Record;
+use crate::record::Record;
 use crate::store::StoreError;
 
 /// Tables whose records carry `attributes.custom`.

@@ -1,14 +1,14 @@
 //! Applying pages to a real SQLite file: idempotent upserts, change-log rows only for real changes
 //! (with the changed paths' old and new values), a cursor that never moves back, tombstones.
 
-use kustomer_mirror::kustomer::Record;
+use kustomer_mirror::record::Record;
 use kustomer_mirror::store::Store;
 use kustomer_mirror::store::apply::{Cursor, PageWrite, apply_page, tombstone_unseen};
 use kustomer_mirror::store::runs::{Mode, begin_run, read_state};
 use serde_json::json;
 
 fn record(id: &str, status: &str, updated: &str) -> Record {
-    Record::from_value(json!({
+    Record::from_value(&json!({
         "type": "conversation", "id": id,
         "attributes": {"status": status, "updatedAt": updated, "createdAt": "2024-01-01T00:00:00.000Z", "tags": ["a"]},
         "relationships": {"customer": {"data": {"type": "customer", "id": "c1"}}}
@@ -23,6 +23,8 @@ fn page(run_id: i64, records: Vec<Record>, cursor: Option<&str>) -> PageWrite {
         klass: None,
         run_id,
         records,
+        rejected: vec![],
+        source: "test page".into(),
         requests: 1,
         fetched: 0,
         cursor: cursor.map(|at| Cursor {

@@ -209,26 +209,46 @@ fn the_schema_opens_in_the_systems_older_sqlite3_cli() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "0\nok\n");
 }
 
+/// The tables of versions 1 and 2, frozen.
+const V2_TABLES: &str = include_str!("fixtures/schema-v2-tables.sql");
+
 #[test]
-fn a_version_1_database_upgrades_to_the_current_schema_with_its_rows() {
-    use kustomer_mirror::store::VIEWS_MARKER;
+fn version_1_and_2_databases_upgrade_to_the_current_schema_with_their_rows() {
+    for version in [1, 2] {
+        upgrades_from(version);
+    }
+}
+
+fn upgrades_from(version: u32) {
     let dir = tempfile::tempdir().unwrap();
-    let old = dir.path().join("v1.db");
-    let tables = &kustomer_mirror::store::SCHEMA_SQL[..kustomer_mirror::store::SCHEMA_SQL
-        .find(VIEWS_MARKER)
-        .unwrap()];
+    let old = dir.path().join(format!("v{version}.db"));
     {
         let conn = rusqlite::Connection::open(&old).unwrap();
-        conn.execute_batch(tables).unwrap();
-        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        conn.execute_batch(V2_TABLES).unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {version}"))
+            .unwrap();
         conn.execute(
             "INSERT INTO conversations (id, data, first_synced_at, last_changed_at, hash) VALUES ('c1', ?1, 'x', 'x', 'h')",
             [r#"{"id":"c1","attributes":{"status":"open","tags":["t1"],"createdAt":"2024-01-01T00:00:00.000Z"}}"#],
         )
         .unwrap();
+        conn.execute_batch(
+            "INSERT INTO sync_runs (entity, mode, started_at, finished_at, status, requests, fetched, inserted) \
+             VALUES ('conversations', 'incremental', 's', 'f', 'ok', 7, 5, 5);",
+        )
+        .unwrap();
     }
     let store = Store::open(&old).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let run: (String, i64, i64, i64, i64) = store
+        .conn()
+        .query_row(
+            "SELECT entity, requests, fetched, inserted, rejected FROM sync_runs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(run, ("conversations".to_string(), 7, 5, 5, 0));
     let n: i64 = store
         .conn()
         .query_row(

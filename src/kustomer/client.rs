@@ -14,8 +14,9 @@ use super::cli::{CliBackend, CliFailure};
 use super::error::{ApiError, error_message};
 use super::jwt::Minter;
 use super::limiter::{Kind, Limiter};
-use super::page::{Page, Record, decode_page, decode_single};
+use super::page::{Page, decode_page, decode_single};
 use crate::config::Secret;
+use crate::record::Record;
 
 /// Timeouts and retry bounds of a [`Client`].
 #[derive(Debug, Clone)]
@@ -117,6 +118,9 @@ pub struct Client {
 }
 
 static CRYPTO_PROVIDER: Once = Once::new();
+
+/// The server's clock, from a `Date` header.
+type ServerTime = chrono::DateTime<chrono::Utc>;
 
 /// 429s in a row after which a request gives up (each one waited for a whole window).
 const MAX_RATE_LIMITED: u32 = 30;
@@ -245,12 +249,13 @@ impl Client {
 
     /// GETs one page of a list (`/v1/users?page=1&pageSize=500`, or a `links.next` value).
     pub async fn get_page(&self, link: &str) -> Result<Page, ApiError> {
-        let (body, attempts) = self.send(Method::GET, link, None).await?;
+        let (body, attempts, server_time) = self.send(Method::GET, link, None).await?;
         let mut page = decode_page(&body).map_err(|reason| ApiError::Malformed {
             path: link.to_string(),
             reason,
         })?;
         page.attempts = attempts;
+        page.server_time = server_time;
         Ok(page)
     }
 
@@ -267,37 +272,40 @@ impl Client {
         if ids_only {
             path.push_str("&idsOnly=true");
         }
-        let (bytes, attempts) = self.send(Method::POST, &path, Some(body)).await?;
+        let (bytes, attempts, server_time) = self.send(Method::POST, &path, Some(body)).await?;
         let mut page = decode_page(&bytes).map_err(|reason| ApiError::Malformed {
             path: path.clone(),
             reason,
         })?;
         page.attempts = attempts;
+        page.server_time = server_time;
         Ok(page)
     }
 
     /// GETs one object by path; `Ok(None)` on 404.
     pub async fn get_one(&self, path: &str) -> Result<Option<Record>, ApiError> {
         match self.send(Method::GET, path, None).await {
-            Ok((body, _)) => decode_single(&body)
-                .map(Some)
-                .map_err(|reason| ApiError::Malformed {
-                    path: path.to_string(),
-                    reason,
-                }),
+            Ok((body, _, _)) => {
+                decode_single(&body)
+                    .map(Some)
+                    .map_err(|reason| ApiError::Malformed {
+                        path: path.to_string(),
+                        reason,
+                    })
+            }
             Err(ApiError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Sends a request, retrying transient failures with exponential backoff; returns the body of a
-    /// 2xx answer and the number of attempts it took.
+    /// 2xx answer, the number of attempts it took and the server's `Date`, when it sent one.
     async fn send(
         &self,
         method: Method,
         link: &str,
         body: Option<&Value>,
-    ) -> Result<(Vec<u8>, u32), ApiError> {
+    ) -> Result<(Vec<u8>, u32, Option<ServerTime>), ApiError> {
         let mut attempt = 0;
         let mut rate_limited = 0u32;
         // The same failure repeating is logged once, then once more with its count at the end.
@@ -306,7 +314,7 @@ impl Client {
             attempt += 1;
             let result = self.send_once(method.clone(), link, body).await;
             match result {
-                Ok(bytes) => break Ok((bytes, attempt + rate_limited)),
+                Ok((bytes, date)) => break Ok((bytes, attempt + rate_limited, date)),
                 // A 429 is not a failure: the limiter now holds requests until the server's window
                 // resets. It does not use up a try, but a server that never lets us through still
                 // ends the run eventually.
@@ -385,7 +393,7 @@ impl Client {
         method: Method,
         link: &str,
         body: Option<&Value>,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<(Vec<u8>, Option<ServerTime>), ApiError> {
         let url = self.resolve(link);
         let kind = if method == Method::POST {
             Kind::Search
@@ -398,7 +406,7 @@ impl Client {
             return match cli.send(&method, link, body).await {
                 Ok(bytes) => {
                     self.counters.status_2xx.fetch_add(1, Ordering::Relaxed);
-                    Ok(bytes)
+                    Ok((bytes, None))
                 }
                 Err(CliFailure::Status(code, bytes)) => {
                     let status =
@@ -453,9 +461,15 @@ impl Client {
             reset_secs.map(Duration::from_secs),
             status == StatusCode::TOO_MANY_REQUESTS,
         );
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
         let bytes = response.bytes().await.map_err(transport)?;
         if status.is_success() {
-            return Ok(bytes.to_vec());
+            return Ok((bytes.to_vec(), date));
         }
         Err(status_error(
             status,

@@ -5,7 +5,6 @@
 //! `http://127.0.0.1:PORT` or Membrane's proxy (with minted, renewed tokens) all look the same from
 //! here; only the Membrane CLI transport runs a program instead ([`cli`]).
 
-mod canonical;
 pub mod cli;
 mod client;
 pub mod error;
@@ -16,4 +15,4 @@ mod page;
 pub use client::{Client, ClientOptions, ClientStats, MembraneAuth};
 pub use error::ApiError;
 pub use limiter::{Budget, Limiter};
-pub use page::{Page, Record, decode_page, decode_single};
+pub use page::{Page, decode_page, decode_single};

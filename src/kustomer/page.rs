@@ -2,336 +2,191 @@
 //! or a single object (`data{}`), decoded into [`Record`]s that carry their canonical JSON and hash.
 //!
 //! Decoding is tolerant: unknown fields are ignored, `links`/`meta` may be missing, `data` may be null.
-//! It is strict only where the mirror's correctness needs it: every record must have a string `id`.
+//! One bad item (not an object, no usable `id`, a bad escape or invalid UTF-8 inside it) does not
+//! sink its page: it is set aside as [`Rejected`] for the quarantine, and the rest is kept. Only a
+//! document whose structure is broken (an item's end cannot be found) is refused whole.
 
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::canonical::{Canonical, Picked};
-
-/// Why a resource object is refused.
-const NO_ID: &str = "a resource object has no string \"id\"";
-
-/// One resource object as served, with what the mirror needs pulled out of it.
-#[derive(Debug, Clone)]
-pub struct Record {
-    /// The resource id (24-hex Mongo-style id in practice; any non-empty string accepted).
-    pub id: String,
-    /// `attributes.updatedAt`, the cursor value of search-incremental syncs.
-    pub updated_at: Option<String>,
-    /// True when Kustomer marks the record deleted (`attributes.deleted: true`).
-    pub deleted: bool,
-    /// `attributes.deletedAt` when present (teams, tags).
-    pub deleted_at: Option<String>,
-    /// The resource object as canonical JSON text (keys sorted), stored in the `data` column.
-    pub data: String,
-    /// xxh3-128 of `data`, hex: equal hashes mean nothing changed.
-    pub hash: String,
-    /// The names under `attributes.custom` (sorted, distinct): what the custom views need to know.
-    pub custom: Vec<String>,
-}
-
-impl Record {
-    /// Builds a record from one resource object; errors name what is missing. The parsed object is
-    /// dropped here (on the decoding task): the writer gets only text, and parses it again only for
-    /// the rare update that needs a diff ([`Record::value`]).
-    pub fn from_value(value: Value) -> Result<Record, String> {
-        let id = match value.get("id") {
-            Some(Value::String(id)) if !id.is_empty() => id.clone(),
-            // Kustomer ids are strings; tolerate a numeric id rather than dropping the record.
-            Some(Value::Number(n)) => n.to_string(),
-            _ => return Err(NO_ID.to_string()),
-        };
-        let attrs = value.get("attributes");
-        let text = |key: &str| {
-            attrs
-                .and_then(|a| a.get(key))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        let updated_at = text("updatedAt");
-        let deleted_at = text("deletedAt");
-        let deleted = attrs
-            .and_then(|a| a.get("deleted"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        // serde_json's map is a BTreeMap (no `preserve_order` feature), so serialising sorts keys:
-        // the same content always gives the same text and hash, whatever order Kustomer sent.
-        let custom = attrs
-            .and_then(|a| a.get("custom"))
-            .and_then(Value::as_object)
-            .map(|c| c.keys().cloned().collect())
-            .unwrap_or_default();
-        let data = value.to_string();
-        Ok(Record::new(
-            id, updated_at, deleted, deleted_at, data, custom,
-        ))
-    }
-
-    /// Builds a record from canonical text written by [`super::canonical`] and what it picked.
-    fn from_canonical(data: Vec<u8>, picked: Picked) -> Result<Record, String> {
-        let id = picked
-            .id
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| NO_ID.to_string())?;
-        // serde_json wrote every byte from `&str`s, so this holds; the error arm keeps it total.
-        let data =
-            String::from_utf8(data).map_err(|_| "canonical text is not UTF-8".to_string())?;
-        Ok(Record::new(
-            id,
-            picked.updated_at,
-            picked.deleted,
-            picked.deleted_at,
-            data,
-            picked.custom,
-        ))
-    }
-
-    fn new(
-        id: String,
-        updated_at: Option<String>,
-        deleted: bool,
-        deleted_at: Option<String>,
-        data: String,
-        custom: Vec<String>,
-    ) -> Record {
-        let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(data.as_bytes()));
-        Record {
-            id,
-            updated_at,
-            deleted,
-            deleted_at,
-            data,
-            hash,
-            custom,
-        }
-    }
-
-    /// The resource object parsed from `data` (which this module wrote, so it is valid JSON; `Null`
-    /// would only mean a bug, and a diff against `Null` still records the whole new value).
-    pub fn value(&self) -> Value {
-        serde_json::from_str(&self.data).unwrap_or(Value::Null)
-    }
-}
+use crate::record::scan::{Bad, Scanner};
+use crate::record::{self, Record, Rejected, canonical};
 
 /// One page of a list or search answer.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
     /// The records in the order served.
     pub records: Vec<Record>,
+    /// Items of `data` that could not be kept as records (quarantined; the rest of the page stands).
+    pub rejected: Vec<Rejected>,
     /// `links.next` verbatim (a relative path), `None` on the last page.
     pub next: Option<String>,
     /// `meta.total` where the endpoint reports it (customers list, search).
     pub total: Option<u64>,
     /// HTTP attempts this page took (1 unless transient faults were retried).
     pub attempts: u32,
+    /// The server's clock when it answered (its `Date` header), when it sent one.
+    pub server_time: Option<DateTime<Utc>>,
+}
+
+impl Page {
+    /// Items served on this page, kept or not.
+    pub fn served(&self) -> u64 {
+        (self.records.len() + self.rejected.len()) as u64
+    }
 }
 
 /// Decodes a list or search document. `Err` carries the reason, for [`super::ApiError::Malformed`].
-/// Records are canonicalised straight from the bytes ([`super::canonical`]), one pass per page.
+/// Records are canonicalised straight from the bytes ([`crate::record`]), one pass per page; an item
+/// that cannot be a record is set aside in [`Page::rejected`] when its end can still be found.
 pub fn decode_page(body: &[u8]) -> Result<Page, String> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let doc = DocVisitor
-        .deserialize(&mut de)
-        .and_then(|doc| de.end().map(|()| doc))
-        .map_err(|e| format!("invalid JSON ({e})"))?;
-    let Some(doc) = doc else {
-        return Err("the document is not a JSON object".to_string());
-    };
-    let next = doc
-        .links
-        .as_ref()
-        .and_then(|l| l.get("next"))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
-    let total = doc
-        .meta
-        .as_ref()
-        .and_then(|m| m.get("total"))
-        .and_then(Value::as_u64);
-    let records = match doc.data {
-        Data::Items(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| item.map_err(|e| format!("item {i}: {e}")))
-            .collect::<Result<Vec<_>, _>>()?,
-        Data::Empty => Vec::new(),
-        Data::NotArray => return Err("\"data\" is not an array".to_string()),
-    };
-    Ok(Page {
-        records,
-        next,
-        total,
+    let invalid = |bad: Bad| format!("invalid JSON ({bad})");
+    let mut s = Scanner::new(body);
+    let mut page = Page {
         attempts: 1,
-    })
-}
-
-/// The parts of a list document the mirror reads (the last of duplicate members wins, as in a
-/// `Value`).
-struct Doc {
-    data: Data,
-    links: Option<Value>,
-    meta: Option<Value>,
-}
-
-enum Data {
-    /// Each item decoded, or why it could not be.
-    Items(Vec<Result<Record, String>>),
-    /// `data` missing or null.
-    Empty,
-    NotArray,
-}
-
-/// The document: `Some` for an object, `None` for any other JSON value.
-struct DocVisitor;
-
-impl<'de> DeserializeSeed<'de> for DocVisitor {
-    type Value = Option<Doc>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
+        ..Page::default()
+    };
+    if s.peek() != Some(b'{') {
+        // Still JSON? Then say what it is, else why it is not.
+        let mut sink = Vec::new();
+        canonical::any(&mut s, &mut sink).map_err(invalid)?;
+        return Err("the document is not a JSON object".to_string());
     }
-}
-
-impl<'de> Visitor<'de> for DocVisitor {
-    type Value = Option<Doc>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON:API document")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut doc = Doc {
-            data: Data::Empty,
-            links: None,
-            meta: None,
-        };
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "data" => doc.data = map.next_value_seed(DataVisitor)?,
-                "links" => doc.links = Some(map.next_value()?),
-                "meta" => doc.meta = Some(map.next_value()?),
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+    let mut not_array = false;
+    members(&mut s, |s, key| {
+        match key {
+            b"data" => {
+                page.records.clear();
+                page.rejected.clear();
+                not_array = false;
+                match s.peek() {
+                    Some(b'[') => items(s, &mut page)?,
+                    Some(b'n') => s.literal(b"null")?,
+                    _ => {
+                        not_array = true;
+                        s.skip()?;
+                    }
                 }
             }
+            b"links" => {
+                let links = value(s)?;
+                page.next = links
+                    .as_ref()
+                    .and_then(|l| l.get("next"))
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string);
+            }
+            b"meta" => {
+                let meta = value(s)?;
+                page.total = meta
+                    .as_ref()
+                    .and_then(|m| m.get("total"))
+                    .and_then(Value::as_u64);
+            }
+            _ => {
+                s.skip()?;
+            }
         }
-        Ok(Some(doc))
+        Ok(())
+    })
+    .map_err(invalid)?;
+    if s.peek().is_some() {
+        return Err(invalid(s.unexpected("the end of the document")));
     }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
+    if not_array {
+        return Err("\"data\" is not an array".to_string());
     }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    Ok(page)
 }
 
-/// A document's `data`: an array of resource objects, null, or something else.
-struct DataVisitor;
-
-impl<'de> DeserializeSeed<'de> for DataVisitor {
-    type Value = Data;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
+/// Walks the members of the object at the scanner (its `{` next), calling `f` with each key's
+/// decoded bytes and the scanner before the value.
+fn members(
+    s: &mut Scanner<'_>,
+    mut f: impl FnMut(&mut Scanner<'_>, &[u8]) -> Result<(), Bad>,
+) -> Result<(), Bad> {
+    s.expect(b'{', "'{'")?;
+    if s.peek() == Some(b'}') {
+        s.pos += 1;
+        return Ok(());
     }
-}
-
-impl<'de> Visitor<'de> for DataVisitor {
-    type Value = Data;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of resource objects")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Data, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(ItemSeed)? {
-            items.push(item);
+    loop {
+        if s.peek() != Some(b'"') {
+            return Err(s.unexpected("an object key"));
         }
-        Ok(Data::Items(items))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Data, E> {
-        Ok(Data::Empty)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Data::NotArray)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Data, E> {
-        Ok(Data::NotArray)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Data, E> {
-        Ok(Data::NotArray)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Data, E> {
-        Ok(Data::NotArray)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Data, E> {
-        Ok(Data::NotArray)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Data, E> {
-        Ok(Data::NotArray)
+        let key = s.string()?.bytes().to_vec();
+        s.expect(b':', "':'")?;
+        f(s, &key)?;
+        match s.peek() {
+            Some(b',') => s.pos += 1,
+            Some(b'}') => {
+                s.pos += 1;
+                return Ok(());
+            }
+            _ => return Err(s.unexpected("',' or '}'")),
+        }
     }
 }
 
-/// One item of `data`, canonicalised; `Err` names what the mirror needs and it lacks.
-struct ItemSeed;
-
-impl<'de> DeserializeSeed<'de> for ItemSeed {
-    type Value = Result<Record, String>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        let mut out = Vec::with_capacity(2048);
-        let mut picked = Picked::default();
-        Canonical::record(&mut out, &mut picked).deserialize(deserializer)?;
-        Ok(Record::from_canonical(out, picked))
+/// Reads the items of `data` (its `[` next) into the page.
+fn items(s: &mut Scanner<'_>, page: &mut Page) -> Result<(), Bad> {
+    s.pos += 1;
+    if s.peek() == Some(b']') {
+        s.pos += 1;
+        return Ok(());
     }
+    loop {
+        match record::decode_item(s)? {
+            Ok(record) => page.records.push(record),
+            Err(rejected) => page.rejected.push(rejected),
+        }
+        match s.peek() {
+            Some(b',') => s.pos += 1,
+            Some(b']') => {
+                s.pos += 1;
+                return Ok(());
+            }
+            _ => return Err(s.unexpected("',' or ']'")),
+        }
+    }
+}
+
+/// A small member (`links`, `meta`) as a `Value`; `None` when it holds what a `Value` cannot (a lone
+/// surrogate), which only loses what the mirror reads from it, never a record.
+fn value(s: &mut Scanner<'_>) -> Result<Option<Value>, Bad> {
+    let mut text = Vec::new();
+    canonical::any(s, &mut text)?;
+    Ok(serde_json::from_slice(&text).ok())
 }
 
 /// Decodes a single-object document (`{"data": {...}}`).
 pub fn decode_single(body: &[u8]) -> Result<Record, String> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON ({e})"))?;
-    match doc {
-        Value::Object(mut doc) => match doc.remove("data") {
-            Some(data @ Value::Object(_)) => Record::from_value(data),
-            _ => Err("\"data\" is not an object".to_string()),
-        },
-        _ => Err("the document is not a JSON object".to_string()),
+    let invalid = |bad: Bad| format!("invalid JSON ({bad})");
+    let mut s = Scanner::new(body);
+    if s.peek() != Some(b'{') {
+        return Err("the document is not a JSON object".to_string());
+    }
+    let mut found: Option<Result<Record, Rejected>> = None;
+    members(&mut s, |s, key| {
+        if key == b"data" && s.peek() == Some(b'{') {
+            found = Some(record::decode_item(s)?);
+        } else {
+            if key == b"data" {
+                found = None;
+            }
+            s.skip()?;
+        }
+        Ok(())
+    })
+    .map_err(invalid)?;
+    if s.peek().is_some() {
+        return Err(invalid(s.unexpected("the end of the document")));
+    }
+    match found {
+        Some(Ok(record)) => Ok(record),
+        Some(Err(rejected)) => Err(rejected.reason),
+        None => Err("\"data\" is not an object".to_string()),
     }
 }
 
@@ -357,26 +212,124 @@ mod tests {
 
     #[test]
     fn key_order_does_not_change_the_hash() {
-        let a = Record::from_value(
-            serde_json::from_str(r#"{"id":"x","a":1,"b":{"c":2,"d":3}}"#).unwrap(),
-        )
-        .unwrap();
-        let b = Record::from_value(
-            serde_json::from_str(r#"{"b":{"d":3,"c":2},"a":1,"id":"x"}"#).unwrap(),
-        )
-        .unwrap();
+        let a = Record::from_text(br#"{"id":"x","a":1,"b":{"c":2,"d":3}}"#).unwrap();
+        let b = Record::from_text(br#"{"b":{"d":3,"c":2},"a":1,"id":"x"}"#).unwrap();
         assert_eq!(a.hash, b.hash);
+        assert_eq!(a.data, r#"{"a":1,"b":{"c":2,"d":3},"id":"x"}"#);
         assert_eq!(a.data, b.data);
     }
 
     #[test]
-    fn a_record_without_an_id_is_an_error() {
-        assert!(decode_page(br#"{"data":[{"type":"customer"}]}"#).is_err());
-        assert!(
-            decode_page(br#"{"data":[{"id":"a"}],"links":{"next":"/v1/x?page=2"}}"#)
-                .unwrap()
-                .next
-                .is_some()
+    fn a_record_without_an_id_is_set_aside_and_the_page_stands() {
+        let page = decode_page(
+            br#"{"data":[{"type":"customer"},{"id":"a"}],"links":{"next":"/v1/x?page=2"}}"#,
+        )
+        .unwrap();
+        assert_eq!(page.records.len(), 1);
+        assert_eq!(page.rejected.len(), 1);
+        assert_eq!(page.rejected[0].reason, "the record has no \"id\"");
+        assert_eq!(page.rejected[0].raw, r#"{"type":"customer"}"#);
+        assert_eq!(page.next.as_deref(), Some("/v1/x?page=2"));
+    }
+
+    #[test]
+    fn half_emoji_anywhere_is_kept_as_served() {
+        // A lone high surrogate at the end of a string, in a nested string, in a key, in an array,
+        // and a lone low one: JavaScript's JSON.stringify prints these for cut strings.
+        let body = br#"{"data":[
+            {"id":"m1","attributes":{"preview":"Thanks! \ud83d","meta":{"deep":{"deeper":["ok \ud83d", "\ude00 end"]}}}},
+            {"id":"m2","attributes":{"custom":{"k\ud83d":"v","nameStr":"\uD83D"}}}
+        ],"meta":{"total":2}}"#;
+        let page = decode_page(body).unwrap();
+        assert!(page.rejected.is_empty(), "{:?}", page.rejected);
+        assert_eq!(page.total, Some(2));
+        assert_eq!(
+            page.records[0].data,
+            r#"{"attributes":{"meta":{"deep":{"deeper":["ok \ud83d","\ude00 end"]}},"preview":"Thanks! \ud83d"},"id":"m1"}"#
         );
+        assert_eq!(
+            page.records[1].data,
+            r#"{"attributes":{"custom":{"k\ud83d":"v","nameStr":"\ud83d"}},"id":"m2"}"#
+        );
+        // The key with a lone surrogate cannot name a view column; the other one does.
+        assert_eq!(page.records[1].custom, vec!["nameStr".to_string()]);
+    }
+
+    #[test]
+    fn undecodable_items_are_set_aside_with_their_reason_and_text() {
+        let body = "{\"data\":[\
+            \"just text\",\
+            {\"id\":{\"oid\":\"x\"},\"attributes\":{}},\
+            {\"id\":true},\
+            {\"id\":\"bad-escape\",\"attributes\":{\"note\":\"\\x\"}},\
+            {\"id\":\"ctl\",\"attributes\":{\"note\":\"a\u{1}b\"}},\
+            {\"id\":\"num\",\"n\":01},\
+            [1,2],\
+            {\"id\":7,\"attributes\":{\"updatedAt\":\"2024-01-01T00:00:00.000Z\"}}\
+        ]}";
+        let page = decode_page(body.as_bytes()).unwrap();
+        let reasons: Vec<(Option<&str>, &str)> = page
+            .rejected
+            .iter()
+            .map(|r| (r.id.as_deref(), r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (None, "the item is not a JSON object"),
+                (
+                    None,
+                    "the record has an \"id\" that is neither a string nor a number"
+                ),
+                (
+                    None,
+                    "the record has an \"id\" that is neither a string nor a number"
+                ),
+                (
+                    Some("bad-escape"),
+                    "invalid escape \\x at byte 41 of the record"
+                ),
+                (
+                    Some("ctl"),
+                    "a control character inside a string at byte 35 of the record"
+                ),
+                (Some("num"), "an invalid number at byte 16 of the record"),
+                (None, "the item is not a JSON object"),
+            ]
+        );
+        assert_eq!(
+            page.rejected[1].raw,
+            r#"{"id":{"oid":"x"},"attributes":{}}"#
+        );
+        assert_eq!(page.records.len(), 1);
+        assert_eq!(page.records[0].id, "7");
+    }
+
+    #[test]
+    fn invalid_utf8_in_one_item_does_not_sink_the_page() {
+        let mut body = br#"{"data":[{"id":"a","s":""#.to_vec();
+        body.extend_from_slice(b"\xff\xfe");
+        body.extend_from_slice(br#""},{"id":"b"}]}"#);
+        let page = decode_page(&body).unwrap();
+        assert_eq!(page.records.len(), 1);
+        assert_eq!(page.rejected[0].id.as_deref(), Some("a"));
+        assert!(page.rejected[0].reason.contains("not valid UTF-8"));
+    }
+
+    #[test]
+    fn a_broken_structure_refuses_the_page() {
+        for body in [
+            &br#"{"data":[{"id":"a"},{"id":"b""#[..],
+            br#"{"data":[{"id":"a"}]} trailing"#,
+            br#"{"data":[{"id":"a"} {"id":"b"}]}"#,
+            br#"[1,2]"#,
+            br#"{"data":{"id":"a"}}"#,
+        ] {
+            assert!(
+                decode_page(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

@@ -1,14 +1,13 @@
 //! Writing what a sync read: one page of records applied in one transaction — upserts by id with a
-//! content hash, a `change_log` row only for a real change, the run's counters and the entity's cursor
-//! — plus tombstoning rows that upstream no longer has.
-
-use std::collections::BTreeMap;
+//! content hash, a `change_log` row only for a real change, quarantined items in `rejected_records`,
+//! the run's counters and the entity's cursor — plus tombstoning rows that upstream no longer has.
 
 use rusqlite::{OptionalExtension, Transaction, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{Store, StoreError, now_iso};
-use crate::kustomer::Record;
+use crate::record::diff::Diff;
+use crate::record::{Record, Rejected};
 
 /// Where an incremental read has got to: the newest `updatedAt` stored and the ids stored at exactly
 /// that timestamp (so a resume with no overlap skips them).
@@ -33,6 +32,11 @@ pub struct PageWrite {
     pub run_id: i64,
     /// Records to upsert (already filtered of ones seen earlier in this run).
     pub records: Vec<Record>,
+    /// Items of the page that could not be decoded, for `rejected_records`.
+    pub rejected: Vec<Rejected>,
+    /// Which request served the page (`search page 3 from <anchor>`, a list link), for
+    /// `rejected_records.page`.
+    pub source: String,
     /// HTTP requests spent on this page, for the run's counters.
     pub requests: u64,
     /// Records fetched on this page, including skipped ones.
@@ -52,6 +56,8 @@ pub struct Applied {
     pub unchanged: u64,
     /// Rows that became tombstones.
     pub deleted: u64,
+    /// Items set aside in `rejected_records` (undecodable, or refused by the database).
+    pub rejected: u64,
 }
 
 impl Applied {
@@ -61,6 +67,7 @@ impl Applied {
         self.updated += other.updated;
         self.unchanged += other.unchanged;
         self.deleted += other.deleted;
+        self.rejected += other.rejected;
     }
 
     /// Rows written (inserted, updated or deleted).
@@ -78,8 +85,10 @@ pub fn apply_page(store: &mut Store, page: &PageWrite) -> Result<Applied, StoreE
     let tx = conn
         .transaction()
         .map_err(|e| StoreError::sqlite(ctx("starting the transaction"), e))?;
-    let (applied, custom_removed) = apply_records(&tx, page, insert_first)
+    let (mut applied, custom_removed, refused) = apply_records(&tx, page, insert_first)
         .map_err(|e| StoreError::sqlite(ctx("storing records"), e))?;
+    applied.rejected = quarantine(&tx, page, page.rejected.iter().chain(&refused))
+        .map_err(|e| StoreError::sqlite(ctx("setting aside rejected records"), e))?;
     let view = crate::views::plan_page(
         &tx,
         views,
@@ -131,150 +140,261 @@ fn insert_record(
     }
 }
 
+/// The statements one page's records go through.
+struct Statements<'t> {
+    select: rusqlite::CachedStatement<'t>,
+    insert: rusqlite::CachedStatement<'t>,
+    update: rusqlite::CachedStatement<'t>,
+    log: rusqlite::CachedStatement<'t>,
+    /// Set when the entity has quarantined items: a stored record clears its own.
+    unquarantine: Option<rusqlite::CachedStatement<'t>>,
+}
+
+/// What storing one record did.
+enum Stored {
+    Inserted,
+    Updated,
+    Deleted,
+    Unchanged,
+}
+
 /// Applies the page's records; also answers whether an update removed (or nulled) a custom
-/// attribute, which may take a name out of the custom view.
+/// attribute, which may take a name out of the custom view, and the records the database refused
+/// (each one's statement rolled back on its own, so the rest of the page stands).
 fn apply_records(
     tx: &Transaction<'_>,
     page: &PageWrite,
     insert_first: bool,
-) -> rusqlite::Result<(Applied, bool)> {
+) -> rusqlite::Result<(Applied, bool, Vec<Rejected>)> {
     let table = page.table;
     let now = now_iso();
     let mut applied = Applied::default();
     let mut custom_removed = false;
-    let mut select = tx.prepare_cached(&format!(
-        "SELECT hash, deleted_at, data FROM {table} WHERE id = ?1"
-    ))?;
-    let mut insert = if table == "kobjects" {
-        tx.prepare_cached(
-            "INSERT INTO kobjects (id, data, deleted_at, first_synced_at, last_changed_at, hash, klass) \
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-        )?
-    } else {
-        tx.prepare_cached(&format!(
-            "INSERT INTO {table} (id, data, deleted_at, first_synced_at, last_changed_at, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (id) DO NOTHING"
-        ))?
-    };
-    let mut update = tx.prepare_cached(&format!(
-        "UPDATE {table} SET data = ?2, deleted_at = ?3, last_changed_at = ?4, hash = ?5 WHERE id = ?1"
-    ))?;
-    let mut log = tx.prepare_cached(
-        "INSERT INTO change_log (run_id, entity, record_id, op, source_updated_at, synced_at, changes) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for record in &page.records {
-        let deleted_at = record.deleted.then(|| {
-            record
-                .deleted_at
-                .clone()
-                .or_else(|| record.updated_at.clone())
-                .unwrap_or_else(|| now.clone())
-        });
-        // In a first sync nearly every record is new: try the insert, and look the row up only when
-        // it conflicts. Otherwise look first, so an unchanged row costs one lookup and no write.
-        let fresh = insert_first
-            && insert_record(&mut insert, page, record, deleted_at.as_deref(), &now)? == 1;
-        let existing: Option<(String, Option<String>, String)> = if fresh {
-            None
+    let mut refused = Vec::new();
+    let quarantined: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM rejected_records WHERE entity = ?1)")?
+        .query_row([&page.state_key], |row| row.get(0))?;
+    let mut st = Statements {
+        select: tx.prepare_cached(&format!(
+            "SELECT hash, deleted_at, data FROM {table} WHERE id = ?1"
+        ))?,
+        insert: if table == "kobjects" {
+            tx.prepare_cached(
+                "INSERT INTO kobjects (id, data, deleted_at, first_synced_at, last_changed_at, hash, klass) \
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+            )?
         } else {
-            select
-                .query_row([&record.id], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })
-                .optional()?
-        };
-        let (op, changes) = match existing {
-            None => {
-                if !fresh {
-                    insert_record(&mut insert, page, record, deleted_at.as_deref(), &now)?;
+            tx.prepare_cached(&format!(
+                "INSERT INTO {table} (id, data, deleted_at, first_synced_at, last_changed_at, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (id) DO NOTHING"
+            ))?
+        },
+        update: tx.prepare_cached(&format!(
+            "UPDATE {table} SET data = ?2, deleted_at = ?3, last_changed_at = ?4, hash = ?5 WHERE id = ?1"
+        ))?,
+        log: tx.prepare_cached(
+            "INSERT INTO change_log (run_id, entity, record_id, op, source_updated_at, synced_at, changes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?,
+        unquarantine: if quarantined {
+            Some(tx.prepare_cached(
+                "DELETE FROM rejected_records WHERE entity = ?1 AND record_key = ?2",
+            )?)
+        } else {
+            None
+        },
+    };
+    for record in &page.records {
+        match apply_one(
+            &mut st,
+            page,
+            record,
+            insert_first,
+            &now,
+            &mut custom_removed,
+        ) {
+            Ok(stored) => {
+                match stored {
+                    Stored::Inserted => applied.inserted += 1,
+                    Stored::Updated => applied.updated += 1,
+                    Stored::Deleted => applied.deleted += 1,
+                    Stored::Unchanged => applied.unchanged += 1,
                 }
-                applied.inserted += 1;
-                ("insert", None)
+                if let Some(clear) = &mut st.unquarantine {
+                    clear.execute(params![page.state_key, record.id])?;
+                }
             }
-            Some((hash, old_deleted_at, _))
-                if hash == record.hash && old_deleted_at.is_some() == deleted_at.is_some() =>
-            {
-                applied.unchanged += 1;
-                continue;
-            }
-            Some((_, old_deleted_at, old_data)) => {
-                update.execute(params![
-                    record.id,
-                    record.data,
-                    deleted_at,
-                    now,
-                    record.hash
-                ])?;
-                let old: Value = serde_json::from_str(&old_data).unwrap_or(Value::Null);
-                let mut diff = Map::new();
-                diff_values("", &old, &record.value(), &mut diff);
-                // A name can leave the custom view when its key went (a diff cannot tell a removed
-                // key from one set to null, so both count) or the whole object was replaced.
-                custom_removed |= diff.iter().any(|(path, change)| {
-                    match path.strip_prefix("attributes.custom") {
-                        Some("") => true,
-                        Some(name) => name.starts_with('.') && change["new"].is_null(),
-                        None => path == "attributes" || path.is_empty(),
-                    }
+            Err(e) if refused_record(&e) => {
+                tracing::warn!(
+                    entity = %page.state_key, id = %record.id, error = %e,
+                    "the database refused a record; it is set aside in rejected_records"
+                );
+                refused.push(Rejected {
+                    id: Some(record.id.clone()),
+                    updated_at: record.updated_at.clone(),
+                    reason: format!("the database refused it: {e}"),
+                    raw: record.data.clone(),
                 });
-                if old_deleted_at != deleted_at {
-                    diff.insert(
-                        "deleted_at".to_string(),
-                        json!({"old": old_deleted_at, "new": deleted_at}),
-                    );
-                }
-                let op = if old_deleted_at.is_none() && deleted_at.is_some() {
-                    applied.deleted += 1;
-                    "delete"
-                } else {
-                    applied.updated += 1;
-                    "update"
-                };
-                (op, Some(Value::Object(diff).to_string()))
             }
-        };
-        log.execute(params![
-            page.run_id,
-            page.table,
-            record.id,
-            op,
-            record.updated_at,
-            now,
-            changes
-        ])?;
+            Err(e) => return Err(e),
+        }
     }
-    Ok((applied, custom_removed))
+    Ok((applied, custom_removed, refused))
 }
 
-/// Collects `path → {old, new}` for every leaf that differs. Objects are walked; arrays and scalars
-/// are compared whole (a changed tag list is one entry). Paths are dotted from the resource root,
-/// e.g. `attributes.status`, `attributes.custom.tierStr`.
-pub fn diff_values(path: &str, old: &Value, new: &Value, out: &mut Map<String, Value>) {
-    if old == new {
-        return;
+/// True for an error about this one record's content (a constraint, a value SQLite's JSON functions
+/// refuse, a row too big), after which SQLite has rolled back only that statement; false for the
+/// database's own trouble (I/O, a full disk, a lock), which must fail the page.
+fn refused_record(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    match e {
+        rusqlite::Error::SqliteFailure(err, _) => {
+            matches!(
+                err.code,
+                ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch
+            ) || (err.code == ErrorCode::Unknown && err.extended_code == 1)
+        }
+        _ => false,
     }
-    match (old, new) {
-        (Value::Object(a), Value::Object(b)) => {
-            let keys: BTreeMap<&String, ()> = a.keys().chain(b.keys()).map(|k| (k, ())).collect();
-            for key in keys.keys() {
-                let child = if path.is_empty() {
-                    (*key).clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                diff_values(
-                    &child,
-                    a.get(*key).unwrap_or(&Value::Null),
-                    b.get(*key).unwrap_or(&Value::Null),
-                    out,
+}
+
+/// Stores one record: inserts it, updates it with a change-log diff, or leaves it alone when its
+/// hash and tombstone state are unchanged.
+fn apply_one(
+    st: &mut Statements<'_>,
+    page: &PageWrite,
+    record: &Record,
+    insert_first: bool,
+    now: &str,
+    custom_removed: &mut bool,
+) -> rusqlite::Result<Stored> {
+    let deleted_at = record.deleted.then(|| {
+        record
+            .deleted_at
+            .clone()
+            .or_else(|| record.updated_at.clone())
+            .unwrap_or_else(|| now.to_string())
+    });
+    // In a first sync nearly every record is new: try the insert, and look the row up only when it
+    // conflicts. Otherwise look first, so an unchanged row costs one lookup and no write.
+    let fresh = insert_first
+        && insert_record(&mut st.insert, page, record, deleted_at.as_deref(), now)? == 1;
+    let existing: Option<(String, Option<String>, String)> = if fresh {
+        None
+    } else {
+        st.select
+            .query_row([&record.id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()?
+    };
+    let (stored, op, changes) = match existing {
+        None => {
+            if !fresh {
+                insert_record(&mut st.insert, page, record, deleted_at.as_deref(), now)?;
+            }
+            (Stored::Inserted, "insert", None)
+        }
+        Some((hash, old_deleted_at, _))
+            if hash == record.hash && old_deleted_at.is_some() == deleted_at.is_some() =>
+        {
+            return Ok(Stored::Unchanged);
+        }
+        Some((_, old_deleted_at, old_data)) => {
+            st.update.execute(params![
+                record.id,
+                record.data,
+                deleted_at,
+                now,
+                record.hash
+            ])?;
+            let mut diff = match Diff::between(&old_data, &record.data) {
+                Ok(diff) => diff,
+                Err(bad) => {
+                    // Only a hand-edited or damaged row gets here: the new version replaces it
+                    // whole, and the log says so.
+                    tracing::warn!(
+                        entity = page.table, id = %record.id, error = %bad,
+                        "the stored version of this record is not valid JSON; logging the new version whole"
+                    );
+                    Diff::from_nothing(&record.data).unwrap_or_default()
+                }
+            };
+            // A name can leave the custom view when its key went (a diff cannot tell a removed key
+            // from one set to null, so both count) or the whole object was replaced.
+            *custom_removed |=
+                diff.iter().any(
+                    |(path, change)| match path.strip_prefix("attributes.custom") {
+                        Some("") => true,
+                        Some(name) => name.starts_with('.') && change.new == "null",
+                        None => path == "attributes" || path.is_empty(),
+                    },
+                );
+            if old_deleted_at != deleted_at {
+                diff.insert(
+                    "deleted_at",
+                    json!(old_deleted_at).to_string(),
+                    json!(deleted_at).to_string(),
                 );
             }
+            if old_deleted_at.is_none() && deleted_at.is_some() {
+                (Stored::Deleted, "delete", Some(diff.to_json()))
+            } else {
+                (Stored::Updated, "update", Some(diff.to_json()))
+            }
         }
-        _ => {
-            out.insert(path.to_string(), json!({"old": old, "new": new}));
-        }
+    };
+    st.log.execute(params![
+        page.run_id,
+        page.table,
+        record.id,
+        op,
+        record.updated_at,
+        now,
+        changes
+    ])?;
+    Ok(stored)
+}
+
+/// Sets `items` aside in `rejected_records` (a second sighting updates the row and counts it);
+/// answers how many.
+fn quarantine<'a>(
+    tx: &Transaction<'_>,
+    page: &PageWrite,
+    items: impl Iterator<Item = &'a Rejected>,
+) -> rusqlite::Result<u64> {
+    let now = now_iso();
+    let mut n = 0;
+    for item in items {
+        let key = match &item.id {
+            Some(id) => id.clone(),
+            None => format!(
+                "raw:{:032x}",
+                xxhash_rust::xxh3::xxh3_128(item.raw.as_bytes())
+            ),
+        };
+        tx.prepare_cached(
+            "INSERT INTO rejected_records (entity, record_key, record_id, updated_at, reason, raw, page, \
+             run_id, first_seen_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) \
+             ON CONFLICT (entity, record_key) DO UPDATE SET record_id = excluded.record_id, \
+             updated_at = excluded.updated_at, reason = excluded.reason, raw = excluded.raw, \
+             page = excluded.page, run_id = excluded.run_id, last_seen_at = excluded.last_seen_at, \
+             times_seen = times_seen + 1",
+        )?
+        .execute(params![
+            page.state_key,
+            key,
+            item.id,
+            item.updated_at,
+            item.reason,
+            item.raw,
+            page.source,
+            page.run_id,
+            now
+        ])?;
+        n += 1;
     }
+    Ok(n)
 }
 
 fn add_counters(
@@ -286,7 +406,8 @@ fn add_counters(
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE sync_runs SET requests = requests + ?2, fetched = fetched + ?3, inserted = inserted + ?4, \
-         updated = updated + ?5, unchanged = unchanged + ?6, deleted = deleted + ?7 WHERE id = ?1",
+         updated = updated + ?5, unchanged = unchanged + ?6, deleted = deleted + ?7, \
+         rejected = rejected + ?8 WHERE id = ?1",
     )?
     .execute(params![
         run_id,
@@ -295,7 +416,8 @@ fn add_counters(
         a.inserted as i64,
         a.updated as i64,
         a.unchanged as i64,
-        a.deleted as i64
+        a.deleted as i64,
+        a.rejected as i64
     ])?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use super::StoreError;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` describes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Upgrade steps for tables: `UPGRADES[i]` takes a database at version `i + 1` to version `i + 2`.
 /// Views are not upgraded step by step: after the steps, the views section of `schema.sql` (after
@@ -24,6 +24,49 @@ pub const SCHEMA_VERSION: u32 = 2;
 const UPGRADES: &[&str] = &[
     // 1 → 2: views only (reporting views, link views, facts, status history).
     "",
+    // 2 → 3: `sync_runs` gains `rejected` and the `preflight` mode (a CHECK change, so the table is
+    // rebuilt: renamed aside with legacy renaming, which leaves views alone since they are recreated
+    // after the steps, then copied into the new definition); `rejected_records` is new.
+    "PRAGMA legacy_alter_table = ON;
+     ALTER TABLE sync_runs RENAME TO sync_runs_v2;
+     DROP INDEX sync_runs_entity;
+     CREATE TABLE sync_runs (
+    id          INTEGER PRIMARY KEY,
+    entity      TEXT NOT NULL,
+    mode        TEXT NOT NULL CHECK (mode IN ('incremental', 'full', 'reconcile', 'preflight')),
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),
+    requests    INTEGER NOT NULL DEFAULT 0,
+    fetched     INTEGER NOT NULL DEFAULT 0,
+    inserted    INTEGER NOT NULL DEFAULT 0,
+    updated     INTEGER NOT NULL DEFAULT 0,
+    unchanged   INTEGER NOT NULL DEFAULT 0,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    rejected    INTEGER NOT NULL DEFAULT 0
+);
+     CREATE INDEX sync_runs_entity ON sync_runs (entity, id);
+     INSERT INTO sync_runs (id, entity, mode, started_at, finished_at, status, requests, fetched,
+                            inserted, updated, unchanged, deleted, error)
+       SELECT id, entity, mode, started_at, finished_at, status, requests, fetched,
+              inserted, updated, unchanged, deleted, error FROM sync_runs_v2;
+     DROP TABLE sync_runs_v2;
+     PRAGMA legacy_alter_table = OFF;
+     CREATE TABLE rejected_records (
+    entity        TEXT NOT NULL,
+    record_key    TEXT NOT NULL,
+    record_id     TEXT,
+    updated_at    TEXT,
+    reason        TEXT NOT NULL,
+    raw           TEXT NOT NULL,
+    page          TEXT NOT NULL,
+    run_id        INTEGER NOT NULL,
+    first_seen_at TEXT NOT NULL,
+    last_seen_at  TEXT NOT NULL,
+    times_seen    INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (entity, record_key)
+);",
 ];
 
 /// The line in `schema.sql` after which only views follow.

@@ -2,7 +2,7 @@
 //! only after the whole list was read tombstone the rows that were not seen. A failed or partial read
 //! tombstones nothing. Also discovers klass names for the per-klass kobjects passes.
 
-use super::pages::PageSink;
+use super::pages::{Batch, PageSink};
 use super::{Engine, SyncError, Tally, Target};
 use crate::kustomer::Client;
 use crate::store::apply;
@@ -53,11 +53,20 @@ async fn read(
             .overlap(fetch, tally)
             .await??
             .map_err(|e| SyncError::api(&target.key, Some(page_no), e))?;
-        let fetched = page.records.len() as u64;
+        let fetched = page.served();
         seen.extend(page.records.iter().map(|r| r.id.clone()));
-        let empty = page.records.is_empty();
-        sink.send(page.records, page.attempts, fetched, None, tally)
-            .await?;
+        // An item that could not be decoded is still upstream: its row must not be tombstoned.
+        seen.extend(page.rejected.iter().filter_map(|r| r.id.clone()));
+        let empty = fetched == 0;
+        let batch = Batch {
+            records: page.records,
+            rejected: page.rejected,
+            source: format!("GET {link}"),
+            requests: u64::from(page.attempts),
+            fetched,
+            cursor: None,
+        };
+        sink.send(batch, tally).await?;
         match page.next {
             Some(next) if !empty && next != link => link = next,
             _ => return Ok(seen),
@@ -86,9 +95,10 @@ pub(super) async fn klass_names(client: &Client) -> Result<Vec<String>, SyncErro
             if record.deleted {
                 continue;
             }
-            match record
-                .value()
-                .pointer("/attributes/name")
+            let value = record.value();
+            match value
+                .as_ref()
+                .and_then(|v| v.pointer("/attributes/name"))
                 .and_then(|n| n.as_str())
             {
                 // A klass name becomes part of a URL path and a search context: accept only the

@@ -8,13 +8,30 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::{Engine, SyncError, Tally, Target};
-use crate::kustomer::Record;
+use crate::record::{Record, Rejected};
 use crate::store::StoreError;
 use crate::store::apply::{self, Applied, Cursor, PageWrite};
 
 /// What the writer answers for one page: the job's own result inside the writer's.
 type Outcome = Result<Result<Applied, StoreError>, StoreError>;
 type Written = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// One page for the writer: what to store, what to set aside and what it cost.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    /// Records to store.
+    pub records: Vec<Record>,
+    /// Items that could not be decoded.
+    pub rejected: Vec<Rejected>,
+    /// The request that served them, for `rejected_records.page`.
+    pub source: String,
+    /// HTTP requests spent on the page.
+    pub requests: u64,
+    /// Items served on the page, kept or not.
+    pub fetched: u64,
+    /// Where an incremental read has got to after this page (`None` for full reads).
+    pub cursor: Option<Cursor>,
+}
 
 /// A page handed to the writer and not yet accounted for.
 struct InFlight {
@@ -61,24 +78,34 @@ impl<'a> PageSink<'a> {
         Ok(out)
     }
 
-    /// Queues a page behind the one in flight, after that one committed. `cursor` is where an
-    /// incremental read has got to after this page (`None` for full reads).
-    pub async fn send(
-        &mut self,
-        records: Vec<Record>,
-        attempts: u32,
-        fetched: u64,
-        cursor: Option<Cursor>,
-        tally: &mut Tally,
-    ) -> Result<(), SyncError> {
+    /// Queues a page behind the one in flight, after that one committed. Quarantined items are
+    /// logged here, naming the entity and the request that served them.
+    pub async fn send(&mut self, batch: Batch, tally: &mut Tally) -> Result<(), SyncError> {
         self.finish(tally).await?;
+        for item in &batch.rejected {
+            tracing::warn!(
+                entity = %self.target.key, page = %batch.source,
+                id = item.id.as_deref().unwrap_or("(unreadable)"), reason = %item.reason,
+                "a served record cannot be stored; it is set aside in rejected_records and the sync goes on"
+            );
+        }
+        let Batch {
+            records,
+            rejected,
+            source,
+            requests,
+            fetched,
+            cursor,
+        } = batch;
         let page = PageWrite {
             table: self.target.entity.name,
             state_key: self.target.key.clone(),
             klass: self.target.klass.clone(),
             run_id: self.run_id,
             records,
-            requests: u64::from(attempts),
+            rejected,
+            source,
+            requests,
             fetched,
             cursor,
         };
@@ -88,7 +115,7 @@ impl<'a> PageSink<'a> {
             .submit(move |s| apply::apply_page(s, &page));
         self.in_flight = Some(InFlight {
             written: Box::pin(written),
-            requests: u64::from(attempts),
+            requests,
             fetched,
         });
         Ok(())

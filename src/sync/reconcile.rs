@@ -8,10 +8,9 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::pages::PageSink;
+use super::pages::{Batch, PageSink};
 use super::search::{MAX_PAGES, MAX_WINDOW};
 use super::{Engine, SyncError, Tally, Target};
-use crate::kustomer::Record;
 use crate::store::{apply, runs};
 
 /// Local rows per window: small enough that upstream rarely exceeds the search window.
@@ -124,14 +123,26 @@ async fn upstream_ids(
             )
             .await?
             .map_err(|e| SyncError::api(&target.key, Some(page_no), e))?;
-        let fetched = page.records.len() as u64;
-        write(engine, target, run_id, Vec::new(), page.attempts, 0, tally).await?;
+        let fetched = page.served();
+        write(
+            engine,
+            target,
+            run_id,
+            Batch {
+                requests: u64::from(page.attempts),
+                ..Batch::default()
+            },
+            tally,
+        )
+        .await?;
         tally.fetched += fetched;
         if page.total.is_some_and(|t| t > u64::from(MAX_WINDOW)) {
             return Ok(None);
         }
         let empty = page.records.is_empty();
         ids.extend(page.records.into_iter().map(|r| r.id));
+        // An id served in a form that could not be decoded is still upstream: never a hard delete.
+        ids.extend(page.rejected.into_iter().filter_map(|r| r.id));
         if page.next.is_none() || empty {
             return Ok(Some(ids));
         }
@@ -179,9 +190,22 @@ async fn confirm_and_tombstone(
             .await?
             .map_err(|e| SyncError::api(&target.key, None, e))?;
         match found {
-            Some(record) => write(engine, target, run_id, vec![record], 1, 1, tally).await?,
+            Some(record) => {
+                let batch = Batch {
+                    records: vec![record],
+                    source: format!("GET {path}"),
+                    requests: 1,
+                    fetched: 1,
+                    ..Batch::default()
+                };
+                write(engine, target, run_id, batch, tally).await?;
+            }
             None => {
-                write(engine, target, run_id, Vec::new(), 1, 0, tally).await?;
+                let batch = Batch {
+                    requests: 1,
+                    ..Batch::default()
+                };
+                write(engine, target, run_id, batch, tally).await?;
                 gone.push(id);
             }
         }
@@ -205,13 +229,11 @@ async fn write(
     engine: &Engine,
     target: &Target,
     run_id: i64,
-    records: Vec<Record>,
-    attempts: u32,
-    fetched: u64,
+    batch: Batch,
     tally: &mut Tally,
 ) -> Result<(), SyncError> {
     let mut sink = PageSink::new(engine, target, run_id);
-    sink.send(records, attempts, fetched, None, tally).await?;
+    sink.send(batch, tally).await?;
     sink.finish(tally).await
 }
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::pages::PageSink;
+use super::pages::{Batch, PageSink};
 use super::{Engine, SyncError, Tally, Target};
+use crate::kustomer::Page;
 use crate::store::apply::Cursor;
 use crate::store::runs;
 
@@ -37,6 +38,40 @@ pub fn query_body(target: &Target, gte: Option<&str>) -> Value {
 fn updated_attr(target: &Target) -> String {
     // kobject_<klass> contexts filter on kobject_updated_at.
     target.entity.updated_attr()
+}
+
+/// How far past the server's clock a cursor may be saved: clocks of Kustomer's own servers and the
+/// instant a record was stamped may differ a little; a record dated further ahead is a bad clock.
+pub const CLOCK_MARGIN: Duration = Duration::from_secs(300);
+
+/// `last_at`, or the server's time (its `Date` header, else ours) plus [`CLOCK_MARGIN`] when
+/// `last_at` is later than that; each record beyond it is named in a warning. Timestamps that do not
+/// parse are left alone (they came from Kustomer verbatim and compare as text).
+fn clock_limited(target: &Target, page: &Page, last_at: &str) -> String {
+    let parse = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let now = page.server_time.unwrap_or_else(chrono::Utc::now);
+    let limit = now + chrono::Duration::from_std(CLOCK_MARGIN).unwrap_or_default();
+    match parse(last_at) {
+        Some(t) if t > limit => {
+            for record in &page.records {
+                if let Some(at) = record.updated_at.as_deref()
+                    && parse(at).is_some_and(|t| t > limit)
+                {
+                    tracing::warn!(
+                        entity = %target.key, id = %record.id, updated_at = at,
+                        server_time = %now.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                        "a record is dated in the future (a bad clock upstream); it is stored, but the cursor stops at the server's time so later changes are not skipped"
+                    );
+                }
+            }
+            limit.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        }
+        _ => last_at.to_string(),
+    }
 }
 
 /// `at − overlap` as ISO-8601 UTC; `at` itself when it does not parse (then the overlap is lost but
@@ -111,40 +146,83 @@ async fn read(
             .overlap(fetch, tally)
             .await??
             .map_err(|e| SyncError::api(&target.key, Some(page_no), e))?;
-        let fetched = page.records.len() as u64;
-        let Some(last) = page.records.last() else {
+        let fetched = page.served();
+        let source = format!(
+            "search page {page_no} from updatedAt {}",
+            anchor.as_deref().unwrap_or("(the start)")
+        );
+        let requests = u64::from(page.attempts);
+        if fetched == 0 {
             // Nothing (more) matches: record the request and stop.
-            sink.send(Vec::new(), page.attempts, 0, None, tally).await?;
+            let batch = Batch {
+                source,
+                requests,
+                ..Batch::default()
+            };
+            sink.send(batch, tally).await?;
             return Ok(());
-        };
-        let Some(last_at) = last.updated_at.clone() else {
+        }
+        // Where the page ends: the latest updatedAt served on it (results come sorted by it).
+        let last_at = page
+            .records
+            .iter()
+            .filter_map(|r| r.updated_at.as_deref())
+            .chain(page.rejected.iter().filter_map(|r| r.updated_at.as_deref()))
+            .max()
+            .map(str::to_string);
+        let Some(last_at) = last_at else {
+            let id = page
+                .records
+                .first()
+                .map(|r| r.id.as_str())
+                .unwrap_or("(unreadable)");
             return Err(SyncError::data(
                 &target.key,
                 format!(
-                    "record {} has no attributes.updatedAt, so it cannot be synced incrementally; please report this",
-                    last.id
+                    "no record on search page {page_no} has attributes.updatedAt (first: {id}), so it cannot be synced incrementally; please report this"
                 ),
             ));
         };
         let whole_page_at_anchor = anchor.as_deref() == Some(last_at.as_str());
-        let ids_at_last: Vec<String> = page
-            .records
-            .iter()
-            .filter(|r| r.updated_at.as_deref() == Some(last_at.as_str()))
-            .map(|r| r.id.clone())
-            .collect();
+        let ids_at = |at: &str| -> Vec<String> {
+            page.records
+                .iter()
+                .filter(|r| r.updated_at.as_deref() == Some(at))
+                .map(|r| r.id.clone())
+                .collect()
+        };
+        let ids_at_last = ids_at(&last_at);
+        // The cursor never runs ahead of the server's clock: a record dated in the future (a bad
+        // clock upstream) is stored, but the saved cursor stops at the clock, so the ordinary
+        // updates made meanwhile are still found by the next run.
+        let cursor_at = clock_limited(target, &page, &last_at);
+        let cursor = if cursor_at == last_at {
+            Cursor {
+                at: last_at.clone(),
+                ids: ids_at_last.clone(),
+            }
+        } else {
+            Cursor {
+                ids: ids_at(&cursor_at),
+                at: cursor_at,
+            }
+        };
         let fresh: Vec<_> = page
             .records
             .into_iter()
             .filter(|r| !(r.updated_at.as_deref() == anchor.as_deref() && skip.contains(&r.id)))
             .collect();
-        let cursor = Cursor {
-            at: last_at.clone(),
-            ids: ids_at_last.clone(),
+        let next = page.next.clone();
+        let batch = Batch {
+            records: fresh,
+            rejected: page.rejected,
+            source,
+            requests,
+            fetched,
+            cursor: Some(cursor),
         };
-        sink.send(fresh, page.attempts, fetched, Some(cursor), tally)
-            .await?;
-        if page.next.is_none() {
+        sink.send(batch, tally).await?;
+        if next.is_none() {
             return Ok(());
         }
         if whole_page_at_anchor {
