@@ -1,6 +1,7 @@
-//! What the mirror knows about itself, per entity: live and deleted rows, cursor, last run and its
-//! counters, last error and lag. Read by `status`, `demo` and (later) `/healthz` and `/metrics`.
-//! Never reads or prints anything secret: the database holds no key.
+//! What the mirror knows about itself, per entity: live and deleted rows, quarantined records, cursor,
+//! last run and its counters, last error and lag. Read by `status`, `demo`, `/metrics` and (without
+//! the row counts, which cost a scan of every table) `/healthz`. Never reads or prints anything
+//! secret: the database holds no key.
 
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
@@ -33,6 +34,8 @@ pub struct RunSummary {
     pub unchanged: i64,
     /// Rows tombstoned.
     pub deleted: i64,
+    /// Items set aside in `rejected_records`.
+    pub rejected: i64,
     /// Why it failed.
     pub error: Option<String>,
 }
@@ -42,10 +45,12 @@ pub struct RunSummary {
 pub struct EntityStatus {
     /// `customers`, `kobjects:ecomm-order`, …
     pub entity: String,
-    /// Rows not deleted.
+    /// Rows not deleted (0 when read with [`Scope::Health`]).
     pub live: i64,
-    /// Tombstones.
+    /// Tombstones (0 when read with [`Scope::Health`]).
     pub deleted: i64,
+    /// Records waiting in `rejected_records`.
+    pub rejected: i64,
     /// search or full, once known.
     pub strategy: Option<String>,
     /// Newest `updatedAt` stored by incremental passes.
@@ -62,8 +67,22 @@ pub struct EntityStatus {
     pub last_run: Option<RunSummary>,
 }
 
+/// How much [`read_scope`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything, row counts included (`status`, `/metrics`).
+    Full,
+    /// `sync_state` and the runs only: what a health probe every few seconds can afford.
+    Health,
+}
+
 /// Reads the status of every entity (kobjects: one entry per klass seen, or one for the table).
 pub fn read(conn: &Connection) -> Result<Vec<EntityStatus>, StoreError> {
+    read_scope(conn, Scope::Full)
+}
+
+/// [`read`], reading only what `scope` needs.
+pub fn read_scope(conn: &Connection, scope: Scope) -> Result<Vec<EntityStatus>, StoreError> {
     let err = |e| StoreError::sqlite("reading the sync status", e);
     let mut out = Vec::new();
     let mut keys: Vec<String> = Vec::new();
@@ -88,12 +107,12 @@ pub fn read(conn: &Connection) -> Result<Vec<EntityStatus>, StoreError> {
         }
     }
     for key in keys {
-        out.push(read_one(conn, &key).map_err(err)?);
+        out.push(read_one(conn, &key, scope).map_err(err)?);
     }
     Ok(out)
 }
 
-fn read_one(conn: &Connection, key: &str) -> rusqlite::Result<EntityStatus> {
+fn read_one(conn: &Connection, key: &str, scope: Scope) -> rusqlite::Result<EntityStatus> {
     let (table, klass) = match key.split_once(':') {
         Some((table, klass)) => (table, Some(klass)),
         None => (key, None),
@@ -103,13 +122,21 @@ fn read_one(conn: &Connection, key: &str) -> rusqlite::Result<EntityStatus> {
         .iter()
         .find(|e| e.name == table)
         .map_or("kobjects", |e| e.name);
-    let (live, deleted): (i64, i64) = conn.query_row(
-        &format!(
-            "SELECT COALESCE(SUM(deleted_at IS NULL), 0), COALESCE(SUM(deleted_at IS NOT NULL), 0) FROM {table} WHERE {}",
-            if klass.is_some() { "klass = ?1" } else { "?1 IS NULL" }
-        ),
-        [klass],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+    let (live, deleted): (i64, i64) = match scope {
+        Scope::Health => (0, 0),
+        Scope::Full => conn.query_row(
+            &format!(
+                "SELECT COALESCE(SUM(deleted_at IS NULL), 0), COALESCE(SUM(deleted_at IS NOT NULL), 0) FROM {table} WHERE {}",
+                if klass.is_some() { "klass = ?1" } else { "?1 IS NULL" }
+            ),
+            [klass],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+    };
+    let rejected: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM rejected_records WHERE entity = ?1",
+        [key],
+        |r| r.get(0),
     )?;
     type StateRow = (
         Option<String>,
@@ -132,7 +159,7 @@ fn read_one(conn: &Connection, key: &str) -> rusqlite::Result<EntityStatus> {
         None => None,
         Some(id) => conn
             .query_row(
-                "SELECT id, mode, status, started_at, finished_at, requests, fetched, inserted, updated, unchanged, deleted, error FROM sync_runs WHERE id = ?1",
+                "SELECT id, mode, status, started_at, finished_at, requests, fetched, inserted, updated, unchanged, deleted, error, rejected FROM sync_runs WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(RunSummary {
@@ -148,6 +175,7 @@ fn read_one(conn: &Connection, key: &str) -> rusqlite::Result<EntityStatus> {
                         unchanged: r.get(9)?,
                         deleted: r.get(10)?,
                         error: r.get(11)?,
+                        rejected: r.get(12)?,
                     })
                 },
             )
@@ -162,6 +190,7 @@ fn read_one(conn: &Connection, key: &str) -> rusqlite::Result<EntityStatus> {
         entity: key.to_string(),
         live,
         deleted,
+        rejected,
         strategy,
         cursor,
         last_success_at,
@@ -175,10 +204,11 @@ fn read_one(conn: &Connection, key: &str) -> rusqlite::Result<EntityStatus> {
 /// A fixed-width table of `statuses` for terminals.
 pub fn render_table(statuses: &[EntityStatus]) -> String {
     let mut out = format!(
-        "{:<28} {:>9} {:>8} {:<25} {:<11} {:>9} {:>8} {:>8}  {}\n",
+        "{:<28} {:>9} {:>8} {:>8} {:<25} {:<11} {:>9} {:>8} {:>8}  {}\n",
         "ENTITY",
         "LIVE",
         "DELETED",
+        "REJECTED",
         "CURSOR",
         "LAST RUN",
         "REQUESTS",
@@ -189,10 +219,11 @@ pub fn render_table(statuses: &[EntityStatus]) -> String {
     for s in statuses {
         let run = s.last_run.as_ref();
         out.push_str(&format!(
-            "{:<28} {:>9} {:>8} {:<25} {:<11} {:>9} {:>8} {:>8}  {}\n",
+            "{:<28} {:>9} {:>8} {:>8} {:<25} {:<11} {:>9} {:>8} {:>8}  {}\n",
             s.entity,
             s.live,
             s.deleted,
+            s.rejected,
             s.cursor.as_deref().unwrap_or("-"),
             run.map_or("never".to_string(), |r| r.status.clone()),
             run.map_or(0, |r| r.requests),

@@ -3,55 +3,24 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
 use kustomer_mirror::fake::Scale;
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kustomer-mirror"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn");
-    cmd
-}
-
-fn sync_cmd(base_url: &str, key: &str, db: &Path) -> Command {
-    let mut cmd = bin();
-    cmd.env("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", base_url)
-        .env("KUSTOMER_API_KEY", key)
-        .env("KUSTOMER_MIRROR__DATABASE__PATH", db);
-    cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_mirrors_the_fake_and_status_reports_every_entity() {
     let server = fake(Scale::Small).await;
     let db = db();
-    let mut cmd = sync_cmd(&server.base_url(), KEY, &db.path);
+    let mut cmd = mirror_cmd(&server.base_url(), KEY, &db.path);
     cmd.arg("sync");
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_mirror_equals_fake(&db.path, &server.handle());
 
     let mut status = bin();
     status.args(["status", "--json", "--db"]).arg(&db.path);
-    let out = run(status).await;
+    let out = output(status).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let statuses: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let statuses = statuses.as_array().unwrap();
@@ -78,7 +47,7 @@ async fn sync_mirrors_the_fake_and_status_reports_every_entity() {
 
     let mut table = bin();
     table.args(["status", "--db"]).arg(&db.path);
-    let out = run(table).await;
+    let out = output(table).await;
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("conversations"));
 }
@@ -87,9 +56,9 @@ async fn sync_mirrors_the_fake_and_status_reports_every_entity() {
 async fn sync_of_chosen_entities_touches_only_those() {
     let server = fake(Scale::Small).await;
     let db = db();
-    let mut cmd = sync_cmd(&server.base_url(), KEY, &db.path);
+    let mut cmd = mirror_cmd(&server.base_url(), KEY, &db.path);
     cmd.args(["sync", "--entity", "tags", "--entity", "users"]);
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let conn = open(&db.path);
     assert!(count(&conn, "SELECT COUNT(*) FROM tags") > 0);
@@ -104,9 +73,9 @@ async fn sync_of_chosen_entities_touches_only_those() {
 async fn a_wrong_key_fails_the_sync_with_exit_1_and_an_actionable_message() {
     let server = fake(Scale::Small).await;
     let db = db();
-    let mut cmd = sync_cmd(&server.base_url(), "not-the-key", &db.path);
+    let mut cmd = mirror_cmd(&server.base_url(), "not-the-key", &db.path);
     cmd.args(["sync", "--entity", "customers"]);
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("API key rejected (401)"), "{stderr}");
@@ -117,9 +86,9 @@ async fn a_wrong_key_fails_the_sync_with_exit_1_and_an_actionable_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_entity_is_a_usage_error() {
     let db = db();
-    let mut cmd = sync_cmd("http://127.0.0.1:9", KEY, &db.path);
+    let mut cmd = mirror_cmd("http://127.0.0.1:9", KEY, &db.path);
     cmd.args(["sync", "--entity", "customer"]);
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown entity \"customer\""));
     assert!(
@@ -134,7 +103,7 @@ async fn the_demo_leaves_a_database_the_printed_queries_run_against() {
     let mut cmd = bin();
     cmd.current_dir(db.dir.path())
         .args(["demo", "--scale", "small", "--db", "demo.db"]);
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(stdout.contains("Second sync"), "{stdout}");

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,13 +130,6 @@ async fn with_every_fault_kind_at_a_few_percent_reruns_end_in_an_equal_mirror() 
     assert_no_duplicate_log_rows(&db.path);
 }
 
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kustomer-mirror"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    cmd
-}
-
 /// The highest `sync_runs.id` in the file (0 before the first run).
 fn stored_runs(path: &Path) -> i64 {
     let Ok(conn) =
@@ -163,32 +156,6 @@ fn fetched_since(path: &Path, run_id: i64) -> i64 {
         |r| r.get(0),
     )
     .unwrap_or(0)
-}
-
-fn sync_cmd(base: &str, key: &str, db: &Path) -> Command {
-    let mut cmd = bin();
-    cmd.env("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", base)
-        .env("KUSTOMER_API_KEY", key)
-        .env("KUSTOMER_MIRROR__DATABASE__PATH", db)
-        // The fake is unlimited; the default budgets would only slow the test down.
-        .env("KUSTOMER_MIRROR__SYNC__REQUESTS_PER_MINUTE", "100000")
-        .env("KUSTOMER_MIRROR__SYNC__SEARCH_REQUESTS_PER_MINUTE", "10000")
-        .arg("sync");
-    cmd
-}
-
-async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn all_text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +208,7 @@ async fn a_sync_killed_again_and_again_ends_equal_with_an_intact_database() {
         }
     }
     let out = output(sync_cmd(&server.base_url(), KEY, &db.path)).await;
-    assert_eq!(out.status.code(), Some(0), "{}", all_text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_mirror_equals_fake(&db.path, &fake);
     assert_no_duplicate_log_rows(&db.path);
     let conn = open(&db.path);
@@ -294,22 +261,25 @@ async fn the_api_key_appears_in_no_log_line_error_status_or_row() {
     let mut cmd = sync_cmd(&server.base_url(), secret_key, &db.path);
     cmd.env("RUST_LOG", "trace");
     let out = output(cmd).await;
-    let text = all_text(&out);
+    let printed = text(&out);
     assert!(
-        text.lines().count() > 100,
+        printed.lines().count() > 100,
         "trace logging should be verbose"
     );
-    assert!(!text.contains(secret_key), "the key leaked into the output");
-    assert!(!text.contains("0123456789abcdef"));
+    assert!(
+        !printed.contains(secret_key),
+        "the key leaked into the output"
+    );
+    assert!(!printed.contains("0123456789abcdef"));
     // A wrong key's error does not echo it either.
     let mut wrong = sync_cmd(&server.base_url(), "sk-wrong-fedcba9876543210", &db.path);
     wrong.env("RUST_LOG", "trace");
     let out = output(wrong).await;
-    assert!(!all_text(&out).contains("fedcba9876543210"));
+    assert!(!text(&out).contains("fedcba9876543210"));
     let mut status = bin();
     status.args(["status", "--json", "--db"]).arg(&db.path);
     let out = output(status).await;
-    assert!(!all_text(&out).contains(secret_key));
+    assert!(!text(&out).contains(secret_key));
     // No row of any table.
     let conn = open(&db.path);
     let tables: Vec<String> = conn

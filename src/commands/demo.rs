@@ -13,7 +13,7 @@ use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED};
 use crate::entity::ENTITIES;
 use crate::fake::{FakeHandle, FakeOptions, FakeServer, Scale};
 use crate::kustomer::{Client, ClientOptions};
-use crate::store::{Store, Writer};
+use crate::store::{Store, Writer, WriterLock};
 use crate::sync::{Engine, ProgressEvent, SyncOptions, SyncReport};
 
 /// The key the in-process fake accepts; only ever used against 127.0.0.1.
@@ -54,6 +54,8 @@ pub fn run(args: DemoArgs) -> ExitCode {
 
 async fn demo(args: &DemoArgs) -> Result<(), String> {
     let started = Instant::now();
+    // Held until the demo ends: a second demo (or a sync) on the same file waits its turn.
+    let _lock = WriterLock::try_acquire(&args.db).map_err(|e| e.to_string())?;
     println!(
         "Starting the built-in fake Kustomer ({} organisation, seed {})…",
         args.scale, args.seed

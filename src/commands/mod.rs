@@ -14,7 +14,7 @@ use crate::kustomer::MembraneAuth;
 use crate::kustomer::cli::CliBackend;
 use crate::kustomer::jwt::Minter;
 use crate::kustomer::{Budget, Client, ClientOptions, Limiter};
-use crate::store::{Store, Writer};
+use crate::store::{Store, Writer, WriterLock};
 use crate::sync::{Engine, SyncOptions, SyncReport};
 
 /// Loads the settings, or prints one `error:` line per problem and gives the usage exit code.
@@ -97,6 +97,23 @@ pub fn client(settings: &Settings) -> Result<Client, String> {
         ),
     )));
     Ok(client)
+}
+
+/// Takes the database's writer lock ([`crate::store::lock`]); with `wait`, waits for the holder
+/// and says so on stderr. The error is the one line to print.
+pub fn writer_lock(settings: &Settings, wait: bool) -> Result<WriterLock, String> {
+    let db = &settings.database.path;
+    let lock = if wait {
+        WriterLock::acquire_waiting(db, |pid| {
+            eprintln!(
+                "waiting for kustomer-mirror (pid {pid}) to finish writing {}…",
+                db.display()
+            );
+        })
+    } else {
+        WriterLock::try_acquire(db)
+    };
+    lock.map_err(|e| e.to_string())
 }
 
 /// Opens the database and builds the engine a sync runs with.

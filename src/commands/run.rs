@@ -4,9 +4,12 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
 use crate::daemon::{self, DaemonError};
+use crate::kustomer::counted;
 
 /// Exit code of a second signal (128 + SIGINT, what shells expect of an interrupted program).
 pub const EXIT_SECOND_SIGNAL: u8 = 130;
@@ -32,17 +35,30 @@ pub fn run(config: Option<&Path>) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // One writer per database, for the daemon's whole life.
+    let _lock = match super::writer_lock(&settings, false) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_SYNC_FAILED);
+        }
+    };
     let result = runtime.block_on(async move {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             signals(stop).await;
         });
         let mut startup = shutdown.clone();
+        let access = Arc::new(AtomicU64::new(0));
         tokio::select! {
-            checked = client.check_access() => checked.map_err(|e| DaemonError::Start(e.to_string()))?,
+            checked = counted(access.clone(), client.check_access()) => checked.map_err(|e| DaemonError::Start(e.to_string()))?,
             _ = startup.wait_for(|s| *s) => return Ok(()),
         }
         let engine = super::engine(&settings, client, false).map_err(DaemonError::Start)?;
+        let requests = access.load(Ordering::Relaxed);
+        if let Err(e) = engine.record_preflight(super::sync::PREFLIGHT, requests, None).await {
+            tracing::warn!(error = %e, "could not record the access check's requests");
+        }
         daemon::run(settings, engine, None, shutdown).await
     });
     match result {

@@ -1,11 +1,16 @@
-//! `sync [--entity E]… [--full]`: one pass over the chosen entities, then exit 0 (all ok), 1 (a pass
-//! failed; the others still ran and committed) or 2 (bad usage or configuration).
+//! `sync [--entity E]… [--full] [--wait]`: one pass over the chosen entities, then exit 0 (all ok), 1
+//! (a pass failed, the others still ran and committed; or another process is writing the database)
+//! or 2 (bad usage or configuration).
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
 use crate::entity::{self, Entity};
+use crate::kustomer::counted;
 
 /// Arguments of `sync`.
 #[derive(Debug, clap::Args)]
@@ -16,7 +21,13 @@ pub struct SyncArgs {
     /// Also re-check strategies and run the hard-delete reconcile (slower; uses more requests).
     #[arg(long)]
     pub full: bool,
+    /// When another kustomer-mirror is writing the database, wait for it instead of exiting 1.
+    #[arg(long)]
+    pub wait: bool,
 }
+
+/// The `sync_runs.entity` of the access check's `preflight` row.
+pub const PREFLIGHT: &str = "access";
 
 /// Runs `sync`.
 pub fn run(config: Option<&Path>, args: SyncArgs) -> ExitCode {
@@ -53,7 +64,6 @@ pub fn run(config: Option<&Path>, args: SyncArgs) -> ExitCode {
             return ExitCode::from(EXIT_SYNC_FAILED);
         }
     };
-    // Reach Kustomer first: a wrong key or URL fails here, before the database is created or touched.
     let client = match super::client(&settings) {
         Ok(client) => client,
         Err(e) => {
@@ -61,7 +71,17 @@ pub fn run(config: Option<&Path>, args: SyncArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Err(e) = runtime.block_on(client.check_access()) {
+    // One writer per database: a second sync would page the same entities again.
+    let _lock = match super::writer_lock(&settings, args.wait) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_SYNC_FAILED);
+        }
+    };
+    // Reach Kustomer first: a wrong key or URL fails here, before the database is created or touched.
+    let access = Arc::new(AtomicU64::new(0));
+    if let Err(e) = runtime.block_on(counted(access.clone(), client.check_access())) {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_SYNC_FAILED);
     }
@@ -72,6 +92,10 @@ pub fn run(config: Option<&Path>, args: SyncArgs) -> ExitCode {
             return ExitCode::from(EXIT_SYNC_FAILED);
         }
     };
+    let checked = engine.record_preflight(PREFLIGHT, access.load(Ordering::Relaxed), None);
+    if let Err(e) = runtime.block_on(checked) {
+        tracing::warn!(error = %e, "could not record the access check's requests");
+    }
     let report = runtime.block_on(engine.run(&chosen));
     super::print_report(&report);
     if report.ok() {

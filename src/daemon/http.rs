@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
 
 use crate::kustomer::Client;
-use crate::status::{self, EntityStatus};
+use crate::status::{self, EntityStatus, Scope};
 use crate::store::StoreError;
 
 /// What the handlers need.
@@ -52,11 +52,18 @@ fn read_only(path: &PathBuf) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-async fn statuses(state: &HttpState) -> Result<(Vec<EntityStatus>, Vec<RunTotals>), String> {
+async fn statuses(
+    state: &HttpState,
+    scope: Scope,
+) -> Result<(Vec<EntityStatus>, Vec<RunTotals>), String> {
     let db = state.db.clone();
     tokio::task::spawn_blocking(move || {
         let conn = read_only(&db)?;
-        Ok::<_, StoreError>((status::read(&conn)?, run_totals(&conn)?))
+        let totals = match scope {
+            Scope::Full => run_totals(&conn)?,
+            Scope::Health => Vec::new(),
+        };
+        Ok::<_, StoreError>((status::read_scope(&conn, scope)?, totals))
     })
     .await
     .map_err(|e| e.to_string())?
@@ -93,7 +100,8 @@ pub fn problems(
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {
-    match statuses(&state).await {
+    // Probes come every few seconds: no row counts, only sync_state and the runs.
+    match statuses(&state, Scope::Health).await {
         Ok((statuses, _)) => {
             let problems = problems(&statuses, state.max_failures, state.max_lag);
             if problems.is_empty() {
@@ -187,6 +195,19 @@ pub fn render(
             o,
             "kustomer_mirror_rows{{entity=\"{}\",state=\"deleted\"}} {}",
             s.entity, s.deleted
+        );
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_rejected_records",
+        "gauge",
+        "Served records set aside in rejected_records (undecodable or refused), by entity.",
+    );
+    for s in statuses {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_rejected_records{{entity=\"{}\"}} {}",
+            s.entity, s.rejected
         );
     }
     family(
@@ -335,7 +356,7 @@ pub fn render(
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
-    match statuses(&state).await {
+    match statuses(&state, Scope::Full).await {
         Ok((statuses, totals)) => {
             let body = render(&statuses, &totals, &state.client.stats());
             let mut r = (StatusCode::OK, body).into_response();

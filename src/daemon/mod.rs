@@ -260,7 +260,7 @@ pub async fn run(
             Some(done) = passes.join_next(), if !passes.is_empty() => {
                 let Ok((name, kind, report)) = done else { continue };
                 running.remove(&(name, kind));
-                let interrupted = report.passes.iter().any(|p| p.error.as_deref().is_some_and(|e| e.contains("stopped by shutdown")));
+                let interrupted = report.passes.iter().any(|p| p.interrupted());
                 if report.ok() {
                     failures.remove(name);
                     not_before.remove(name);

@@ -110,6 +110,37 @@ const CHANNELS: &[&str] = &[
     "twitter-dm",
 ];
 const TIERS: &[&str] = &["bronze", "silver", "gold", "platinum"];
+
+/// Numbers as a JavaScript backend prints them that a parse through `f64` would change or that sit
+/// at the edges of what JSON numbers can say: 17-digit doubles, negative zero, exponents, the
+/// smallest denormal and normal, the largest double, integers past 2^53 and 2^64, long decimals.
+/// Customers carry one each (`attributes.custom.ratioNum`), so every suite that compares the mirror
+/// with the fake checks that they are kept exactly.
+pub const EXACT_NUMBERS: &[&str] = &[
+    "123456789.12345679",
+    "0.30000000000000004",
+    "-0.0",
+    "1e21",
+    "1e+21",
+    "5e-324",
+    "2.2250738585072014e-308",
+    "1.7976931348623157e308",
+    "9007199254740993",
+    "18446744073709552000",
+    "18446744073709551615",
+    "-9223372036854775809",
+    "123456789012345678901234567890",
+    "0.1000000000000000055511151231257827021181583404541015625",
+    "3.14159265358979323846264338327950288",
+    "4.35",
+];
+
+/// The `i`-th of [`EXACT_NUMBERS`] as a `Value` (the crate keeps number text; chosen by index, so the
+/// rest of the generated data does not change).
+fn exact_number(i: usize) -> Value {
+    let text = EXACT_NUMBERS[i % EXACT_NUMBERS.len()];
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
 const LOCALES: &[&str] = &[
     "en_US", "en_GB", "fr_FR", "de_DE", "es_ES", "ar_SA", "he_IL", "ja_JP",
 ];
@@ -333,6 +364,7 @@ pub fn customer(rng: &mut Rng, id: &str, c: i64, u: i64, i: usize, pools: &Pools
                 "vipBool": rng.chance(0.1), "lastOrderAt": if rng.chance(0.2) { Value::Null } else { json!(iso(u - 86_400_000)) },
                 "notesTxt": if rng.chance(0.5) { json!("Prefers email. Très sympa 👍") } else { Value::Null },
                 "profileUrl": format!("https://shop.example/u/{i}"),
+                "ratioNum": exact_number(i),
             },
             "conversationCounts": {"all": open + done, "open": open, "snoozed": 0, "done": done},
             "deleted": false, "verified": rng.chance(0.8), "rev": 1 + rng.below(20),

@@ -288,6 +288,19 @@ impl FakeHandle {
         self.state().touch_same(entity, n)
     }
 
+    /// Serves `text` verbatim as record `id` of `key` (an entity or `kobjects:<klass>`), updated at
+    /// `updated` ([`state::State::put_raw`]).
+    pub fn put_raw(&self, key: &str, id: &str, text: &str, updated: &str) {
+        self.state().put_raw(key, id, text, updated);
+    }
+
+    /// The text served for record `id` of `entity`, exactly.
+    pub fn raw(&self, entity: &str, id: &str) -> Option<String> {
+        let state = self.state();
+        let key = state.key_of(entity, id)?;
+        Some(state.tables.get(&key)?.records.get(id)?.text.to_string())
+    }
+
     /// Creates a record (kobjects: of `klass`); returns its id (empty for an unknown entity).
     pub fn insert(&self, entity: &str, klass: Option<&str>) -> String {
         self.state().insert(entity, klass).unwrap_or_default()

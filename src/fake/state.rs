@@ -469,6 +469,26 @@ impl State {
         }
     }
 
+    /// Serves `text` verbatim as the record `id` of table `key` (an entity, or `kobjects:<klass>`),
+    /// listed and searched as updated at `updated`, visible to search at once: how tests serve what
+    /// a `Value` cannot hold (lone surrogate escapes, numbers in any spelling, items that are not
+    /// objects). Replaces a record of that id.
+    pub fn put_raw(&mut self, key: &str, id: &str, text: &str, updated: &str) {
+        let rec = Rec {
+            text: text.into(),
+            created: updated.to_string(),
+            updated: updated.to_string(),
+            deleted: false,
+            customer: None,
+            conversation: None,
+            indexed: None,
+        };
+        self.tables
+            .entry(key.to_string())
+            .or_default()
+            .put(id, rec, None);
+    }
+
     /// Creates a new record of `entity` (kobjects: of `klass`, default the first) now.
     pub fn insert(&mut self, entity: &str, klass: Option<&str>) -> Option<String> {
         let ts_ms = {

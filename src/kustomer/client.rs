@@ -119,6 +119,18 @@ pub struct Client {
 
 static CRYPTO_PROVIDER: Once = Once::new();
 
+tokio::task_local! {
+    /// Where the requests sent by the current task are also counted (see [`counted`]).
+    static ACCOUNT: Arc<AtomicU64>;
+}
+
+/// Runs `work`, counting in `counter` every HTTP attempt that any client sends from within it:
+/// retries, rate-limited tries and Membrane CLI calls included. This is how a sync run's
+/// `requests` equals what the server saw, whatever ended the run.
+pub async fn counted<F: std::future::Future>(counter: Arc<AtomicU64>, work: F) -> F::Output {
+    ACCOUNT.scope(counter, work).await
+}
+
 /// The server's clock, from a `Date` header.
 type ServerTime = chrono::DateTime<chrono::Utc>;
 
@@ -402,6 +414,8 @@ impl Client {
         };
         self.limiter.acquire(kind).await;
         self.requests.fetch_add(1, Ordering::Relaxed);
+        // Outside any `counted` scope there is nothing to add to.
+        let _ = ACCOUNT.try_with(|account| account.fetch_add(1, Ordering::Relaxed));
         if let Some(cli) = &self.cli {
             return match cli.send(&method, link, body).await {
                 Ok(bytes) => {

@@ -12,7 +12,7 @@ pub mod jwt;
 pub mod limiter;
 mod page;
 
-pub use client::{Client, ClientOptions, ClientStats, MembraneAuth};
+pub use client::{Client, ClientOptions, ClientStats, MembraneAuth, counted};
 pub use error::ApiError;
 pub use limiter::{Budget, Limiter};
 pub use page::{Page, decode_page, decode_single};

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod bulk;
+pub mod lock;
 mod migrate;
 pub mod runs;
 mod writer;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use lock::{LockError, WriterLock};
 pub use migrate::{SCHEMA_SQL, SCHEMA_VERSION, VIEWS_MARKER, views_sql};
 pub use writer::Writer;
 

@@ -15,6 +15,8 @@ pub enum Mode {
     Full,
     /// Hard-delete reconcile.
     Reconcile,
+    /// Requests spent outside any pass (access check, klass discovery, strategy probe).
+    Preflight,
 }
 
 impl Mode {
@@ -24,6 +26,7 @@ impl Mode {
             Mode::Incremental => "incremental",
             Mode::Full => "full",
             Mode::Reconcile => "reconcile",
+            Mode::Preflight => "preflight",
         }
     }
 }
@@ -77,13 +80,42 @@ pub enum Outcome<'a> {
     Interrupted,
 }
 
-/// Ends a run, updating `sync_state`'s success/failure fields.
+/// Records requests spent outside any pass as a finished `preflight` row of `entity` (the access
+/// check, klass discovery, the companies search probe), so `sync_runs.requests` adds up to every
+/// request a sync made. `sync_state` is left alone: a preflight is not a run of the entity.
+pub fn record_preflight(
+    store: &mut Store,
+    entity: &str,
+    requests: u64,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    let now = now_iso();
+    store
+        .conn_mut()
+        .execute(
+            "INSERT INTO sync_runs (entity, mode, started_at, finished_at, status, requests, error) \
+             VALUES (?1, 'preflight', ?2, ?2, ?3, ?4, ?5)",
+            params![
+                entity,
+                now,
+                if error.is_some() { "failed" } else { "ok" },
+                requests as i64,
+                error
+            ],
+        )
+        .map_err(|e| StoreError::sqlite(format!("recording the preflight requests of {entity}"), e))?;
+    Ok(())
+}
+
+/// Ends a run, updating `sync_state`'s success/failure fields. `requests`, when known, is the
+/// run's exact request count (it replaces the sum of its pages, which misses failed attempts).
 pub fn finish_run(
     store: &mut Store,
     key: &str,
     run_id: i64,
     mode: Mode,
     outcome: Outcome<'_>,
+    requests: Option<u64>,
 ) -> Result<(), StoreError> {
     let err = |e| StoreError::sqlite(format!("finishing run {run_id} of {key}"), e);
     let now = now_iso();
@@ -94,8 +126,9 @@ pub fn finish_run(
         Outcome::Interrupted => ("interrupted", Some("stopped by shutdown")),
     };
     tx.execute(
-        "UPDATE sync_runs SET status = ?2, finished_at = ?3, error = ?4 WHERE id = ?1",
-        params![run_id, status, now, error],
+        "UPDATE sync_runs SET status = ?2, finished_at = ?3, error = ?4, \
+         requests = COALESCE(?5, requests) WHERE id = ?1",
+        params![run_id, status, now, error, requests.map(|r| r as i64)],
     )
     .map_err(err)?;
     if outcome == Outcome::Interrupted {
@@ -108,6 +141,7 @@ pub fn finish_run(
         .map_err(err)?;
     } else {
         let full = matches!(mode, Mode::Full | Mode::Reconcile);
+        // (A preflight never has a run row to finish: see `record_preflight`.)
         tx.execute(
             "UPDATE sync_state SET last_error = NULL, consecutive_failures = 0, last_success_at = ?2, \
              last_full_at = CASE WHEN ?3 THEN ?2 ELSE last_full_at END WHERE entity = ?1",

@@ -9,6 +9,7 @@ mod reconcile;
 mod search;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -16,7 +17,7 @@ use futures_util::StreamExt;
 pub use error::SyncError;
 
 use crate::entity::{Entity, Strategy};
-use crate::kustomer::{ApiError, Client};
+use crate::kustomer::{ApiError, Client, counted};
 use crate::store::Writer;
 use crate::store::apply::Applied;
 use crate::store::runs::{self, Mode, Outcome};
@@ -61,6 +62,17 @@ pub struct ProgressEvent {
 /// Receives progress events.
 pub type ProgressFn = Arc<dyn Fn(ProgressEvent) + Send + Sync>;
 
+/// How a pass ended.
+#[derive(Debug, Clone)]
+pub enum PassOutcome {
+    /// Completed.
+    Ok,
+    /// Failed; the error names the entity and says what to do.
+    Failed(Arc<SyncError>),
+    /// Stopped by a shutdown between pages: neither a success nor a failure of the entity.
+    Interrupted,
+}
+
 /// The outcome of one pass (one entity, or one klass of kobjects, in one mode).
 #[derive(Debug, Clone)]
 pub struct PassReport {
@@ -76,8 +88,17 @@ pub struct PassReport {
     pub requests: u64,
     /// Wall time.
     pub duration: Duration,
-    /// Why it failed, if it did.
+    /// How it ended.
+    pub outcome: PassOutcome,
+    /// Why it failed, if it did (the outcome's error as text).
     pub error: Option<String>,
+}
+
+impl PassReport {
+    /// True when a shutdown stopped the pass.
+    pub fn interrupted(&self) -> bool {
+        matches!(self.outcome, PassOutcome::Interrupted)
+    }
 }
 
 /// The outcome of a whole sync.
@@ -235,7 +256,7 @@ impl Engine {
                     }
                     passes.push(self.pass(target, Mode::Reconcile).await);
                 }
-                Strategy::PerKlass => match full::klass_names(&self.client).await {
+                Strategy::PerKlass => match self.klass_names(entity).await {
                     Ok(klasses) => {
                         for klass in klasses {
                             let target = Target {
@@ -327,7 +348,7 @@ impl Engine {
                 }
             }
             Strategy::PerKlass => {
-                let klasses = match full::klass_names(&self.client).await {
+                let klasses = match self.klass_names(entity).await {
                     Ok(k) => k,
                     Err(e) => {
                         let target = Target::plain(entity);
@@ -374,19 +395,55 @@ impl Engine {
             }
         }
         let body = search::query_body(target, None);
-        let supported = match self.client.search(&body, 1, 1, true).await {
-            Ok(_) => true,
+        let counter = Arc::new(AtomicU64::new(0));
+        let probe = counted(counter.clone(), self.client.search(&body, 1, 1, true)).await;
+        let probe = match probe {
+            Ok(_) => Ok(true),
             Err(ApiError::Rejected { status: 400, .. }) => {
                 tracing::warn!(entity = %target.key, "the org rejects company search; companies will be fully refreshed each run");
-                false
+                Ok(false)
             }
-            Err(e) => return Err(SyncError::api(&target.key, Some(1), e)),
+            Err(e) => Err(SyncError::api(&target.key, Some(1), e)),
         };
+        let failed = probe.as_ref().err().map(ToString::to_string);
+        self.record_preflight(&target.key, counter.load(Ordering::Relaxed), failed)
+            .await?;
+        let supported = probe?;
         let key = target.key.clone();
         let strategy = if supported { "search" } else { "full" };
         self.store(&target.key, move |s| runs::set_strategy(s, &key, strategy))
             .await?;
         Ok(supported)
+    }
+
+    /// The org's klass names, with the requests spent finding them recorded as a preflight of
+    /// `entity` (kobjects).
+    async fn klass_names(&self, entity: &Entity) -> Result<Vec<String>, SyncError> {
+        let counter = Arc::new(AtomicU64::new(0));
+        let names = counted(counter.clone(), full::klass_names(&self.client)).await;
+        let failed = names.as_ref().err().map(ToString::to_string);
+        self.record_preflight(entity.name, counter.load(Ordering::Relaxed), failed)
+            .await?;
+        names
+    }
+
+    /// Records `requests` spent outside any pass (the access check before a sync, klass discovery,
+    /// the companies probe) as a `preflight` row of `entity`, so that `sync_runs.requests` adds up
+    /// to every request made. Nothing is written for zero requests.
+    pub async fn record_preflight(
+        &self,
+        entity: &str,
+        requests: u64,
+        error: Option<String>,
+    ) -> Result<(), SyncError> {
+        if requests == 0 {
+            return Ok(());
+        }
+        let key = entity.to_string();
+        self.store(entity, move |s| {
+            runs::record_preflight(s, &key, requests, error.as_deref())
+        })
+        .await
     }
 
     /// Runs one pass with its `sync_runs` row.
@@ -426,14 +483,23 @@ impl Engine {
                     }
                 }
             }
-            Mode::Reconcile => false,
+            Mode::Reconcile | Mode::Preflight => false,
         };
         let mut tally = Tally::default();
-        let result = match mode {
-            Mode::Incremental => search::run(self, &target, run_id, &mut tally).await,
-            Mode::Full => full::run(self, &target, run_id, &mut tally).await,
-            Mode::Reconcile => reconcile::run(self, &target, run_id, &mut tally).await,
+        // Every request the pass sends is counted here, failed attempts included, and the run's
+        // row gets the exact total when it finishes.
+        let counter = Arc::new(AtomicU64::new(0));
+        let work = async {
+            match mode {
+                Mode::Incremental => search::run(self, &target, run_id, &mut tally).await,
+                Mode::Full => full::run(self, &target, run_id, &mut tally).await,
+                Mode::Reconcile => reconcile::run(self, &target, run_id, &mut tally).await,
+                Mode::Preflight => Ok(()),
+            }
         };
+        let result = counted(counter.clone(), work).await;
+        tally.requests = counter.load(Ordering::Relaxed);
+        let requests = tally.requests;
         let error = result.err();
         let message = error.as_ref().map(ToString::to_string);
         let interrupted = matches!(error, Some(SyncError::Interrupted { .. }));
@@ -458,7 +524,7 @@ impl Engine {
                     (Some(m), false) => Outcome::Failed(m),
                     (None, false) => Outcome::Ok,
                 };
-                runs::finish_run(s, &key, run_id, mode, outcome)
+                runs::finish_run(s, &key, run_id, mode, outcome, Some(requests))
             })
             .await
             .and_then(|r| r);
@@ -483,6 +549,21 @@ impl Engine {
         error: Option<SyncError>,
     ) -> PassReport {
         let duration = started.elapsed();
+        let outcome = match error {
+            None => PassOutcome::Ok,
+            Some(SyncError::Interrupted { .. }) => PassOutcome::Interrupted,
+            Some(e) => PassOutcome::Failed(Arc::new(e)),
+        };
+        let error = match &outcome {
+            PassOutcome::Ok => None,
+            PassOutcome::Interrupted => Some(
+                SyncError::Interrupted {
+                    entity: target.key.clone(),
+                }
+                .to_string(),
+            ),
+            PassOutcome::Failed(e) => Some(e.to_string()),
+        };
         match &error {
             None => tracing::info!(
                 entity = %target.key, mode = mode.as_str(), rows = tally.fetched,
@@ -501,7 +582,8 @@ impl Engine {
             fetched: tally.fetched,
             requests: tally.requests,
             duration,
-            error: error.map(|e| e.to_string()),
+            outcome,
+            error,
         }
     }
 

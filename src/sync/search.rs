@@ -124,6 +124,9 @@ async fn read(
             HashSet::new(),
         ),
     };
+    // Items set aside at exactly the anchor, by text: the re-anchored query serves them again, and
+    // they are quarantined (and counted) once per pass.
+    let mut skip_rejected: HashSet<String> = HashSet::new();
     let mut page_no = 1u32;
     loop {
         if page_no > MAX_PAGES || page_no.saturating_mul(page_size) > MAX_WINDOW {
@@ -212,10 +215,23 @@ async fn read(
             .into_iter()
             .filter(|r| !(r.updated_at.as_deref() == anchor.as_deref() && skip.contains(&r.id)))
             .collect();
+        let rejected_at_last: Vec<String> = page
+            .rejected
+            .iter()
+            .filter(|r| r.updated_at.as_deref() == Some(last_at.as_str()))
+            .map(|r| r.raw.clone())
+            .collect();
+        let rejected: Vec<_> = page
+            .rejected
+            .into_iter()
+            .filter(|r| {
+                !(r.updated_at.as_deref() == anchor.as_deref() && skip_rejected.contains(&r.raw))
+            })
+            .collect();
         let next = page.next.clone();
         let batch = Batch {
             records: fresh,
-            rejected: page.rejected,
+            rejected,
             source,
             requests,
             fetched,
@@ -228,10 +244,12 @@ async fn read(
         if whole_page_at_anchor {
             // A tie group longer than a page: same anchor, next page.
             skip.extend(ids_at_last);
+            skip_rejected.extend(rejected_at_last);
             page_no += 1;
         } else {
             anchor = Some(last_at);
             skip = ids_at_last.into_iter().collect();
+            skip_rejected = rejected_at_last.into_iter().collect();
             page_no = 1;
         }
     }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use kustomer_mirror::entity::{ENTITIES, Entity};
@@ -194,4 +195,48 @@ pub async fn kill_after_pages(engine: Engine, pages: u64) {
         _ = stoppable.run(&entities) => panic!("the sync should have been stopped"),
         _ = stopped => {}
     }
+}
+
+/// The built binary, with a clean environment (PATH only) and warnings-only logs.
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kustomer-mirror"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// The binary pointed at `base_url` with `key` and database `db`, with request budgets far above
+/// what the fake needs (the defaults would only slow tests down). Add the subcommand.
+pub fn mirror_cmd(base_url: &str, key: &str, db: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.env("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", base_url)
+        .env("KUSTOMER_API_KEY", key)
+        .env("KUSTOMER_MIRROR__DATABASE__PATH", db)
+        .env("KUSTOMER_MIRROR__SYNC__REQUESTS_PER_MINUTE", "100000")
+        .env("KUSTOMER_MIRROR__SYNC__SEARCH_REQUESTS_PER_MINUTE", "10000");
+    cmd
+}
+
+/// `mirror_cmd(…) sync`.
+pub fn sync_cmd(base_url: &str, key: &str, db: &Path) -> Command {
+    let mut cmd = mirror_cmd(base_url, key, db);
+    cmd.arg("sync");
+    cmd
+}
+
+/// Runs `cmd` to the end off the async runtime's threads.
+pub async fn output(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// stdout and stderr of a finished command.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
