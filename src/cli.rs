@@ -1,18 +1,12 @@
-//! The command line: argument parsing (clap), dispatch to commands, and exit codes.
-//!
-//! Exit codes are part of the interface: 0 ok, 1 a sync failed, 2 bad usage or bad configuration.
+//! The command line: argument parsing (clap) and dispatch to commands, which answer with the exit
+//! codes of [`crate::exit`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code for a run that completed.
-pub const EXIT_OK: u8 = 0;
-/// Exit code for a sync that failed.
-pub const EXIT_SYNC_FAILED: u8 = 1;
-/// Exit code for bad usage or bad configuration.
-pub const EXIT_USAGE: u8 = 2;
+use crate::exit::{EXIT_OK, EXIT_USAGE};
 
 /// Keeps a faithful, queryable SQLite mirror of a Kustomer organisation.
 #[derive(Debug, Parser)]
@@ -45,7 +39,7 @@ pub enum Command {
     /// Print the effective configuration (secrets redacted) and exit 2 if it is invalid.
     CheckConfig,
     /// Serve the built-in fake Kustomer API (for trying the mirror out and for tests).
-    FakeApi(crate::fake::cli::FakeApiArgs),
+    FakeApi(crate::commands::fake_api::FakeApiArgs),
 }
 
 /// Parses the process arguments, runs the command and returns its exit code.
@@ -68,6 +62,6 @@ pub fn main() -> ExitCode {
         Command::Status(args) => crate::commands::status::run(cli.config.as_deref(), args),
         Command::Demo(args) => crate::commands::demo::run(args),
         Command::CheckConfig => crate::config::cli::check_config(cli.config.as_deref()),
-        Command::FakeApi(args) => crate::fake::cli::serve(args),
+        Command::FakeApi(args) => crate::commands::fake_api::serve(args),
     }
 }

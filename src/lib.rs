@@ -1,24 +1,35 @@
 //! kustomer-mirror keeps a faithful, queryable SQLite mirror of a Kustomer organisation.
 //!
+//! The design (data flow, the keyset algorithm, the transaction and cursor rule, the data model
+//! contract, the rate limiter, the first-sync bulk load) is in `docs/design.md`; the schema in
+//! `docs/schema.md`.
+//!
 //! # Layout
 //!
-//! - [`cli`]: the command line (clap): parses arguments, loads settings, dispatches to commands and maps
-//!   outcomes to exit codes (0 ok, 1 sync failed, 2 bad usage or config).
-//! - [`commands`]: `sync`, `status` and `demo`: settings to engine, printed reports, exit codes.
+//! - [`cli`]: the command line (clap): parses arguments and dispatches to commands.
+//! - [`exit`]: the exit codes every command answers with (0 ok, 1 sync failed or another writer,
+//!   2 bad usage or config, 130 second signal).
+//! - [`commands`]: `sync`, `run`, `status`, `demo` and `fake-api`: settings to engine, the writer
+//!   lock, printed reports, exit codes.
 //! - [`config`]: settings: defaults → TOML file → environment, validation with messages that name the
 //!   key, secrets that never print.
 //! - [`daemon`]: `run`: cron jobs feeding one dispatcher over the sync engine, backoff, graceful stop,
 //!   systemd notify and watchdog, `/healthz` and `/metrics`.
 //! - [`entity`]: the eleven entities as data: table, API paths, strategy, search attributes.
 //! - [`logging`]: tracing setup (human or JSON, level from config).
-//! - [`sync`]: the sync engine: search-incremental, full refresh and reconcile passes over entities.
-//! - [`status`]: per-entity status read from the mirror (rows, cursor, last run, lag).
-//! - [`views`]: per-org custom attribute views (`<entity>_custom`): a page that brings a new attribute
-//!   name adds its column in the page's transaction; a sync that removed one rescans at the end.
+//! - [`record`]: a served resource object as the mirror keeps it: the exact canonical decoder
+//!   (numbers as their served text, lone surrogate escapes kept), quarantined items, the change-log
+//!   diff. Knows neither HTTP nor SQL.
+//! - [`sync`]: the sync engine: search-incremental, full refresh and reconcile passes over entities,
+//!   exact request accounting, the cursor bounded by the server's clock.
+//! - [`status`]: per-entity status read from the mirror (rows, quarantined records, cursor, last run,
+//!   lag); a cheaper scope for `/healthz`.
 //! - [`store`]: the SQLite mirror: opening (WAL, busy timeout), schema versions and upgrades, page
-//!   writes on one writer thread, first-sync bulk loading with deferred indexes (`store::bulk`).
+//!   writes on one writer thread (rows, change log, quarantine, counters and cursor in one
+//!   transaction), first-sync bulk loading with deferred indexes (`store::bulk`), the one-writer lock
+//!   (`store::lock`) and the per-org custom attribute views (`store::views`).
 //! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding
-//!   straight to canonical record text, typed errors that say what to do.
+//!   into records, typed errors that say what to do.
 //! - [`fake`]: the built-in fake Kustomer API used by `demo`, `fake-api` and the tests: deterministic
 //!   data, JSON:API lists and search, rate limits, fault injection and a control API.
 
@@ -28,6 +39,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod entity;
+pub mod exit;
 pub mod fake;
 pub mod kustomer;
 pub mod logging;
@@ -35,4 +47,3 @@ pub mod record;
 pub mod status;
 pub mod store;
 pub mod sync;
-pub mod views;

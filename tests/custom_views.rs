@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 
 use common::*;
 use kustomer_mirror::fake::Scale;
+use kustomer_mirror::store::views::{CUSTOM_TABLES, view_name, view_sql};
 use kustomer_mirror::sync::SyncOptions;
-use kustomer_mirror::views::{CUSTOM_TABLES, view_name, view_sql};
 use rusqlite::Connection;
 use serde_json::json;
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED};
 use crate::entity::ENTITIES;
+use crate::exit::{EXIT_OK, EXIT_SYNC_FAILED};
 use crate::fake::{FakeHandle, FakeOptions, FakeServer, Scale};
 use crate::kustomer::{Client, ClientOptions};
 use crate::store::{Store, Writer, WriterLock};

@@ -1,7 +1,8 @@
-//! The commands that sync or read the mirror (`run`, `sync`, `status`, `demo`): turning settings into a
+//! The commands (`run`, `sync`, `status`, `demo`, `fake-api`): turning settings into a
 //! client, a writer and an engine, printing outcomes, and choosing exit codes.
 
 pub mod demo;
+pub mod fake_api;
 pub mod run;
 pub mod status;
 pub mod sync;
@@ -23,7 +24,7 @@ pub fn load_settings(config: Option<&Path>) -> Result<Settings, std::process::Ex
         for line in e.to_string().lines() {
             eprintln!("error: {line}");
         }
-        std::process::ExitCode::from(crate::cli::EXIT_USAGE)
+        std::process::ExitCode::from(crate::exit::EXIT_USAGE)
     })
 }
 

@@ -7,12 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
 use crate::daemon::{self, DaemonError};
+use crate::exit::{EXIT_OK, EXIT_SECOND_SIGNAL, EXIT_SYNC_FAILED, EXIT_USAGE};
 use crate::kustomer::counted;
-
-/// Exit code of a second signal (128 + SIGINT, what shells expect of an interrupted program).
-pub const EXIT_SECOND_SIGNAL: u8 = 130;
 
 /// Runs `run`.
 pub fn run(config: Option<&Path>) -> ExitCode {

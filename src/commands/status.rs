@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED};
+use crate::exit::{EXIT_OK, EXIT_SYNC_FAILED};
 use crate::store::Store;
 
 /// Arguments of `status`.

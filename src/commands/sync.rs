@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
 use crate::entity::{self, Entity};
+use crate::exit::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
 use crate::kustomer::counted;
 
 /// Arguments of `sync`.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::values::format_duration;
 use super::{REDACTED, Settings};
-use crate::cli::{EXIT_OK, EXIT_USAGE};
+use crate::exit::{EXIT_OK, EXIT_USAGE};
 
 /// Runs `check-config`.
 pub fn check_config(path: Option<&Path>) -> ExitCode {

@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
-use super::http::json_response;
+use super::body::json_response;
 use super::{FakeHandle, Faults, RateLimit};
 
 pub fn router(handle: FakeHandle) -> Router {

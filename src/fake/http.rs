@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::FakeHandle;
+use super::body::{Meta, error, json_response, page_body, page_params};
 use super::limits::{self, Fault};
 use super::search;
 use super::table::Table;
@@ -22,23 +23,6 @@ pub fn router(handle: FakeHandle) -> Router {
         .route("/v1/{*rest}", any(v1))
         .route("/connections/{connection}/proxy/{*rest}", any(proxy))
         .with_state(handle)
-}
-
-/// A JSON answer.
-pub fn json_response(status: StatusCode, body: String) -> Response {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    r
-}
-
-/// Kustomer's error shape.
-pub fn error(status: StatusCode, code: &str, title: &str) -> Response {
-    let body = json!({"errors": [{"status": status.as_str(), "code": code, "title": title}]});
-    json_response(status, body.to_string())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -321,21 +305,6 @@ fn is_list(segs: &[String], fake: &FakeHandle) -> bool {
     }
 }
 
-pub fn page_params(query: &HashMap<String, String>, max: usize) -> (usize, usize) {
-    let page = query
-        .get("page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .filter(|p| *p >= 1)
-        .unwrap_or(1);
-    let size = query
-        .get("pageSize")
-        .and_then(|p| p.parse::<usize>().ok())
-        .filter(|p| *p >= 1)
-        .unwrap_or(100)
-        .min(max);
-    (page, size)
-}
-
 /// Serves the request once auth, limits and faults have passed.
 fn answer(
     fake: &FakeHandle,
@@ -455,67 +424,4 @@ fn list(
         Meta::Plain
     };
     page_body(path, "", page, size, total, &items, meta)
-}
-
-/// A JSON:API list document with relative links.
-/// What a list's `meta` carries.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Meta {
-    /// `page`, `pageSize` only (most lists).
-    Plain,
-    /// Also `total`, `totalPages` and `links.last` (`/v1/customers`).
-    Total,
-    /// Search: totals plus `aggregations` and `timed_out`.
-    Search,
-}
-
-pub fn page_body(
-    path: &str,
-    extra: &str,
-    page: usize,
-    size: usize,
-    total: usize,
-    items: &[&str],
-    kind: Meta,
-) -> Response {
-    let with_total = kind != Meta::Plain;
-    let link = |p: usize| format!("\"{path}?page={p}&pageSize={size}{extra}\"");
-    let pages = total.div_ceil(size).max(1);
-    let next = if page * size < total {
-        link(page + 1)
-    } else {
-        "null".to_string()
-    };
-    let prev = if page > 1 {
-        link(page - 1)
-    } else {
-        "null".to_string()
-    };
-    let meta = if with_total {
-        let search = if kind == Meta::Search {
-            ",\"aggregations\":{},\"timed_out\":false"
-        } else {
-            ""
-        };
-        format!(
-            "{{\"page\":{page},\"pageSize\":{size},\"total\":{total},\"totalPages\":{pages}{search}}}"
-        )
-    } else {
-        format!("{{\"page\":{page},\"pageSize\":{size}}}")
-    };
-    let last = if with_total {
-        format!(",\"last\":{}", link(pages))
-    } else {
-        String::new()
-    };
-    let mut out = String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 300);
-    out.push_str(&format!("{{\"meta\":{meta},\"links\":{{\"self\":{},\"first\":{},\"prev\":{prev},\"next\":{next}{last}}},\"data\":[", link(page), link(1)));
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(item);
-    }
-    out.push_str("]}");
-    json_response(StatusCode::OK, out)
 }

@@ -9,7 +9,7 @@
 //! `includeDeleted`; `queryContext: "kobject"` without a klass is refused (use `kobject_<klass>`);
 //! `idsOnly` answers `{type, id}` items; past the page cap or the 10,000-row window search answers 400.
 
-pub mod cli;
+mod body;
 mod control;
 mod data;
 mod http;
@@ -289,7 +289,7 @@ impl FakeHandle {
     }
 
     /// Serves `text` verbatim as record `id` of `key` (an entity or `kobjects:<klass>`), updated at
-    /// `updated` ([`state::State::put_raw`]).
+    /// `updated`, visible to search at once (a record of that id is replaced).
     pub fn put_raw(&self, key: &str, id: &str, text: &str, updated: &str) {
         self.state().put_raw(key, id, text, updated);
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::FakeHandle;
-use super::http::{Meta, error, page_body, page_params};
+use super::body::{Meta, error, page_body, page_params};
 
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Range {

@@ -89,7 +89,7 @@ pub fn apply_page(store: &mut Store, page: &PageWrite) -> Result<Applied, StoreE
         .map_err(|e| StoreError::sqlite(ctx("storing records"), e))?;
     applied.rejected = quarantine(&tx, page, page.rejected.iter().chain(&refused))
         .map_err(|e| StoreError::sqlite(ctx("setting aside rejected records"), e))?;
-    let view = crate::views::plan_page(
+    let view = super::views::plan_page(
         &tx,
         views,
         page.table,

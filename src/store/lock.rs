@@ -22,7 +22,7 @@ pub enum LockError {
     },
     /// The lock file could not be opened or locked.
     #[error(
-        "cannot lock {path}: {source}; check that this user may write to the database's directory"
+        "cannot lock {path}: {source}; check that the database's directory exists and that this user may write to it (database.path)"
     )]
     Io {
         /// The lock file.

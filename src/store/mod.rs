@@ -9,6 +9,7 @@ pub mod bulk;
 pub mod lock;
 mod migrate;
 pub mod runs;
+pub mod views;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -138,7 +139,7 @@ pub struct Store {
     /// Tables in their first sync, whose indexes are deferred.
     bulk: bulk::Bulk,
     /// The custom attribute views' names, kept up to date page by page.
-    views: crate::views::Known,
+    views: views::Known,
 }
 
 impl Store {
@@ -178,7 +179,7 @@ impl Store {
             conn,
             path,
             bulk: bulk::Bulk::default(),
-            views: crate::views::Known::default(),
+            views: views::Known::default(),
         };
         migrate::migrate(&mut store.conn, &store.path)?;
         Ok(store)
@@ -195,13 +196,13 @@ impl Store {
     }
 
     /// When a sync ends: rescans the custom views a name may have left, or every view of `tables`
-    /// when `all` (see [`crate::views`]). Returns the views rewritten.
+    /// when `all` (see [`views`]). Returns the views rewritten.
     pub fn rescan_custom_views(
         &mut self,
         tables: &[&str],
         all: bool,
     ) -> Result<Vec<String>, StoreError> {
-        crate::views::rescan(&self.conn, &mut self.views, tables, all)
+        views::rescan(&self.conn, &mut self.views, tables, all)
     }
 
     /// The writer connection, mutably (transactions need `&mut`).

@@ -317,7 +317,7 @@ impl Engine {
             .filter(|p| p.applied.changed() > 0)
             .filter_map(|p| {
                 let table = p.key.split(':').next().unwrap_or(&p.key);
-                crate::views::CUSTOM_TABLES
+                crate::store::views::CUSTOM_TABLES
                     .iter()
                     .copied()
                     .find(|t| *t == table)

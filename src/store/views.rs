@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{Connection, OptionalExtension};
 
+use super::StoreError;
 use crate::record::Record;
-use crate::store::StoreError;
 
 /// Tables whose records carry `attributes.custom`.
 pub const CUSTOM_TABLES: [&str; 5] = [
@@ -150,12 +150,21 @@ fn view_key(name: &str) -> String {
 }
 
 /// The custom view of `table` (of `klass` for kobjects); `None` for tables without custom attributes.
+///
+/// A klass name of lowercase letters, digits and `-` maps to `kobjects_<name with - as _>_custom`
+/// (`ecomm-order` → `kobjects_ecomm_order_custom`): that mapping is one-to-one on such names. Any
+/// other name (with `_`, capitals or other characters) gets the same mapping (lowercased, anything
+/// else as `_`) plus `_` and 8 hex digits of a hash of the exact name, so `a-b` and `a_b` (or `Order`
+/// and `order`) never share a view, and each name's view depends on that name alone.
 pub fn view_name(table: &str, klass: Option<&str>) -> Option<String> {
     if !CUSTOM_TABLES.contains(&table) {
         return None;
     }
     match (table, klass) {
         ("kobjects", Some(k)) => {
+            let plain = k
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             let safe: String = k
                 .chars()
                 .map(|c| {
@@ -166,7 +175,12 @@ pub fn view_name(table: &str, klass: Option<&str>) -> Option<String> {
                     }
                 })
                 .collect();
-            Some(format!("kobjects_{safe}_custom"))
+            if plain {
+                Some(format!("kobjects_{safe}_custom"))
+            } else {
+                let hash = xxhash_rust::xxh3::xxh3_64(k.as_bytes());
+                Some(format!("kobjects_{safe}_{:08x}_custom", hash >> 32))
+            }
         }
         ("kobjects", None) => None,
         _ => Some(format!("{table}_custom")),
@@ -429,5 +443,28 @@ mod tests {
             assert_eq!(names_of_view(&edited, view, table, klass), None);
             assert_eq!(names_of_view(&sql, "other_view", table, klass), None);
         }
+    }
+
+    #[test]
+    fn klass_names_that_map_alike_get_distinct_stable_views() {
+        assert_eq!(
+            view_name("kobjects", Some("ecomm-order")).as_deref(),
+            Some("kobjects_ecomm_order_custom")
+        );
+        let names: Vec<String> = ["a-b", "a_b", "A-b", "a.b", "a b"]
+            .iter()
+            .map(|k| view_name("kobjects", Some(k)).unwrap())
+            .collect();
+        // Literals, so a change of the rule (which would rename users' views) fails here.
+        assert_eq!(
+            names,
+            [
+                "kobjects_a_b_custom",
+                "kobjects_a_b_3f0c684c_custom",
+                "kobjects_a_b_bcf07b1f_custom",
+                "kobjects_a_b_390c9ebb_custom",
+                "kobjects_a_b_8044f8a6_custom",
+            ]
+        );
     }
 }

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{FakeOptions, FakeServer, RateLimit, Scale};
-use crate::cli::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
+use crate::exit::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
+use crate::fake::{FakeOptions, FakeServer, RateLimit, Scale};
 
 /// Arguments of `fake-api`.
 #[derive(Debug, clap::Args)]
@@ -37,7 +37,7 @@ pub struct FakeApiArgs {
 /// Runs `fake-api`.
 pub fn serve(args: FakeApiArgs) -> ExitCode {
     crate::logging::init("warn", crate::logging::Format::Human);
-    let runtime = match crate::commands::runtime() {
+    let runtime = match super::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
