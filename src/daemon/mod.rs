@@ -120,11 +120,9 @@ pub fn backoff(base: Duration, failures: u32) -> Duration {
     let exp = base
         .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
         .min(MAX_BACKOFF);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let factor = 0.75 + f64::from(nanos % 1000) / 2000.0;
+    // ±25 %, from a real RNG (thread-local, seeded per thread): workers that failed together do
+    // not retry together.
+    let factor = 0.75 + fastrand::f64() / 2.0;
     exp.mul_f64(factor).min(MAX_BACKOFF)
 }
 
@@ -308,4 +306,28 @@ fn status_line(running: &HashSet<(&'static str, Kind)>, failures: &HashMap<&'sta
         format!("syncing {}; {failing} entities failing", names.join(", "))
     };
     notify::notify(&format!("STATUS={text}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    #[test]
+    fn failure_backoff_is_spread_over_plus_minus_a_quarter() {
+        let base = Duration::from_secs(60);
+        let waits: Vec<Duration> = (0..2000).map(|_| backoff(base, 2)).collect();
+        // base · 2 = 120 s, ±25 %.
+        assert!(waits.iter().all(|w| *w >= Duration::from_secs(90)));
+        assert!(waits.iter().all(|w| *w < Duration::from_secs(150)));
+        // Spread over the whole range, in tenths: a constant or clock-stepped jitter fails here.
+        let buckets: HashSet<u128> = waits
+            .iter()
+            .map(|w| (w.as_millis() - 90_000) / 6_000)
+            .collect();
+        assert_eq!(buckets.len(), 10, "{buckets:?}");
+        let distinct: HashSet<Duration> = waits.iter().copied().collect();
+        assert!(distinct.len() > 1_900, "{}", distinct.len());
+    }
 }

@@ -391,12 +391,8 @@ impl Client {
             .options
             .backoff
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        // Jitter from the clock's sub-second digits: enough to de-synchronise concurrent workers.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let jitter = exp.mul_f64(f64::from(nanos % 1000) / 4000.0);
+        // Up to +25 % from a real RNG, so concurrent workers that failed together spread out.
+        let jitter = exp.mul_f64(fastrand::f64() / 4.0);
         (exp + jitter).min(self.options.max_backoff)
     }
 

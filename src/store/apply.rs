@@ -434,7 +434,7 @@ fn advance_cursor(tx: &Transaction<'_>, key: &str, cursor: &Cursor) -> rusqlite:
     let (at, ids) = match current {
         Some((Some(old), old_ids)) if old.as_str() > cursor.at.as_str() => (old, old_ids),
         Some((Some(old), old_ids)) if old == cursor.at => {
-            let mut ids: Vec<String> = serde_json::from_str(&old_ids).unwrap_or_default();
+            let mut ids = super::runs::cursor_ids(key, &old_ids);
             for id in &cursor.ids {
                 if !ids.contains(id) {
                     ids.push(id.clone());

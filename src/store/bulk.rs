@@ -140,7 +140,7 @@ pub fn begin(store: &mut Store, table: &str) -> Result<bool, StoreError> {
 }
 
 /// Ends a pass that [`begin`] put in bulk mode. The last pass of `table` out rebuilds its indexes,
-/// the last of all rebuilds the change log's; `rebuild: false` (an interrupted pass, stopping
+/// the last of all rebuilds the change log's; `rebuild_now: false` (an interrupted pass, stopping
 /// quickly) leaves that to the next pass.
 pub fn end(store: &mut Store, table: &str, rebuild_now: bool) -> Result<(), StoreError> {
     let ctx = |what: &str| format!("{what} ({table})");

@@ -107,6 +107,22 @@ pub fn record_preflight(
     Ok(())
 }
 
+/// Reads `sync_state.cursor_ids`. A damaged value (hand-edited, or written by something else) is
+/// logged and read as no ids: the next pass then re-reads the records at the cursor's timestamp
+/// instead of skipping them, which stores nothing twice (they are unchanged), so no data is lost.
+pub fn cursor_ids(key: &str, text: &str) -> Vec<String> {
+    match serde_json::from_str(text) {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(
+                entity = key, cursor_ids = text, error = %e,
+                "sync_state.cursor_ids is not a JSON array of ids; the records at the cursor will be read again"
+            );
+            Vec::new()
+        }
+    }
+}
+
 /// Ends a run, updating `sync_state`'s success/failure fields. `requests`, when known, is the
 /// run's exact request count (it replaces the sum of its pages, which misses failed attempts).
 pub fn finish_run(
@@ -169,7 +185,7 @@ pub fn read_state(store: &Store, key: &str) -> Result<State, StoreError> {
             strategy,
             cursor: cursor.map(|at| Cursor {
                 at,
-                ids: serde_json::from_str(&ids).unwrap_or_default(),
+                ids: cursor_ids(key, &ids),
             }),
         },
     })

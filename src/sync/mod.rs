@@ -1,6 +1,6 @@
 //! The sync engine: runs passes over entities (search-incremental, full refresh, hard-delete
 //! reconcile) against a [`Client`] and writes through the single [`Writer`], entities concurrently up
-//! to a limit. The same code serves `sync`, `demo` and (later) the daemon.
+//! to a limit. The same code serves `sync`, `demo` and the daemon (`run`).
 
 mod error;
 mod full;
