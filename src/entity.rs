@@ -1,11 +1,11 @@
-//! The eleven mirrored entities described as data (design §2): table, API paths, sync strategy and
+//! The eleven mirrored entities described as data (docs/design.md §2): table, API paths, sync strategy and
 //! search attributes. `sync` and `store` are generic over these descriptors; adding an entity is a
 //! descriptor plus a `schema.sql` block.
 
 /// How an entity is kept up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
-    /// `POST /v1/customers/search` on `<context>_updated_at`, keyset-paged (design §2).
+    /// `POST /v1/customers/search` on `<context>_updated_at`, keyset-paged (docs/design.md §2).
     Search,
     /// Search if the org accepts the context, else a full refresh (companies).
     SearchOrFull,
@@ -28,6 +28,9 @@ pub struct Entity {
     pub list_max_page_size: u32,
     /// How it is synced.
     pub strategy: Strategy,
+    /// Whether its records carry `attributes.custom`, shown by `<table>_custom` views (per klass for
+    /// kobjects).
+    pub custom_views: bool,
 }
 
 impl Entity {
@@ -47,6 +50,12 @@ impl Entity {
             Some(klass) => format!("/v1/klasses/{klass}/{id}"),
             None => format!("{}/{id}", self.list_path),
         }
+    }
+
+    /// Whether the entity is synced, keyed and viewed per klass (kobjects): its `sync_state` keys are
+    /// `<name>:<klass>` ([`StateKey`]) and its table has a `klass` column.
+    pub fn per_klass(&self) -> bool {
+        self.strategy == Strategy::PerKlass
     }
 
     /// Whether search is how this entity is normally read.
@@ -71,6 +80,15 @@ const fn entity(
         list_path,
         list_max_page_size,
         strategy,
+        custom_views: false,
+    }
+}
+
+/// `e` with custom attribute views.
+const fn with_custom_views(e: Entity) -> Entity {
+    Entity {
+        custom_views: true,
+        ..e
     }
 }
 
@@ -93,41 +111,106 @@ pub const ENTITIES: [Entity; 11] = [
         100,
         Strategy::FullRefresh,
     ),
-    entity(
+    with_custom_views(entity(
         "companies",
         "company",
         "/v1/companies",
         100,
         Strategy::SearchOrFull,
-    ),
-    entity(
+    )),
+    with_custom_views(entity(
         "customers",
         "customer",
         "/v1/customers",
         100,
         Strategy::Search,
-    ),
-    entity(
+    )),
+    with_custom_views(entity(
         "conversations",
         "conversation",
         "/v1/conversations",
         100,
         Strategy::Search,
-    ),
-    entity("messages", "message", "/v1/messages", 100, Strategy::Search),
+    )),
+    with_custom_views(entity(
+        "messages",
+        "message",
+        "/v1/messages",
+        100,
+        Strategy::Search,
+    )),
     entity("notes", "note", "/v1/notes", 100, Strategy::Search),
-    entity(
+    with_custom_views(entity(
         "kobjects",
         "kobject",
         "/v1/klasses",
         100,
         Strategy::PerKlass,
-    ),
+    )),
 ];
 
 /// Looks an entity up by its plural name.
 pub fn by_name(name: &str) -> Option<&'static Entity> {
     ENTITIES.iter().find(|e| e.name == name)
+}
+
+/// The tables with custom attribute views.
+pub fn custom_view_tables() -> impl Iterator<Item = &'static str> {
+    ENTITIES.iter().filter(|e| e.custom_views).map(|e| e.name)
+}
+
+/// What one pass syncs and one `sync_state` / `sync_runs` row is about: an entity, or one klass of a
+/// per-klass entity. Written `customers` or `kobjects:<klass>`; this type is the one place that
+/// builds and parses that text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateKey {
+    /// The entity.
+    pub entity: &'static Entity,
+    /// The klass, for per-klass entities.
+    pub klass: Option<String>,
+}
+
+impl StateKey {
+    /// The key of a whole entity.
+    pub fn entity(entity: &'static Entity) -> StateKey {
+        StateKey {
+            entity,
+            klass: None,
+        }
+    }
+
+    /// The key of one klass of a per-klass entity.
+    pub fn klass(entity: &'static Entity, klass: impl Into<String>) -> StateKey {
+        StateKey {
+            entity,
+            klass: Some(klass.into()),
+        }
+    }
+
+    /// Reads `customers` or `kobjects:<klass>`; `None` for an unknown entity.
+    pub fn parse(text: &str) -> Option<StateKey> {
+        match text.split_once(':') {
+            Some((name, klass)) => {
+                let entity = by_name(name)?;
+                entity.per_klass().then(|| StateKey::klass(entity, klass))
+            }
+            None => by_name(text).map(StateKey::entity),
+        }
+    }
+
+    /// The table the key's rows live in.
+    pub fn table(&self) -> &'static str {
+        self.entity.name
+    }
+}
+
+impl std::fmt::Display for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.klass {
+            Some(klass) => write!(f, "{}:{klass}", self.entity.name),
+            None => f.write_str(self.entity.name),
+        }
+    }
 }
 
 /// The entity names, for messages and help.
@@ -149,6 +232,32 @@ mod tests {
                 e.name
             );
         }
+    }
+
+    #[test]
+    fn state_keys_are_written_and_read_back() {
+        let k = by_name("kobjects").unwrap();
+        let key = StateKey::klass(k, "ecomm-order");
+        assert_eq!(key.to_string(), "kobjects:ecomm-order");
+        assert_eq!(StateKey::parse("kobjects:ecomm-order"), Some(key));
+        assert_eq!(
+            StateKey::parse("customers")
+                .map(|k| k.to_string())
+                .as_deref(),
+            Some("customers")
+        );
+        assert_eq!(StateKey::parse("customers:x"), None);
+        assert_eq!(StateKey::parse("nothing"), None);
+        assert_eq!(
+            custom_view_tables().collect::<Vec<_>>(),
+            [
+                "companies",
+                "customers",
+                "conversations",
+                "messages",
+                "kobjects"
+            ]
+        );
     }
 
     #[test]

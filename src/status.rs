@@ -6,7 +6,7 @@
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::entity::ENTITIES;
+use crate::entity::{ENTITIES, StateKey};
 use crate::store::StoreError;
 
 /// The last run of one entity.
@@ -85,25 +85,30 @@ pub fn read(conn: &Connection) -> Result<Vec<EntityStatus>, StoreError> {
 pub fn read_scope(conn: &Connection, scope: Scope) -> Result<Vec<EntityStatus>, StoreError> {
     let err = |e| StoreError::sqlite("reading the sync status", e);
     let mut out = Vec::new();
-    let mut keys: Vec<String> = Vec::new();
-    for e in ENTITIES {
-        if e.name == "kobjects" {
+    let mut keys: Vec<StateKey> = Vec::new();
+    for e in &ENTITIES {
+        if e.per_klass() {
+            // One key per klass seen; the whole entity until the first klass is synced.
             let mut stmt = conn
                 .prepare(
-                    "SELECT entity FROM sync_state WHERE entity LIKE 'kobjects:%' ORDER BY entity",
+                    "SELECT entity FROM sync_state WHERE entity LIKE ?1 || ':%' ORDER BY entity",
                 )
                 .map_err(err)?;
             let klass_keys = stmt
-                .query_map([], |r| r.get::<_, String>(0))
+                .query_map([e.name], |r| r.get::<_, String>(0))
                 .map_err(err)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(err)?;
+            let klass_keys: Vec<StateKey> = klass_keys
+                .iter()
+                .filter_map(|k| StateKey::parse(k))
+                .collect();
             if klass_keys.is_empty() {
-                keys.push("kobjects".to_string());
+                keys.push(StateKey::entity(e));
             }
             keys.extend(klass_keys);
         } else {
-            keys.push(e.name.to_string());
+            keys.push(StateKey::entity(e));
         }
     }
     for key in keys {
@@ -112,16 +117,12 @@ pub fn read_scope(conn: &Connection, scope: Scope) -> Result<Vec<EntityStatus>, 
     Ok(out)
 }
 
-fn read_one(conn: &Connection, key: &str, scope: Scope) -> rusqlite::Result<EntityStatus> {
-    let (table, klass) = match key.split_once(':') {
-        Some((table, klass)) => (table, Some(klass)),
-        None => (key, None),
-    };
-    // `table` comes from ENTITIES or a `kobjects:` key, never from user input.
-    let table = ENTITIES
-        .iter()
-        .find(|e| e.name == table)
-        .map_or("kobjects", |e| e.name);
+fn read_one(conn: &Connection, state: &StateKey, scope: Scope) -> rusqlite::Result<EntityStatus> {
+    // The table name comes from ENTITIES, never from the database or the user.
+    let table = state.table();
+    let klass = state.klass.as_deref();
+    let key = state.to_string();
+    let key = key.as_str();
     let (live, deleted): (i64, i64) = match scope {
         Scope::Health => (0, 0),
         Scope::Full => conn.query_row(

@@ -7,8 +7,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
+use kustomer_mirror::entity::custom_view_tables;
 use kustomer_mirror::fake::Scale;
-use kustomer_mirror::store::views::{CUSTOM_TABLES, view_name, view_sql};
+use kustomer_mirror::store::views::{view_name, view_sql};
 use kustomer_mirror::sync::SyncOptions;
 use rusqlite::Connection;
 use serde_json::json;
@@ -45,7 +46,7 @@ fn view_sql_in_file(conn: &Connection, view: &str) -> Option<String> {
 /// with rows. Answers how many views were checked.
 fn assert_views_match_rows(conn: &Connection) -> usize {
     let mut checked = 0;
-    for table in CUSTOM_TABLES {
+    for table in custom_view_tables() {
         let klasses: Vec<Option<String>> = if table == "kobjects" {
             conn.prepare("SELECT DISTINCT klass FROM kobjects")
                 .unwrap()

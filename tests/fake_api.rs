@@ -496,6 +496,7 @@ async fn a_lagging_index_hides_fresh_changes_from_search_only() {
     let base = server.base_url();
     let fake = server.handle();
     let id = fake.update_many("customers", 1).remove(0);
+    let changed = std::time::Instant::now();
     let at = fake.record("customers", &id).unwrap()["attributes"]["updatedAt"]
         .as_str()
         .unwrap()
@@ -507,9 +508,19 @@ async fn a_lagging_index_hides_fresh_changes_from_search_only() {
         get(&base, &format!("/v1/customers/{id}")).await.2["data"]["attributes"]["updatedAt"],
         at
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    let (_, late) = search(&base, query, 1, 10).await;
-    assert!(ids(&late).contains(&id));
+    // Poll until search sees it (no fixed wait racing the lag): it must, and not before the lag.
+    loop {
+        let (_, late) = search(&base, query.clone(), 1, 10).await;
+        if ids(&late).contains(&id) {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(10),
+            "the change never reached search"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(changed.elapsed() >= Duration::from_millis(400));
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! Realistic, deterministic records for all eleven entities: JSON:API resource objects shaped like
-//! Kustomer's (kustomer-api.md §8), with custom attributes of every type suffix, unicode (emoji, RTL),
+//! Kustomer's documented resource objects, with custom attributes of every type suffix, unicode (emoji, RTL),
 //! nulls, nested arrays and relationships that point at real ids.
 
 use serde_json::{Value, json};

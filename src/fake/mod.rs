@@ -1,4 +1,4 @@
-//! The built-in fake Kustomer API, faithful to `kustomer-api.md` (§10 is its checklist): bearer auth
+//! The built-in fake Kustomer API, faithful to what Kustomer's REST API is known to do: bearer auth
 //! with Kustomer's 401 body, JSON:API lists with relative links, `POST /v1/customers/search` with
 //! `*_updated_at` ranges, sorting, `includeDeleted`, `idsOnly` and the 100-page cap, per-parent lists,
 //! by-id reads, rate-limit headers and 429s, fault injection, deterministic data per seed, and a

@@ -120,7 +120,7 @@ fn insert_record(
     deleted_at: Option<&str>,
     now: &str,
 ) -> rusqlite::Result<usize> {
-    if page.table == "kobjects" {
+    if page.klass.is_some() {
         insert.execute(params![
             record.id,
             record.data,
@@ -178,11 +178,12 @@ fn apply_records(
         select: tx.prepare_cached(&format!(
             "SELECT hash, deleted_at, data FROM {table} WHERE id = ?1"
         ))?,
-        insert: if table == "kobjects" {
-            tx.prepare_cached(
-                "INSERT INTO kobjects (id, data, deleted_at, first_synced_at, last_changed_at, hash, klass) \
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-            )?
+        // Per-klass tables (kobjects) record each row's klass.
+        insert: if page.klass.is_some() {
+            tx.prepare_cached(&format!(
+                "INSERT INTO {table} (id, data, deleted_at, first_synced_at, last_changed_at, hash, klass) \
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING"
+            ))?
         } else {
             tx.prepare_cached(&format!(
                 "INSERT INTO {table} (id, data, deleted_at, first_synced_at, last_changed_at, hash) \

@@ -19,15 +19,6 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 use crate::record::Record;
 
-/// Tables whose records carry `attributes.custom`.
-pub const CUSTOM_TABLES: [&str; 5] = [
-    "customers",
-    "companies",
-    "conversations",
-    "messages",
-    "kobjects",
-];
-
 /// `loyaltyTierStr` → (`loyalty_tier`, `TEXT`, `str`).
 fn column_for(name: &str) -> (String, &'static str, &'static str) {
     let (stem, sql_type, suffix) = [
@@ -157,11 +148,9 @@ fn view_key(name: &str) -> String {
 /// else as `_`) plus `_` and 8 hex digits of a hash of the exact name, so `a-b` and `a_b` (or `Order`
 /// and `order`) never share a view, and each name's view depends on that name alone.
 pub fn view_name(table: &str, klass: Option<&str>) -> Option<String> {
-    if !CUSTOM_TABLES.contains(&table) {
-        return None;
-    }
-    match (table, klass) {
-        ("kobjects", Some(k)) => {
+    let entity = crate::entity::by_name(table).filter(|e| e.custom_views)?;
+    match (entity.per_klass(), klass) {
+        (true, Some(k)) => {
             let plain = k
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -176,14 +165,14 @@ pub fn view_name(table: &str, klass: Option<&str>) -> Option<String> {
                 })
                 .collect();
             if plain {
-                Some(format!("kobjects_{safe}_custom"))
+                Some(format!("{table}_{safe}_custom"))
             } else {
                 let hash = xxhash_rust::xxh3::xxh3_64(k.as_bytes());
-                Some(format!("kobjects_{safe}_{:08x}_custom", hash >> 32))
+                Some(format!("{table}_{safe}_{:08x}_custom", hash >> 32))
             }
         }
-        ("kobjects", None) => None,
-        _ => Some(format!("{table}_custom")),
+        (true, None) => None,
+        (false, _) => Some(format!("{table}_custom")),
     }
 }
 
@@ -335,12 +324,14 @@ fn refresh(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
             e,
         )
     };
-    if !CUSTOM_TABLES.contains(&table) {
+    let Some(entity) = crate::entity::by_name(table).filter(|e| e.custom_views) else {
         return Ok(Vec::new());
-    }
-    let klasses: Vec<Option<String>> = if table == "kobjects" {
+    };
+    let klasses: Vec<Option<String>> = if entity.per_klass() {
         let mut stmt = conn
-            .prepare("SELECT DISTINCT klass FROM kobjects ORDER BY klass")
+            .prepare(&format!(
+                "SELECT DISTINCT klass FROM {table} ORDER BY klass"
+            ))
             .map_err(err)?;
         let klasses = stmt
             .query_map([], |r| r.get::<_, String>(0))

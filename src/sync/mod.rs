@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 
 pub use error::SyncError;
 
-use crate::entity::{Entity, Strategy};
+use crate::entity::{Entity, StateKey, Strategy};
 use crate::kustomer::{ApiError, Client, counted};
 use crate::store::Writer;
 use crate::store::apply::Applied;
@@ -151,9 +151,19 @@ impl Target {
     fn plain(entity: &'static Entity) -> Target {
         Target {
             entity,
-            key: entity.name.to_string(),
+            key: StateKey::entity(entity).to_string(),
             klass: None,
             context: entity.context.to_string(),
+        }
+    }
+
+    /// One klass of a per-klass entity: its own key, and search context `<context>_<klass>`.
+    fn per_klass(entity: &'static Entity, klass: String) -> Target {
+        Target {
+            entity,
+            key: StateKey::klass(entity, klass.clone()).to_string(),
+            context: format!("{}_{klass}", entity.context),
+            klass: Some(klass),
         }
     }
 }
@@ -259,12 +269,7 @@ impl Engine {
                 Strategy::PerKlass => match self.klass_names(entity).await {
                     Ok(klasses) => {
                         for klass in klasses {
-                            let target = Target {
-                                entity,
-                                key: format!("kobjects:{klass}"),
-                                context: format!("kobject_{klass}"),
-                                klass: Some(klass),
-                            };
+                            let target = Target::per_klass(entity, klass);
                             passes.push(self.pass(target, Mode::Reconcile).await);
                         }
                     }
@@ -315,13 +320,9 @@ impl Engine {
             .passes
             .iter()
             .filter(|p| p.applied.changed() > 0)
-            .filter_map(|p| {
-                let table = p.key.split(':').next().unwrap_or(&p.key);
-                crate::store::views::CUSTOM_TABLES
-                    .iter()
-                    .copied()
-                    .find(|t| *t == table)
-            })
+            .filter_map(|p| StateKey::parse(&p.key))
+            .filter(|key| key.entity.custom_views)
+            .map(|key| key.table())
             .collect();
         tables.sort_unstable();
         tables.dedup();
@@ -357,12 +358,7 @@ impl Engine {
                 };
                 let mut reports = Vec::new();
                 for klass in klasses {
-                    let target = Target {
-                        entity,
-                        key: format!("kobjects:{klass}"),
-                        context: format!("kobject_{klass}"),
-                        klass: Some(klass),
-                    };
+                    let target = Target::per_klass(entity, klass);
                     reports.extend(self.search_entity(target).await);
                 }
                 reports

@@ -1,4 +1,4 @@
-//! The hard-delete reconcile (design §2), run by `sync --full` for search entities: compare the ids
+//! The hard-delete reconcile (docs/design.md §2), run by `sync --full` for search entities: compare the ids
 //! upstream (search `idsOnly`, `includeDeleted`, by created-at windows small enough for Kustomer's
 //! 10,000-row window) with the live ids of the mirror, and confirm each missing one with
 //! `GET /v1/<entity>/<id>` before tombstoning it: a 404 is a hard delete; a record that still answers

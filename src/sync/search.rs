@@ -1,4 +1,4 @@
-//! Search-incremental passes (design §2): start at `cursor − overlap`, keyset-page on
+//! Search-incremental passes (docs/design.md §2): start at `cursor − overlap`, keyset-page on
 //! `<context>_updated_at` ascending with `includeDeleted`, re-anchor after every page at the last
 //! `updatedAt` and skip ids already stored at exactly that timestamp; advance `page` only while a
 //! whole page shares the anchor timestamp. No query ever depends on more than Kustomer's 100 pages /
@@ -18,7 +18,7 @@ use crate::store::runs;
 /// Kustomer's hard cap on pages per search query.
 pub const MAX_PAGES: u32 = 100;
 /// The result window a search query may reach (100 pages of 100; assumed also for larger pages,
-/// since the backend looks like an index with a 10,000-row window — kustomer-api.md §3, uncertain).
+/// since the backend looks like an index with a 10,000-row window — uncertain: Kustomer does not document it, hence the tolerant bound).
 pub const MAX_WINDOW: u32 = 10_000;
 
 /// The search body for `target`, optionally from `gte` an anchor.
