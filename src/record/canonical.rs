@@ -88,12 +88,19 @@ fn value(
     depth: u32,
 ) -> Result<(), Bad> {
     clear(picked, pick);
-    match s.peek() {
-        Some(b'{') => object(s, out, picked, pick, depth + 1),
-        Some(b'[') => {
-            not_an_id(picked, pick);
-            array(s, out, picked, depth + 1)
+    let next = s.peek();
+    if matches!(next, Some(b'{' | b'[')) {
+        not_an_id(picked, pick);
+        if depth >= MAX_DEPTH {
+            return Err(Bad::new(
+                s.pos,
+                format!("nested deeper than {MAX_DEPTH} levels"),
+            ));
         }
+    }
+    match next {
+        Some(b'{') => object(s, out, picked, pick, depth + 1),
+        Some(b'[') => array(s, out, picked, depth + 1),
         Some(b'"') => {
             let at = s.pos;
             let body = s.string()?;
@@ -159,12 +166,6 @@ fn array(
     picked: &mut Picked,
     depth: u32,
 ) -> Result<(), Bad> {
-    if depth > MAX_DEPTH {
-        return Err(Bad::new(
-            s.pos,
-            format!("nested deeper than {MAX_DEPTH} levels"),
-        ));
-    }
     s.pos += 1;
     out.push(b'[');
     if s.peek() == Some(b']') {
@@ -196,15 +197,6 @@ fn object(
     pick: Pick,
     depth: u32,
 ) -> Result<(), Bad> {
-    if depth > MAX_DEPTH {
-        return Err(Bad::new(
-            s.pos,
-            format!("nested deeper than {MAX_DEPTH} levels"),
-        ));
-    }
-    if pick == Pick::Id {
-        picked.id_problem = Some("an \"id\" that is neither a string nor a number");
-    }
     s.pos += 1;
     // Members' texts go to one scratch buffer; keys are borrowed from the input when unescaped.
     let mut values: Vec<u8> = Vec::new();

@@ -138,3 +138,23 @@ fn diffs_name_each_changed_leaf_with_exact_old_and_new_text() {
     assert!(Diff::between(r#"{"a":null}"#, "{}").unwrap().is_empty());
     assert!(Diff::between("{", "{}").is_err());
 }
+
+#[test]
+fn nesting_is_refused_past_128_levels_without_overflowing_the_stack() {
+    let nested = |arrays: usize| {
+        format!(
+            r#"{{"id":"a","n":{}{}}}"#,
+            "[".repeat(arrays),
+            "]".repeat(arrays)
+        )
+    };
+    // The record object is level 1: 127 arrays inside it make 128 levels.
+    assert!(record(&nested(127)).is_ok());
+    let refused = record(&nested(128)).unwrap_err();
+    assert!(
+        refused.reason.contains("nested deeper than 128 levels"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.id.as_deref(), Some("a"));
+    assert!(record(&nested(100_000)).is_err());
+}
