@@ -28,6 +28,8 @@
 //!   writes on one writer thread (rows, change log, quarantine, counters and cursor in one
 //!   transaction), first-sync bulk loading with deferred indexes (`store::bulk`), the one-writer lock
 //!   (`store::lock`) and the per-org custom attribute views (`store::views`).
+//! - [`write`]: what the engine hands a destination to write (a page of records with its cursor) and
+//!   the run bookkeeping types; shared by every destination, knows no SQL.
 //! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding
 //!   into records, typed errors that say what to do.
 //! - [`fake`]: the built-in fake Kustomer API used by `demo`, `fake-api` and the tests: deterministic
@@ -47,3 +49,4 @@ pub mod record;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod write;

@@ -8,73 +8,7 @@ use serde_json::{Value, json};
 use super::{Store, StoreError, now_iso};
 use crate::record::diff::Diff;
 use crate::record::{Record, Rejected};
-
-/// Where an incremental read has got to: the newest `updatedAt` stored and the ids stored at exactly
-/// that timestamp (so a resume with no overlap skips them).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Cursor {
-    /// ISO-8601 UTC `updatedAt`.
-    pub at: String,
-    /// Ids already stored whose `updatedAt` equals `at`.
-    pub ids: Vec<String>,
-}
-
-/// One page to apply.
-#[derive(Debug, Clone)]
-pub struct PageWrite {
-    /// Entity table, e.g. `customers`.
-    pub table: &'static str,
-    /// `sync_state` key: the table name, or `kobjects:<klass>`.
-    pub state_key: String,
-    /// The klass name, for kobjects.
-    pub klass: Option<String>,
-    /// The run these changes belong to.
-    pub run_id: i64,
-    /// Records to upsert (already filtered of ones seen earlier in this run).
-    pub records: Vec<Record>,
-    /// Items of the page that could not be decoded, for `rejected_records`.
-    pub rejected: Vec<Rejected>,
-    /// Which request served the page (`search page 3 from <anchor>`, a list link), for
-    /// `rejected_records.page`.
-    pub source: String,
-    /// HTTP requests spent on this page, for the run's counters.
-    pub requests: u64,
-    /// Records fetched on this page, including skipped ones.
-    pub fetched: u64,
-    /// The cursor after this page, when the read is incremental; never moves backwards.
-    pub cursor: Option<Cursor>,
-}
-
-/// What applying writes changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Applied {
-    /// New rows.
-    pub inserted: u64,
-    /// Rows whose content changed (deletes not included).
-    pub updated: u64,
-    /// Rows seen with identical content: nothing written.
-    pub unchanged: u64,
-    /// Rows that became tombstones.
-    pub deleted: u64,
-    /// Items set aside in `rejected_records` (undecodable, or refused by the database).
-    pub rejected: u64,
-}
-
-impl Applied {
-    /// Adds another page's outcome.
-    pub fn add(&mut self, other: Applied) {
-        self.inserted += other.inserted;
-        self.updated += other.updated;
-        self.unchanged += other.unchanged;
-        self.deleted += other.deleted;
-        self.rejected += other.rejected;
-    }
-
-    /// Rows written (inserted, updated or deleted).
-    pub fn changed(&self) -> u64 {
-        self.inserted + self.updated + self.deleted
-    }
-}
+pub use crate::write::{Applied, Cursor, PageWrite};
 
 /// Applies one page in one transaction: rows, change log, counters and cursor commit together or not
 /// at all.

@@ -3,42 +3,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::apply::Cursor;
 use super::{Store, StoreError, now_iso};
-
-/// Kind of pass, as recorded in `sync_runs.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Search from the cursor.
-    Incremental,
-    /// Read everything (full refresh, or a first/forced read).
-    Full,
-    /// Hard-delete reconcile.
-    Reconcile,
-    /// Requests spent outside any pass (access check, klass discovery, strategy probe).
-    Preflight,
-}
-
-impl Mode {
-    /// The text stored in `sync_runs.mode`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Incremental => "incremental",
-            Mode::Full => "full",
-            Mode::Reconcile => "reconcile",
-            Mode::Preflight => "preflight",
-        }
-    }
-}
-
-/// The saved state of one entity (or one klass of kobjects).
-#[derive(Debug, Clone, Default)]
-pub struct State {
-    /// `search` or `full`, once known.
-    pub strategy: Option<String>,
-    /// Where the next incremental pass starts (before the overlap is applied).
-    pub cursor: Option<Cursor>,
-}
+use crate::write::Cursor;
+pub use crate::write::{Mode, Outcome, State};
 
 /// Starts a run: marks runs of the same key left `running` by a killed process as `interrupted`,
 /// inserts the new row and links it from `sync_state`. Returns the run id.
@@ -67,17 +34,6 @@ pub fn begin_run(store: &mut Store, key: &str, mode: Mode) -> Result<i64, StoreE
     .map_err(err)?;
     tx.commit().map_err(err)?;
     Ok(id)
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome<'a> {
-    /// Completed.
-    Ok,
-    /// Failed with this message.
-    Failed(&'a str),
-    /// Stopped by a shutdown between pages: neither a success nor a failure of the entity.
-    Interrupted,
 }
 
 /// Records requests spent outside any pass as a finished `preflight` row of `entity` (the access

@@ -1,0 +1,118 @@
+//! What the sync engine hands a destination to write, and what it answers: one page of records
+//! ([`PageWrite`]) with its cursor, the counts of what applying it changed ([`Applied`]), and the run
+//! bookkeeping types ([`Mode`], [`Outcome`], [`State`]). Shared by every destination (`store` for
+//! SQLite, `pg` for PostgreSQL) and the engine; knows no SQL.
+
+use crate::record::{Record, Rejected};
+
+/// Where an incremental read has got to: the newest `updatedAt` stored and the ids stored at exactly
+/// that timestamp (so a resume with no overlap skips them).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cursor {
+    /// ISO-8601 UTC `updatedAt`.
+    pub at: String,
+    /// Ids already stored whose `updatedAt` equals `at`.
+    pub ids: Vec<String>,
+}
+
+/// One page to apply.
+#[derive(Debug, Clone)]
+pub struct PageWrite {
+    /// Entity table, e.g. `customers`.
+    pub table: &'static str,
+    /// `sync_state` key: the table name, or `kobjects:<klass>`.
+    pub state_key: String,
+    /// The klass name, for kobjects.
+    pub klass: Option<String>,
+    /// The run these changes belong to.
+    pub run_id: i64,
+    /// Records to upsert (already filtered of ones seen earlier in this run).
+    pub records: Vec<Record>,
+    /// Items of the page that could not be decoded, for `rejected_records`.
+    pub rejected: Vec<Rejected>,
+    /// Which request served the page (`search page 3 from <anchor>`, a list link), for
+    /// `rejected_records.page`.
+    pub source: String,
+    /// HTTP requests spent on this page, for the run's counters.
+    pub requests: u64,
+    /// Records fetched on this page, including skipped ones.
+    pub fetched: u64,
+    /// The cursor after this page, when the read is incremental; never moves backwards.
+    pub cursor: Option<Cursor>,
+}
+
+/// What applying writes changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// New rows.
+    pub inserted: u64,
+    /// Rows whose content changed (deletes not included).
+    pub updated: u64,
+    /// Rows seen with identical content: nothing written.
+    pub unchanged: u64,
+    /// Rows that became tombstones.
+    pub deleted: u64,
+    /// Items set aside in `rejected_records` (undecodable, or refused by the database).
+    pub rejected: u64,
+}
+
+impl Applied {
+    /// Adds another page's outcome.
+    pub fn add(&mut self, other: Applied) {
+        self.inserted += other.inserted;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.deleted += other.deleted;
+        self.rejected += other.rejected;
+    }
+
+    /// Rows written (inserted, updated or deleted).
+    pub fn changed(&self) -> u64 {
+        self.inserted + self.updated + self.deleted
+    }
+}
+
+/// Kind of pass, as recorded in `sync_runs.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Search from the cursor.
+    Incremental,
+    /// Read everything (full refresh, or a first/forced read).
+    Full,
+    /// Hard-delete reconcile.
+    Reconcile,
+    /// Requests spent outside any pass (access check, klass discovery, strategy probe).
+    Preflight,
+}
+
+impl Mode {
+    /// The text stored in `sync_runs.mode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Incremental => "incremental",
+            Mode::Full => "full",
+            Mode::Reconcile => "reconcile",
+            Mode::Preflight => "preflight",
+        }
+    }
+}
+
+/// The saved state of one entity (or one klass of kobjects).
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// `search` or `full`, once known.
+    pub strategy: Option<String>,
+    /// Where the next incremental pass starts (before the overlap is applied).
+    pub cursor: Option<Cursor>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// Completed.
+    Ok,
+    /// Failed with this message.
+    Failed(&'a str),
+    /// Stopped by a shutdown between pages: neither a success nor a failure of the entity.
+    Interrupted,
+}
