@@ -2,6 +2,8 @@
 //! comparisons of the mirror with the fake's data.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
