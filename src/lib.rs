@@ -1,4 +1,4 @@
-//! kustomer-mirror keeps a faithful, queryable SQLite mirror of a Kustomer organisation.
+//! kustomer-mirror keeps a faithful, queryable SQLite or PostgreSQL mirror of a Kustomer organisation.
 //!
 //! The design (data flow, the keyset algorithm, the transaction and cursor rule, the data model
 //! contract, the rate limiter, the first-sync bulk load) is in `docs/design.md`; the schema in
@@ -12,7 +12,13 @@
 //! - [`commands`]: `sync`, `run`, `status`, `demo` and `fake-api`: settings to engine, the writer
 //!   lock, printed reports, exit codes.
 //! - [`config`]: settings: defaults → TOML file → environment, validation with messages that name the
-//!   key, secrets that never print.
+//!   key, secrets that never print (the PostgreSQL URL's password included).
+//! - [`custom`]: the naming rules of the per-org custom attribute views (view per table or klass,
+//!   column and kind per attribute), shared by both destinations; no SQL.
+//! - [`ddl`]: reading the index definitions out of a schema file, for the first-sync bulk loads.
+//! - [`destination`]: the seam between the engine and the database: the `Destination` trait (what
+//!   the writer does with a batch), its SQLite and PostgreSQL implementations, the writer thread
+//!   that owns one, and the `Reader` behind `status`, `/healthz` and `/metrics`.
 //! - [`daemon`]: `run`: cron jobs feeding one dispatcher over the sync engine, backoff, graceful stop,
 //!   systemd notify and watchdog, `/healthz` and `/metrics`.
 //! - [`entity`]: the eleven entities as data: table, API paths, strategy, search attributes.
@@ -24,11 +30,15 @@
 //!   exact request accounting, the cursor bounded by the server's clock.
 //! - [`status`]: per-entity status read from the mirror (rows, quarantined records, cursor, last run,
 //!   lag); a cheaper scope for `/healthz`.
+//! - [`pg`]: the PostgreSQL mirror: connecting (rustls, libpq's sslmode, errors a user can fix),
+//!   the data model twin (`pg/schema.sql`) and its upgrades, the schema's advisory lock, page writes
+//!   (binary COPY and set-based upserts in one transaction, record-by-record fallback), reconnects
+//!   with backoff, first-sync index deferral, custom views and status reads.
 //! - [`store`]: the SQLite mirror: opening (WAL, busy timeout), schema versions and upgrades, page
-//!   writes on one writer thread (rows, change log, quarantine, counters and cursor in one
+//!   writes (rows, change log, quarantine, counters and cursor in one
 //!   transaction), first-sync bulk loading with deferred indexes (`store::bulk`), the one-writer lock
 //!   (`store::lock`) and the per-org custom attribute views (`store::views`).
-//! - [`write`]: what the engine hands a destination to write (a page of records with its cursor) and
+//! - [`write`](mod@write): what the engine hands a destination to write (a page of records with its cursor) and
 //!   the run bookkeeping types; shared by every destination, knows no SQL.
 //! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding
 //!   into records, typed errors that say what to do.
@@ -39,12 +49,16 @@ pub mod cli;
 pub mod commands;
 
 pub mod config;
+pub mod custom;
 pub mod daemon;
+pub mod ddl;
+pub mod destination;
 pub mod entity;
 pub mod exit;
 pub mod fake;
 pub mod kustomer;
 pub mod logging;
+pub mod pg;
 pub mod record;
 pub mod status;
 pub mod store;

@@ -202,6 +202,50 @@ fn read_one(conn: &Connection, state: &StateKey, scope: Scope) -> rusqlite::Resu
     })
 }
 
+/// Per entity and run status: how many runs, and their requests, records fetched and rows changed
+/// (for `/metrics`).
+#[derive(Debug, Clone)]
+pub struct RunTotals {
+    /// `sync_runs.entity`.
+    pub entity: String,
+    /// `sync_runs.status`.
+    pub status: String,
+    /// Runs.
+    pub runs: i64,
+    /// Requests.
+    pub requests: i64,
+    /// Records fetched.
+    pub fetched: i64,
+    /// Rows inserted, updated or deleted.
+    pub changed: i64,
+}
+
+/// [`RunTotals`] of every entity and status, from the SQLite file.
+pub fn run_totals(conn: &Connection) -> Result<Vec<RunTotals>, StoreError> {
+    let err = |e| StoreError::sqlite("summing sync_runs", e);
+    let mut stmt = conn
+        .prepare(
+            "SELECT entity, status, COUNT(*), SUM(requests), SUM(fetched), SUM(inserted + updated + deleted) \
+             FROM sync_runs GROUP BY entity, status ORDER BY entity, status",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(RunTotals {
+                entity: r.get(0)?,
+                status: r.get(1)?,
+                runs: r.get(2)?,
+                requests: r.get(3)?,
+                fetched: r.get(4)?,
+                changed: r.get(5)?,
+            })
+        })
+        .map_err(err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(err)?;
+    Ok(rows)
+}
+
 /// A fixed-width table of `statuses` for terminals.
 pub fn render_table(statuses: &[EntityStatus]) -> String {
     let mut out = format!(

@@ -116,3 +116,19 @@ pub enum Outcome<'a> {
     /// Stopped by a shutdown between pages: neither a success nor a failure of the entity.
     Interrupted,
 }
+
+/// Reads `sync_state.cursor_ids`. A damaged value (hand-edited, or written by something else) is
+/// logged and read as no ids: the next pass then re-reads the records at the cursor's timestamp
+/// instead of skipping them, which stores nothing twice (they are unchanged), so no data is lost.
+pub fn cursor_ids(key: &str, text: &str) -> Vec<String> {
+    match serde_json::from_str(text) {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(
+                entity = key, cursor_ids = text, error = %e,
+                "sync_state.cursor_ids is not a JSON array of ids; the records at the cursor will be read again"
+            );
+            Vec::new()
+        }
+    }
+}

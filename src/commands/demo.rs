@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::destination::Writer;
 use crate::entity::ENTITIES;
 use crate::exit::{EXIT_OK, EXIT_SYNC_FAILED};
 use crate::fake::{FakeHandle, FakeOptions, FakeServer, Scale};
 use crate::kustomer::{Client, ClientOptions};
-use crate::store::{Store, Writer, WriterLock};
+use crate::store::{Store, WriterLock};
 use crate::sync::{Engine, ProgressEvent, SyncOptions, SyncReport};
 
 /// The key the in-process fake accepts; only ever used against 127.0.0.1.
@@ -97,7 +98,7 @@ async fn demo(args: &DemoArgs) -> Result<(), String> {
     summarize(&second)?;
 
     let statuses = writer
-        .call(|s| crate::status::read(s.conn()))
+        .call(|s| s.status())
         .await
         .and_then(|r| r)
         .map_err(|e| e.to_string())?;

@@ -11,11 +11,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{Settings, Transport};
+use crate::destination::{self, Destination, Writer};
 use crate::kustomer::MembraneAuth;
 use crate::kustomer::cli::CliBackend;
 use crate::kustomer::jwt::Minter;
 use crate::kustomer::{Budget, Client, ClientOptions, Limiter};
-use crate::store::{Store, Writer, WriterLock};
+use crate::store::WriterLock;
 use crate::sync::{Engine, SyncOptions, SyncReport};
 
 /// Loads the settings, or prints one `error:` line per problem and gives the usage exit code.
@@ -100,9 +101,13 @@ pub fn client(settings: &Settings) -> Result<Client, String> {
     Ok(client)
 }
 
-/// Takes the database's writer lock ([`crate::store::lock`]); with `wait`, waits for the holder
-/// and says so on stderr. The error is the one line to print.
-pub fn writer_lock(settings: &Settings, wait: bool) -> Result<WriterLock, String> {
+/// Takes the SQLite file's writer lock ([`crate::store::lock`]); with `wait`, waits for the holder
+/// and says so on stderr. The error is the one line to print. PostgreSQL has none here: its
+/// advisory lock is taken on the writer's own session when the destination opens ([`engine`]).
+pub fn writer_lock(settings: &Settings, wait: bool) -> Result<Option<WriterLock>, String> {
+    if settings.database.postgres.is_some() {
+        return Ok(None);
+    }
     let db = &settings.database.path;
     let lock = if wait {
         WriterLock::acquire_waiting(db, |pid| {
@@ -114,13 +119,36 @@ pub fn writer_lock(settings: &Settings, wait: bool) -> Result<WriterLock, String
     } else {
         WriterLock::try_acquire(db)
     };
-    lock.map_err(|e| e.to_string())
+    lock.map(Some).map_err(|e| e.to_string())
 }
 
-/// Opens the database and builds the engine a sync runs with.
-pub fn engine(settings: &Settings, client: Client, full: bool) -> Result<Engine, String> {
-    let store = Store::open(&settings.database.path).map_err(|e| e.to_string())?;
-    let writer = Writer::spawn(store).map_err(|e| e.to_string())?;
+/// Opens the destination (creating or upgrading its schema; for PostgreSQL taking the schema's
+/// advisory lock, waiting for its holder when `wait`). Blocking: call it off the async runtime.
+pub fn open_destination(settings: &Settings, wait: bool) -> Result<Box<dyn Destination>, String> {
+    destination::open(&settings.database, wait).map_err(|e| e.to_string())
+}
+
+/// Opens the destination and builds the engine a sync runs with. Blocking (see
+/// [`open_destination`]).
+pub fn engine(
+    settings: &Settings,
+    client: Client,
+    full: bool,
+    wait: bool,
+) -> Result<Engine, String> {
+    let destination = open_destination(settings, wait)?;
+    engine_on(settings, client, full, destination)
+}
+
+/// The engine writing to `destination`.
+pub fn engine_on(
+    settings: &Settings,
+    client: Client,
+    full: bool,
+    destination: Box<dyn Destination>,
+) -> Result<Engine, String> {
+    tracing::debug!(destination = %destination.describe(), "writing to");
+    let writer = Writer::spawn_boxed(destination).map_err(|e| e.to_string())?;
     Ok(Engine::new(
         Arc::new(client),
         writer,

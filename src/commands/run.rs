@@ -51,7 +51,15 @@ pub fn run(config: Option<&Path>) -> ExitCode {
             checked = counted(access.clone(), client.check_access()) => checked.map_err(|e| DaemonError::Start(e.to_string()))?,
             _ = startup.wait_for(|s| *s) => return Ok(()),
         }
-        let engine = super::engine(&settings, client, false).map_err(DaemonError::Start)?;
+        // Opening connects and takes locks with blocking clients: off the runtime's threads.
+        let opening = settings.clone();
+        let destination =
+            tokio::task::spawn_blocking(move || super::open_destination(&opening, false))
+                .await
+                .map_err(|e| DaemonError::Start(e.to_string()))?
+                .map_err(DaemonError::Start)?;
+        let engine =
+            super::engine_on(&settings, client, false, destination).map_err(DaemonError::Start)?;
         let requests = access.load(Ordering::Relaxed);
         if let Err(e) = engine.record_preflight(super::sync::PREFLIGHT, requests, None).await {
             tracing::warn!(error = %e, "could not record the access check's requests");

@@ -1,10 +1,12 @@
 //! `status [--json]`: per entity, live and deleted rows, cursor, last run and its counters, last
-//! error and lag — read from the database only (no API call, no key needed).
+//! error and lag — read from the database only (no API call, no key needed), SQLite or PostgreSQL.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::destination::Reader;
 use crate::exit::{EXIT_OK, EXIT_SYNC_FAILED};
+use crate::status::Scope;
 use crate::store::Store;
 
 /// Arguments of `status`.
@@ -20,21 +22,17 @@ pub struct StatusArgs {
 
 /// Runs `status`.
 pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
-    let path = match args.db {
-        Some(path) => path,
+    let statuses = match args.db {
+        Some(path) => sqlite(&path),
         None => match super::load_settings(config) {
-            Ok(s) => s.database.path,
+            Ok(s) if s.database.postgres.is_some() => Reader::new(&s.database)
+                .read(Scope::Full)
+                .map(|(statuses, _)| statuses)
+                .map_err(|e| e.to_string()),
+            Ok(s) => sqlite(&s.database.path),
             Err(code) => return code,
         },
     };
-    if !super::database_exists(&path) {
-        eprintln!(
-            "error: no database at {}; run `kustomer-mirror sync` first (or check database.path)",
-            path.display()
-        );
-        return ExitCode::from(EXIT_SYNC_FAILED);
-    }
-    let statuses = Store::open(&path).and_then(|store| crate::status::read(store.conn()));
     match statuses {
         Ok(statuses) if args.json => match serde_json::to_string_pretty(&statuses) {
             Ok(text) => {
@@ -55,4 +53,18 @@ pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
             ExitCode::from(EXIT_SYNC_FAILED)
         }
     }
+}
+
+/// The status of the SQLite file at `path` (opened as the writer would, so an older file is
+/// upgraded first).
+fn sqlite(path: &Path) -> Result<Vec<crate::status::EntityStatus>, String> {
+    if !super::database_exists(path) {
+        return Err(format!(
+            "no database at {}; run `kustomer-mirror sync` first (or check database.path)",
+            path.display()
+        ));
+    }
+    Store::open(path)
+        .and_then(|store| crate::status::read(store.conn()))
+        .map_err(|e| e.to_string())
 }

@@ -85,7 +85,7 @@ pub fn run(config: Option<&Path>, args: SyncArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_SYNC_FAILED);
     }
-    let engine = match super::engine(&settings, client, args.full) {
+    let engine = match super::engine(&settings, client, args.full, args.wait) {
         Ok(engine) => engine,
         Err(e) => {
             eprintln!("error: {e}");

@@ -79,10 +79,23 @@ pub fn render(s: &Settings) -> String {
         q(&format_duration(s.kustomer.request_timeout))
     ));
     out.push_str("\n[database]\n");
-    out.push_str(&format!(
-        "path = {}\n",
-        q(&s.database.path.display().to_string())
-    ));
+    match &s.database.postgres {
+        None => out.push_str(&format!(
+            "path = {}\n",
+            q(&s.database.path.display().to_string())
+        )),
+        Some(pg) => {
+            out.push_str(&format!("url = {}  # from {}\n", q(&pg.shown), pg.source));
+            out.push_str(&format!("schema = {}\n", q(&pg.schema)));
+            out.push_str(&format!("sslmode = {}\n", q(pg.sslmode.as_str())));
+            if let Some(root) = &pg.sslrootcert {
+                out.push_str(&format!(
+                    "sslrootcert = {}\n",
+                    q(&root.display().to_string())
+                ));
+            }
+        }
+    }
     out.push_str("\n[sync]\n");
     out.push_str(&format!(
         "requests_per_minute = {}\n",

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat, Value, ValueKind};
 
+use super::database::{self, DatabaseSettings, PgSettings, SslMode};
 use super::values::{did_you_mean, parse_duration, valid_cron};
 use super::{
-    ConfigError, DatabaseSettings, HttpSettings, KustomerSettings, LogSettings, MembraneSettings,
-    Secret, Settings, SyncSettings, Transport,
+    ConfigError, HttpSettings, KustomerSettings, LogSettings, MembraneSettings, Secret, Settings,
+    SyncSettings, Transport,
 };
 use crate::logging::Format;
 
@@ -26,6 +27,11 @@ pub const KEYS: &[&str] = &[
     "kustomer.max_retries",
     "kustomer.retry_backoff",
     "database.path",
+    "database.url",
+    "database.url_file",
+    "database.schema",
+    "database.sslmode",
+    "database.sslrootcert",
     "sync.requests_per_minute",
     "sync.search_requests_per_minute",
     "sync.rate_window",
@@ -246,11 +252,7 @@ impl Reader {
             Duration::from_secs(60),
             Duration::from_secs(3600),
         );
-        let database = DatabaseSettings {
-            path: self
-                .text("database.path")
-                .map_or_else(|| PathBuf::from("kustomer-mirror.db"), PathBuf::from),
-        };
+        let database = self.database(env);
         let sync = self.sync();
         let log = self.log();
         let http = self.http();
@@ -275,6 +277,147 @@ impl Reader {
             log,
             http,
             membrane,
+        })
+    }
+
+    /// `[database]`: SQLite by `path`, or PostgreSQL by `url` / `url_file`, never both.
+    fn database(&mut self, env: &HashMap<String, String>) -> DatabaseSettings {
+        let path = self.text("database.path");
+        let url_text = self.text("database.url").filter(|u| !u.trim().is_empty());
+        let url_file = self.file("database.url_file", env);
+        let mut source = None;
+        let url = match (url_text, url_file) {
+            (Some(_), Some(_)) => {
+                self.errors
+                    .push("database.url and database.url_file are both set: keep one".to_string());
+                None
+            }
+            (Some(url), None) => {
+                source = Some(if env.contains_key("KUSTOMER_MIRROR__DATABASE__URL") {
+                    "environment KUSTOMER_MIRROR__DATABASE__URL"
+                } else {
+                    "database.url in the config file"
+                });
+                Some(url)
+            }
+            (None, Some(file)) => match std::fs::read_to_string(&file) {
+                Ok(text) if !text.trim().is_empty() => {
+                    source = Some("database.url_file");
+                    Some(text.trim().to_string())
+                }
+                Ok(_) => {
+                    self.errors.push(format!(
+                        "database.url_file {} is empty; it should hold postgres://user:password@host:5432/database",
+                        file.display()
+                    ));
+                    None
+                }
+                Err(e) => {
+                    self.errors.push(format!(
+                        "cannot read database.url_file {}: {e}",
+                        file.display()
+                    ));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let pg_only = [
+            "database.schema",
+            "database.sslmode",
+            "database.sslrootcert",
+        ];
+        let postgres = match (url, source) {
+            (Some(url), Some(source)) => {
+                if path.is_some() {
+                    self.errors.push(format!(
+                        "database.path and {} are both set: database.path selects SQLite, the URL PostgreSQL; keep one",
+                        if source == "database.url_file" { "database.url_file" } else { "database.url" }
+                    ));
+                }
+                self.postgres(&url, source, env)
+            }
+            _ => {
+                for key in pg_only {
+                    if self.text(key).is_some()
+                        && !self.errors.iter().any(|e| e.contains("database.url"))
+                    {
+                        self.errors.push(format!(
+                            "{key} is set but no database.url is: it applies to PostgreSQL only"
+                        ));
+                    }
+                }
+                None
+            }
+        };
+        DatabaseSettings {
+            path: path.map_or_else(|| PathBuf::from("kustomer-mirror.db"), PathBuf::from),
+            postgres,
+        }
+    }
+
+    fn postgres(
+        &mut self,
+        url: &str,
+        source: &'static str,
+        env: &HashMap<String, String>,
+    ) -> Option<PgSettings> {
+        let parsed = match database::parse_url(url) {
+            Ok(p) => p,
+            Err(why) => {
+                // The URL may hold a password: the message names the key, never the value.
+                self.errors.push(format!("database.url {why}"));
+                return None;
+            }
+        };
+        let schema = self
+            .text("database.schema")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| database::DEFAULT_SCHEMA.to_string());
+        if !database::valid_schema(&schema) {
+            self.bad(
+                "database.schema",
+                &schema,
+                "lower-case letters, digits and _ (at most 63, not starting with a digit or pg_)",
+            );
+        }
+        let key_mode = self.text("database.sslmode");
+        let mode_text = key_mode.clone().or(parsed.sslmode.clone());
+        let sslmode = match mode_text.as_deref().map(SslMode::parse) {
+            None => SslMode::Prefer,
+            Some(Some(mode)) => mode,
+            Some(None) => {
+                let shown = mode_text.unwrap_or_default();
+                self.bad(
+                    if key_mode.is_some() {
+                        "database.sslmode"
+                    } else {
+                        "sslmode in database.url"
+                    },
+                    &shown,
+                    "disable, prefer, require or verify-full",
+                );
+                SslMode::Prefer
+            }
+        };
+        let sslrootcert = self
+            .file("database.sslrootcert", env)
+            .or(parsed.sslrootcert.map(PathBuf::from));
+        if let Some(file) = &sslrootcert
+            && !file.is_file()
+        {
+            self.errors.push(format!(
+                "database.sslrootcert {} does not exist; it should be a PEM file of the CA that signed the server's certificate",
+                file.display()
+            ));
+        }
+        Some(PgSettings {
+            shown: database::redact_url(parsed.url.expose()),
+            url: parsed.url,
+            schema,
+            sslmode,
+            sslrootcert,
+            source,
         })
     }
 

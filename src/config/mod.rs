@@ -4,6 +4,7 @@
 //! secrets are [`Secret`]s and never print.
 
 pub mod cli;
+pub mod database;
 mod load;
 mod secret;
 pub mod values;
@@ -11,6 +12,7 @@ pub mod values;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use database::{DatabaseSettings, PgSettings, SslMode};
 pub use load::KEYS;
 pub use secret::{REDACTED, Secret};
 
@@ -148,13 +150,6 @@ pub struct KustomerSettings {
     pub retry_backoff: Duration,
     /// Where the key came from, for `check-config`.
     pub api_key_source: Option<&'static str>,
-}
-
-/// `[database]`.
-#[derive(Debug, Clone)]
-pub struct DatabaseSettings {
-    /// The SQLite file.
-    pub path: PathBuf,
 }
 
 /// `[sync]`.

@@ -1,10 +1,9 @@
 //! The daemon's optional HTTP listener: `/healthz` (200, or 503 naming the entities that failed too
 //! many runs in a row or lag too far behind) and `/metrics` (Prometheus text: rows, requests by status
 //! class, 429s, retries, runs, run duration, cursor lag, last success). Reads the database through
-//! its own read-only connection per request, so it never waits for the writer (WAL).
+//! its own connection ([`Reader`]), so it never waits for the writer.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,18 +12,17 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
 
+use crate::destination::Reader;
 use crate::kustomer::Client;
-use crate::status::{self, EntityStatus, Scope};
-use crate::store::StoreError;
+use crate::status::{self, EntityStatus, RunTotals, Scope};
 
 /// What the handlers need.
 #[derive(Clone)]
 pub struct HttpState {
-    /// The mirror.
-    pub db: PathBuf,
+    /// Reads the mirror (its own connection, never the writer's).
+    pub db: Arc<Reader>,
     /// The client whose counters `/metrics` reports.
     pub client: Arc<Client>,
     /// Failures in a row that make an entity unhealthy.
@@ -41,33 +39,15 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-fn read_only(path: &PathBuf) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| StoreError::sqlite("opening the database read-only", e))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(|e| StoreError::sqlite("setting the busy timeout", e))?;
-    Ok(conn)
-}
-
 async fn statuses(
     state: &HttpState,
     scope: Scope,
 ) -> Result<(Vec<EntityStatus>, Vec<RunTotals>), String> {
-    let db = state.db.clone();
-    tokio::task::spawn_blocking(move || {
-        let conn = read_only(&db)?;
-        let totals = match scope {
-            Scope::Full => run_totals(&conn)?,
-            Scope::Health => Vec::new(),
-        };
-        Ok::<_, StoreError>((status::read_scope(&conn, scope)?, totals))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())
+    let reader = state.db.clone();
+    tokio::task::spawn_blocking(move || reader.read(scope))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// Entities that make the daemon unhealthy, with why.
@@ -124,41 +104,6 @@ async fn healthz(State(state): State<HttpState>) -> Response {
         )
             .into_response(),
     }
-}
-
-/// Per entity and run status: runs, requests, and the last run's duration.
-pub struct RunTotals {
-    entity: String,
-    status: String,
-    runs: i64,
-    requests: i64,
-    fetched: i64,
-    changed: i64,
-}
-
-fn run_totals(conn: &Connection) -> Result<Vec<RunTotals>, StoreError> {
-    let err = |e| StoreError::sqlite("summing sync_runs", e);
-    let mut stmt = conn
-        .prepare(
-            "SELECT entity, status, COUNT(*), SUM(requests), SUM(fetched), SUM(inserted + updated + deleted) \
-             FROM sync_runs GROUP BY entity, status ORDER BY entity, status",
-        )
-        .map_err(err)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(RunTotals {
-                entity: r.get(0)?,
-                status: r.get(1)?,
-                runs: r.get(2)?,
-                requests: r.get(3)?,
-                fetched: r.get(4)?,
-                changed: r.get(5)?,
-            })
-        })
-        .map_err(err)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(err)?;
-    Ok(rows)
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -150,7 +150,7 @@ pub async fn run(
     let mut background = JoinSet::new();
     if let Some(listener) = listener {
         let state = http::HttpState {
-            db: settings.database.path.clone(),
+            db: Arc::new(crate::destination::Reader::new(&settings.database)),
             client: engine.client().clone(),
             max_failures: settings.http.max_consecutive_failures,
             max_lag: settings.http.max_lag,

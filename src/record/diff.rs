@@ -66,6 +66,19 @@ impl Diff {
             .map(|(path, change)| (String::from_utf8_lossy(path), change))
     }
 
+    /// Whether these changes may take a name out of a custom attribute view: a key under
+    /// `attributes.custom` went (a diff cannot tell a removed key from one set to null, so both
+    /// count), or `custom`, `attributes` or the whole record was replaced.
+    pub fn may_remove_custom(&self) -> bool {
+        self.iter().any(
+            |(path, change)| match path.strip_prefix("attributes.custom") {
+                Some("") => true,
+                Some(name) => name.starts_with('.') && change.new == NULL,
+                None => path == "attributes" || path.is_empty(),
+            },
+        )
+    }
+
     /// `{"path":{"new":…,"old":…},…}`, keys sorted: the `change_log.changes` text.
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(64 * self.entries.len() + 2);

@@ -255,16 +255,7 @@ fn apply_one(
                     Diff::from_nothing(&record.data).unwrap_or_default()
                 }
             };
-            // A name can leave the custom view when its key went (a diff cannot tell a removed key
-            // from one set to null, so both count) or the whole object was replaced.
-            *custom_removed |=
-                diff.iter().any(
-                    |(path, change)| match path.strip_prefix("attributes.custom") {
-                        Some("") => true,
-                        Some(name) => name.starts_with('.') && change.new == "null",
-                        None => path == "attributes" || path.is_empty(),
-                    },
-                );
+            *custom_removed |= diff.may_remove_custom();
             if old_deleted_at != deleted_at {
                 diff.insert(
                     "deleted_at",

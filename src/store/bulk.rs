@@ -45,56 +45,11 @@ impl Bulk {
     }
 }
 
-/// Leading columns whose index stays during a bulk load: their values arrive in sync order or have a
-/// handful of distinct values, so each page's rows land on a few B-tree pages.
-const CHEAP_LEADING_COLUMNS: &[&str] = &["updated_at", "run_id", "status", "channel", "klass"];
-
-/// One non-unique index of `schema.sql`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexDef {
-    /// Index name.
-    pub name: String,
-    /// The table it indexes.
-    pub table: String,
-    /// Its `CREATE INDEX` statement, as in `schema.sql`.
-    pub sql: String,
-    /// Dropped during a first sync (see the module doc) rather than kept up to date.
-    pub deferred: bool,
-}
+pub use crate::ddl::IndexDef;
 
 /// The non-unique indexes of `schema.sql` (unique ones are constraints and always stay).
 pub fn schema_indexes() -> Vec<IndexDef> {
-    let tables = SCHEMA_SQL
-        .find(VIEWS_MARKER)
-        .map_or(SCHEMA_SQL, |at| &SCHEMA_SQL[..at]);
-    tables
-        .split(';')
-        .filter_map(|statement| {
-            let sql: String = statement
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            let sql = sql.trim();
-            let words: Vec<&str> = sql.split_whitespace().collect();
-            match words.as_slice() {
-                ["CREATE", "INDEX", name, "ON", table, ..] => {
-                    let leading = sql
-                        .split_once('(')
-                        .and_then(|(_, cols)| cols.split([',', ')']).next())
-                        .map(str::trim)
-                        .unwrap_or_default();
-                    Some(IndexDef {
-                        name: name.to_string(),
-                        table: table.trim_end_matches('(').to_string(),
-                        sql: sql.to_string(),
-                        deferred: !CHEAP_LEADING_COLUMNS.contains(&leading),
-                    })
-                }
-                _ => None,
-            }
-        })
-        .collect()
+    crate::ddl::schema_indexes(SCHEMA_SQL, VIEWS_MARKER)
 }
 
 /// Starts a pass that writes `table`. When no pass of the table has succeeded yet, drops its

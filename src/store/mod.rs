@@ -1,5 +1,5 @@
 //! The SQLite mirror: opening the database file (WAL, busy timeout, schema upgrades) and the one writer
-//! connection every sync goes through.
+//! connection every sync goes through (as a [`crate::destination::Destination`]).
 //!
 //! rusqlite is blocking: a [`Store`] is owned by one thread at a time and never held across `.await`.
 //! BI tools read the same file concurrently; WAL mode keeps them from blocking the writer and vice versa.
@@ -10,7 +10,6 @@ pub mod lock;
 mod migrate;
 pub mod runs;
 pub mod views;
-mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,7 +18,6 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use lock::{LockError, WriterLock};
 pub use migrate::{SCHEMA_SQL, SCHEMA_VERSION, VIEWS_MARKER, views_sql};
-pub use writer::Writer;
 
 /// Now as the ISO-8601 UTC text every timestamp column holds (`2024-10-21T14:05:40.118Z`).
 pub fn now_iso() -> String {
@@ -79,12 +77,6 @@ pub enum StoreError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
-    /// The writer thread stopped (it panicked or was shut down) before answering.
-    #[error("the database writer thread stopped unexpectedly; restart kustomer-mirror")]
-    WriterGone,
-    /// The operating system would not start the writer thread.
-    #[error("cannot start the database writer thread: {0}")]
-    Thread(std::io::Error),
     /// Any other SQLite error, with what the store was doing.
     #[error("database error while {context}: {source}{}", hint(source))]
     Sqlite {

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, now_iso};
 use crate::write::Cursor;
-pub use crate::write::{Mode, Outcome, State};
+pub use crate::write::{Mode, Outcome, State, cursor_ids};
 
 /// Starts a run: marks runs of the same key left `running` by a killed process as `interrupted`,
 /// inserts the new row and links it from `sync_state`. Returns the run id.
@@ -61,22 +61,6 @@ pub fn record_preflight(
         )
         .map_err(|e| StoreError::sqlite(format!("recording the preflight requests of {entity}"), e))?;
     Ok(())
-}
-
-/// Reads `sync_state.cursor_ids`. A damaged value (hand-edited, or written by something else) is
-/// logged and read as no ids: the next pass then re-reads the records at the cursor's timestamp
-/// instead of skipping them, which stores nothing twice (they are unchanged), so no data is lost.
-pub fn cursor_ids(key: &str, text: &str) -> Vec<String> {
-    match serde_json::from_str(text) {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::warn!(
-                entity = key, cursor_ids = text, error = %e,
-                "sync_state.cursor_ids is not a JSON array of ids; the records at the cursor will be read again"
-            );
-            Vec::new()
-        }
-    }
 }
 
 /// Ends a run, updating `sync_state`'s success/failure fields. `requests`, when known, is the

@@ -1,7 +1,6 @@
 //! Per-org custom attribute views: each org's own attributes under `attributes.custom` become real
-//! columns of `<entity>_custom` (kobjects: `kobjects_<klass>_custom`), typed by Kustomer's name suffix
-//! (`Str`/`Txt`/`Url` text, `Num` real, `At` timestamp text, `Bool` integer), names made safe
-//! (snake_case, suffix dropped unless two attributes would collide). A view is rewritten only when its
+//! columns of `<entity>_custom` (kobjects: `kobjects_<klass>_custom`), named and typed by the rules of
+//! [`crate::custom`] (`Num` real, `At` timestamp text, `Bool` integer, the rest text). A view is rewritten only when its
 //! attribute set changed, so a sync that sees a new attribute name adds the column.
 //!
 //! Upkeep without scans: the writer knows each view's attribute set ([`Known`]; read back from the
@@ -17,44 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreError;
+pub use crate::custom::view_name;
+use crate::custom::{self, Kind, view_key};
 use crate::record::Record;
-
-/// `loyaltyTierStr` → (`loyalty_tier`, `TEXT`, `str`).
-fn column_for(name: &str) -> (String, &'static str, &'static str) {
-    let (stem, sql_type, suffix) = [
-        ("Str", "TEXT", "str"),
-        ("Txt", "TEXT", "txt"),
-        ("Url", "TEXT", "url"),
-        ("Num", "REAL", "num"),
-        ("At", "TEXT", "at"),
-        ("Bool", "INTEGER", "bool"),
-    ]
-    .iter()
-    .find_map(|(s, t, l)| {
-        name.strip_suffix(s)
-            .filter(|stem| !stem.is_empty())
-            .map(|stem| (stem, *t, *l))
-    })
-    .unwrap_or((name, "TEXT", ""));
-    let mut out = String::new();
-    for (i, c) in stem.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 && !out.ends_with('_') {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else if c.is_ascii_alphanumeric() {
-            out.push(c);
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    let mut out = out.trim_matches('_').to_string();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out = format!("custom_{out}");
-    }
-    (out, sql_type, suffix)
-}
 
 /// SQL string literal.
 fn quote(text: &str) -> String {
@@ -63,37 +27,19 @@ fn quote(text: &str) -> String {
 
 /// The view's SQL for these attribute names.
 pub fn view_sql(view: &str, table: &str, klass: Option<&str>, names: &BTreeSet<String>) -> String {
-    let reserved = ["id", "updated_at", "deleted_at", "klass"];
-    let mut used: BTreeSet<String> = reserved.iter().map(|s| s.to_string()).collect();
     let mut columns = Vec::new();
-    let planned: Vec<(String, String, &str, &str)> = names
-        .iter()
-        .map(|n| {
-            let (col, ty, suffix) = column_for(n);
-            (n.clone(), col, ty, suffix)
-        })
-        .collect();
-    for (name, col, ty, suffix) in &planned {
-        let clash = planned.iter().filter(|(_, c, _, _)| c == col).count() > 1;
-        let mut column = if clash && !suffix.is_empty() {
-            format!("{col}_{suffix}")
-        } else {
-            col.clone()
-        };
-        while used.contains(&column) {
-            column.push('_');
-        }
-        used.insert(column.clone());
+    for (name, column, kind) in custom::columns(names) {
         // The JSON path quotes the key, so any attribute name is safe inside it.
         let path = quote(&format!(
             "$.attributes.custom.\"{}\"",
             name.replace('"', "")
         ));
         let expr = format!("json_extract(data, {path})");
-        let expr = match *ty {
-            "REAL" => format!("CAST({expr} AS REAL)"),
-            "INTEGER" => format!("CAST({expr} AS INTEGER)"),
-            _ => expr,
+        // Times stay text in SQLite (its date functions read ISO-8601 text).
+        let expr = match kind {
+            Kind::Number => format!("CAST({expr} AS REAL)"),
+            Kind::Bool => format!("CAST({expr} AS INTEGER)"),
+            Kind::Text | Kind::Time => expr,
         };
         columns.push(format!("{expr} AS \"{column}\""));
     }
@@ -132,48 +78,6 @@ fn names(
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([klass], |r| r.get::<_, String>(0))?;
     rows.map(|name| name.map(|n| view_key(&n))).collect()
-}
-
-/// An attribute name as the view knows it: the JSON path quotes the key, so a `"` inside cannot be
-/// addressed and is dropped, here and in the path alike.
-fn view_key(name: &str) -> String {
-    name.replace('"', "")
-}
-
-/// The custom view of `table` (of `klass` for kobjects); `None` for tables without custom attributes.
-///
-/// A klass name of lowercase letters, digits and `-` maps to `kobjects_<name with - as _>_custom`
-/// (`ecomm-order` → `kobjects_ecomm_order_custom`): that mapping is one-to-one on such names. Any
-/// other name (with `_`, capitals or other characters) gets the same mapping (lowercased, anything
-/// else as `_`) plus `_` and 8 hex digits of a hash of the exact name, so `a-b` and `a_b` (or `Order`
-/// and `order`) never share a view, and each name's view depends on that name alone.
-pub fn view_name(table: &str, klass: Option<&str>) -> Option<String> {
-    let entity = crate::entity::by_name(table).filter(|e| e.custom_views)?;
-    match (entity.per_klass(), klass) {
-        (true, Some(k)) => {
-            let plain = k
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            let safe: String = k
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_lowercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            if plain {
-                Some(format!("{table}_{safe}_custom"))
-            } else {
-                let hash = xxhash_rust::xxh3::xxh3_64(k.as_bytes());
-                Some(format!("{table}_{safe}_{:08x}_custom", hash >> 32))
-            }
-        }
-        (true, None) => None,
-        (false, _) => Some(format!("{table}_custom")),
-    }
 }
 
 /// The attribute names a view made by [`view_sql`] shows, read back from its SQL; `None` when the
@@ -380,30 +284,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_become_safe_typed_columns() {
-        assert_eq!(
-            column_for("loyaltyTierStr"),
-            ("loyalty_tier".to_string(), "TEXT", "str")
-        );
-        assert_eq!(column_for("lifetimeValueNum").1, "REAL");
-        assert_eq!(column_for("vipBool").1, "INTEGER");
-        assert_eq!(column_for("lastOrderAt").0, "last_order");
-        assert_eq!(column_for("weird name!").0, "weird_name");
-        assert_eq!(column_for("2fast").0, "custom_2fast");
-        let names: BTreeSet<String> = ["tierStr", "tierNum", "id"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let sql = view_sql("c_custom", "customers", None, &names);
-        assert!(
-            sql.contains("AS \"tier_str\"")
-                && sql.contains("AS \"tier_num\"")
-                && sql.contains("AS \"id_\""),
-            "{sql}"
-        );
-    }
-
-    #[test]
     fn a_views_names_are_read_back_from_its_sql_or_not_at_all() {
         let names: BTreeSet<String> = [
             "tierStr",
@@ -434,28 +314,5 @@ mod tests {
             assert_eq!(names_of_view(&edited, view, table, klass), None);
             assert_eq!(names_of_view(&sql, "other_view", table, klass), None);
         }
-    }
-
-    #[test]
-    fn klass_names_that_map_alike_get_distinct_stable_views() {
-        assert_eq!(
-            view_name("kobjects", Some("ecomm-order")).as_deref(),
-            Some("kobjects_ecomm_order_custom")
-        );
-        let names: Vec<String> = ["a-b", "a_b", "A-b", "a.b", "a b"]
-            .iter()
-            .map(|k| view_name("kobjects", Some(k)).unwrap())
-            .collect();
-        // Literals, so a change of the rule (which would rename users' views) fails here.
-        assert_eq!(
-            names,
-            [
-                "kobjects_a_b_custom",
-                "kobjects_a_b_3f0c684c_custom",
-                "kobjects_a_b_bcf07b1f_custom",
-                "kobjects_a_b_390c9ebb_custom",
-                "kobjects_a_b_8044f8a6_custom",
-            ]
-        );
     }
 }

@@ -1,8 +1,8 @@
 //! Errors of a sync pass: always naming the entity (and the page, when one was being read), wrapping
 //! the API or database error that says what to do.
 
+use crate::destination::Error as StoreError;
 use crate::kustomer::ApiError;
-use crate::store::StoreError;
 
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]

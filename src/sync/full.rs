@@ -5,7 +5,6 @@
 use super::pages::{Batch, PageSink};
 use super::{Engine, SyncError, Tally, Target};
 use crate::kustomer::Client;
-use crate::store::apply;
 
 /// Upper bound on pages of one list, against a server whose `next` links never end.
 const MAX_LIST_PAGES: u32 = 100_000;
@@ -27,7 +26,7 @@ pub(super) async fn run(
     let klass = target.klass.clone();
     let deleted = engine
         .store(&target.key, move |s| {
-            apply::tombstone_unseen(s, table, klass.as_deref(), run_id, &seen)
+            s.tombstone_unseen(table, klass.as_deref(), run_id, &seen)
         })
         .await?;
     tally.applied.deleted += deleted;

@@ -16,11 +16,10 @@ use futures_util::StreamExt;
 
 pub use error::SyncError;
 
+use crate::destination::{Destination, Error as DestError, Writer};
 use crate::entity::{Entity, StateKey, Strategy};
 use crate::kustomer::{ApiError, Client, counted};
-use crate::store::Writer;
-use crate::store::apply::Applied;
-use crate::store::runs::{self, Mode, Outcome};
+use crate::write::{Applied, Mode, Outcome};
 
 /// Knobs of a sync pass.
 #[derive(Debug, Clone)]
@@ -199,7 +198,7 @@ impl Engine {
     pub(crate) async fn store<R, F>(&self, key: &str, f: F) -> Result<R, SyncError>
     where
         R: Send + 'static,
-        F: FnOnce(&mut crate::store::Store) -> Result<R, crate::store::StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn Destination) -> Result<R, DestError> + Send + 'static,
     {
         self.writer
             .call(f)
@@ -380,9 +379,7 @@ impl Engine {
     /// small search on the first run and on `--full`.
     async fn company_strategy(&self, target: &Target) -> Result<bool, SyncError> {
         let key = target.key.clone();
-        let state = self
-            .store(&target.key, move |s| runs::read_state(s, &key))
-            .await?;
+        let state = self.store(&target.key, move |s| s.read_state(&key)).await?;
         if !self.options.full {
             match state.strategy.as_deref() {
                 Some("search") => return Ok(true),
@@ -407,7 +404,7 @@ impl Engine {
         let supported = probe?;
         let key = target.key.clone();
         let strategy = if supported { "search" } else { "full" };
-        self.store(&target.key, move |s| runs::set_strategy(s, &key, strategy))
+        self.store(&target.key, move |s| s.set_strategy(&key, strategy))
             .await?;
         Ok(supported)
     }
@@ -437,7 +434,7 @@ impl Engine {
         }
         let key = entity.to_string();
         self.store(entity, move |s| {
-            runs::record_preflight(s, &key, requests, error.as_deref())
+            s.record_preflight(&key, requests, error.as_deref())
         })
         .await
     }
@@ -448,7 +445,7 @@ impl Engine {
         let key = target.key.clone();
         let run_id = match self
             .writer
-            .call(move |s| runs::begin_run(s, &key, mode))
+            .call(move |s| s.begin_run(&key, mode))
             .await
             .and_then(|r| r)
         {
@@ -463,15 +460,12 @@ impl Engine {
                 );
             }
         };
-        // A table's first sync loads without its secondary indexes (store::bulk): far fewer pages
+        // A table's first sync loads without its secondary indexes (the destination's bulk phase): far fewer pages
         // written per transaction; they are built once when the pass ends.
         let table = target.entity.name;
         let bulk = match mode {
             Mode::Incremental | Mode::Full => {
-                match self
-                    .store(&target.key, move |s| crate::store::bulk::begin(s, table))
-                    .await
-                {
+                match self.store(&target.key, move |s| s.bulk_begin(table)).await {
                     Ok(bulk) => bulk,
                     Err(e) => {
                         tracing::warn!(entity = %target.key, error = %e, "could not defer indexes; syncing with them");
@@ -502,9 +496,7 @@ impl Engine {
         if bulk {
             let rebuild = !interrupted;
             if let Err(e) = self
-                .store(&target.key, move |s| {
-                    crate::store::bulk::end(s, table, rebuild)
-                })
+                .store(&target.key, move |s| s.bulk_end(table, rebuild))
                 .await
             {
                 // The rows are stored; the next pass of this table retries the build.
@@ -520,7 +512,7 @@ impl Engine {
                     (Some(m), false) => Outcome::Failed(m),
                     (None, false) => Outcome::Ok,
                 };
-                runs::finish_run(s, &key, run_id, mode, outcome, Some(requests))
+                s.finish_run(&key, run_id, mode, outcome, Some(requests))
             })
             .await
             .and_then(|r| r);

@@ -8,9 +8,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::{Engine, SyncError, Tally, Target};
+use crate::destination::Error as StoreError;
 use crate::record::{Record, Rejected};
-use crate::store::StoreError;
-use crate::store::apply::{self, Applied, Cursor, PageWrite};
+use crate::write::{Applied, Cursor, PageWrite};
 
 /// What the writer answers for one page: the job's own result inside the writer's.
 type Outcome = Result<Result<Applied, StoreError>, StoreError>;
@@ -109,10 +109,7 @@ impl<'a> PageSink<'a> {
             fetched,
             cursor,
         };
-        let written = self
-            .engine
-            .writer
-            .submit(move |s| apply::apply_page(s, &page));
+        let written = self.engine.writer.submit(move |s| s.apply_page(&page));
         self.in_flight = Some(InFlight {
             written: Box::pin(written),
             requests,

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::pages::{Batch, PageSink};
 use super::search::{MAX_PAGES, MAX_WINDOW};
 use super::{Engine, SyncError, Tally, Target};
-use crate::store::{apply, runs};
 
 /// Local rows per window: small enough that upstream rarely exceeds the search window.
 const LOCAL_PER_WINDOW: usize = 4_000;
@@ -29,7 +28,7 @@ pub(super) async fn run(
     let klass = target.klass.clone();
     let local = engine
         .store(&target.key, move |s| {
-            runs::live_ids_by_created(s, table, klass.as_deref())
+            s.live_ids_by_created(table, klass.as_deref())
         })
         .await?;
     let undated = local.iter().filter(|(_, c)| c.is_none()).count();
@@ -215,9 +214,7 @@ async fn confirm_and_tombstone(
     }
     let table = target.entity.name;
     let deleted = engine
-        .store(&target.key, move |s| {
-            apply::tombstone_ids(s, table, run_id, &gone)
-        })
+        .store(&target.key, move |s| s.tombstone_ids(table, run_id, &gone))
         .await?;
     tally.applied.deleted += deleted;
     Ok(())

@@ -12,8 +12,7 @@ use serde_json::{Value, json};
 use super::pages::{Batch, PageSink};
 use super::{Engine, SyncError, Tally, Target};
 use crate::kustomer::Page;
-use crate::store::apply::Cursor;
-use crate::store::runs;
+use crate::write::Cursor;
 
 /// Kustomer's hard cap on pages per search query.
 pub const MAX_PAGES: u32 = 100;
@@ -109,7 +108,7 @@ async fn read(
 ) -> Result<(), SyncError> {
     let key = target.key.clone();
     let state = engine
-        .store(&target.key, move |s| runs::read_state(s, &key))
+        .store(&target.key, move |s| s.read_state(&key))
         .await?;
     let page_size = engine.options.page_size.clamp(1, 500);
     // The anchor every query starts from, and the ids already stored at exactly that timestamp.

@@ -1,0 +1,177 @@
+//! The naming rules of the per-org custom attribute views, shared by both destinations: which view a
+//! table (or klass) gets, and which column, of which kind, each attribute under `attributes.custom`
+//! becomes. Kustomer's name suffix gives the kind (`Str`/`Txt`/`Url` text, `Num` number, `At` time,
+//! `Bool` flag); names become snake_case, the suffix dropped unless two attributes would collide.
+//! Knows no SQL: `store::views` and `pg` turn the columns into their own dialect.
+
+use std::collections::BTreeSet;
+
+/// What a custom attribute's column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text (and any attribute without a known suffix).
+    Text,
+    /// A number (`…Num`).
+    Number,
+    /// A time (`…At`).
+    Time,
+    /// A flag (`…Bool`).
+    Bool,
+}
+
+/// `loyaltyTierStr` → (`loyalty_tier`, [`Kind::Text`], `str`).
+pub fn column_for(name: &str) -> (String, Kind, &'static str) {
+    let (stem, kind, suffix) = [
+        ("Str", Kind::Text, "str"),
+        ("Txt", Kind::Text, "txt"),
+        ("Url", Kind::Text, "url"),
+        ("Num", Kind::Number, "num"),
+        ("At", Kind::Time, "at"),
+        ("Bool", Kind::Bool, "bool"),
+    ]
+    .iter()
+    .find_map(|(s, k, l)| {
+        name.strip_suffix(s)
+            .filter(|stem| !stem.is_empty())
+            .map(|stem| (stem, *k, *l))
+    })
+    .unwrap_or((name, Kind::Text, ""));
+    let mut out = String::new();
+    for (i, c) in stem.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    let mut out = out.trim_matches('_').to_string();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out = format!("custom_{out}");
+    }
+    (out, kind, suffix)
+}
+
+/// The columns of a view showing `names`, in name order: (attribute name, column, kind). Columns
+/// that would collide keep their suffix; any still taken (or reserved: `id`, `updated_at`,
+/// `deleted_at`, `klass`) get `_` appended.
+pub fn columns(names: &BTreeSet<String>) -> Vec<(String, String, Kind)> {
+    let reserved = ["id", "updated_at", "deleted_at", "klass"];
+    let mut used: BTreeSet<String> = reserved.iter().map(|s| s.to_string()).collect();
+    let planned: Vec<(String, String, Kind, &str)> = names
+        .iter()
+        .map(|n| {
+            let (col, kind, suffix) = column_for(n);
+            (n.clone(), col, kind, suffix)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (name, col, kind, suffix) in &planned {
+        let clash = planned.iter().filter(|(_, c, _, _)| c == col).count() > 1;
+        let mut column = if clash && !suffix.is_empty() {
+            format!("{col}_{suffix}")
+        } else {
+            col.clone()
+        };
+        while used.contains(&column) {
+            column.push('_');
+        }
+        used.insert(column.clone());
+        out.push((name.clone(), column, *kind));
+    }
+    out
+}
+
+/// An attribute name as a view knows it: a JSON path quotes the key, so a `"` inside cannot be
+/// addressed and is dropped, in the path and the name alike.
+pub fn view_key(name: &str) -> String {
+    name.replace('"', "")
+}
+
+/// The custom view of `table` (of `klass` for kobjects); `None` for tables without custom attributes.
+///
+/// A klass name of lowercase letters, digits and `-` maps to `kobjects_<name with - as _>_custom`
+/// (`ecomm-order` → `kobjects_ecomm_order_custom`): that mapping is one-to-one on such names. Any
+/// other name (with `_`, capitals or other characters) gets the same mapping (lowercased, anything
+/// else as `_`) plus `_` and 8 hex digits of a hash of the exact name, so `a-b` and `a_b` (or `Order`
+/// and `order`) never share a view, and each name's view depends on that name alone.
+pub fn view_name(table: &str, klass: Option<&str>) -> Option<String> {
+    let entity = crate::entity::by_name(table).filter(|e| e.custom_views)?;
+    match (entity.per_klass(), klass) {
+        (true, Some(k)) => {
+            let plain = k
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            let safe: String = k
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if plain {
+                Some(format!("{table}_{safe}_custom"))
+            } else {
+                let hash = xxhash_rust::xxh3::xxh3_64(k.as_bytes());
+                Some(format!("{table}_{safe}_{:08x}_custom", hash >> 32))
+            }
+        }
+        (true, None) => None,
+        (false, _) => Some(format!("{table}_custom")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_safe_typed_columns() {
+        assert_eq!(
+            column_for("loyaltyTierStr"),
+            ("loyalty_tier".to_string(), Kind::Text, "str")
+        );
+        assert_eq!(column_for("lifetimeValueNum").1, Kind::Number);
+        assert_eq!(column_for("vipBool").1, Kind::Bool);
+        assert_eq!(column_for("lastOrderAt").0, "last_order");
+        assert_eq!(column_for("lastOrderAt").1, Kind::Time);
+        assert_eq!(column_for("weird name!").0, "weird_name");
+        assert_eq!(column_for("2fast").0, "custom_2fast");
+        let names: BTreeSet<String> = ["tierStr", "tierNum", "id"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let cols: Vec<String> = columns(&names).into_iter().map(|c| c.1).collect();
+        assert_eq!(cols, ["id_", "tier_num", "tier_str"]);
+    }
+
+    #[test]
+    fn klass_names_that_map_alike_get_distinct_stable_views() {
+        assert_eq!(
+            view_name("kobjects", Some("ecomm-order")).as_deref(),
+            Some("kobjects_ecomm_order_custom")
+        );
+        let names: Vec<String> = ["a-b", "a_b", "A-b", "a.b", "a b"]
+            .iter()
+            .map(|k| view_name("kobjects", Some(k)).unwrap())
+            .collect();
+        // Literals, so a change of the rule (which would rename users' views) fails here.
+        assert_eq!(
+            names,
+            [
+                "kobjects_a_b_custom",
+                "kobjects_a_b_3f0c684c_custom",
+                "kobjects_a_b_bcf07b1f_custom",
+                "kobjects_a_b_390c9ebb_custom",
+                "kobjects_a_b_8044f8a6_custom",
+            ]
+        );
+    }
+}

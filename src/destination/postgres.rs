@@ -1,0 +1,113 @@
+//! [`Destination`] over the PostgreSQL [`Pg`]: each method is one transaction of `pg`'s, run by
+//! [`Pg::with`], which reconnects and runs it again when the server went away mid-way.
+
+use super::{Destination, Error};
+use crate::pg::{Pg, apply, runs};
+use crate::status::{EntityStatus, Scope};
+use crate::write::{Applied, Mode, Outcome, PageWrite, State};
+
+impl Destination for Pg {
+    fn describe(&self) -> String {
+        Pg::describe(self)
+    }
+
+    fn apply_page(&mut self, page: &PageWrite) -> Result<Applied, Error> {
+        let context = format!("storing a {} page of run {}", page.state_key, page.run_id);
+        Ok(self.with(&context, |c, s| apply::apply_page(c, s, page))?)
+    }
+
+    fn tombstone_unseen(
+        &mut self,
+        table: &'static str,
+        klass: Option<&str>,
+        run_id: i64,
+        seen: &[String],
+    ) -> Result<u64, Error> {
+        let context = format!("tombstoning {table} rows missing upstream (run {run_id})");
+        Ok(self.with(&context, |c, _| {
+            apply::tombstone_unseen(c, table, klass, run_id, seen)
+        })?)
+    }
+
+    fn tombstone_ids(
+        &mut self,
+        table: &'static str,
+        run_id: i64,
+        ids: &[String],
+    ) -> Result<u64, Error> {
+        let context = format!("tombstoning deleted {table} rows (run {run_id})");
+        Ok(self.with(&context, |c, _| apply::tombstone_ids(c, table, run_id, ids))?)
+    }
+
+    fn bulk_begin(&mut self, table: &'static str) -> Result<bool, Error> {
+        let context = format!("preparing the first sync of {table}");
+        Ok(self.with(&context, |c, s| s.bulk_begin(c, table))?)
+    }
+
+    fn bulk_end(&mut self, table: &'static str, rebuild: bool) -> Result<(), Error> {
+        let context = format!("building the indexes of {table}");
+        Ok(self.with(&context, |c, s| s.bulk_end(c, table, rebuild))?)
+    }
+
+    fn begin_run(&mut self, key: &str, mode: Mode) -> Result<i64, Error> {
+        let context = format!("starting a {} run of {key}", mode.as_str());
+        Ok(self.with(&context, |c, _| runs::begin_run(c, key, mode))?)
+    }
+
+    fn finish_run(
+        &mut self,
+        key: &str,
+        run_id: i64,
+        mode: Mode,
+        outcome: Outcome<'_>,
+        requests: Option<u64>,
+    ) -> Result<(), Error> {
+        let context = format!("finishing run {run_id} of {key}");
+        Ok(self.with(&context, |c, _| {
+            runs::finish_run(c, key, run_id, mode, outcome, requests)
+        })?)
+    }
+
+    fn record_preflight(
+        &mut self,
+        entity: &str,
+        requests: u64,
+        error: Option<&str>,
+    ) -> Result<(), Error> {
+        let context = format!("recording the preflight requests of {entity}");
+        Ok(self.with(&context, |c, _| {
+            runs::record_preflight(c, entity, requests, error)
+        })?)
+    }
+
+    fn read_state(&mut self, key: &str) -> Result<State, Error> {
+        let context = format!("reading the sync state of {key}");
+        Ok(self.with(&context, |c, _| runs::read_state(c, key))?)
+    }
+
+    fn set_strategy(&mut self, key: &str, strategy: &str) -> Result<(), Error> {
+        let context = format!("saving the strategy of {key}");
+        Ok(self.with(&context, |c, _| runs::set_strategy(c, key, strategy))?)
+    }
+
+    fn live_ids_by_created(
+        &mut self,
+        table: &'static str,
+        klass: Option<&str>,
+    ) -> Result<Vec<(String, Option<String>)>, Error> {
+        let context = format!("listing live {table} ids");
+        Ok(self.with(&context, |c, _| runs::live_ids_by_created(c, table, klass))?)
+    }
+
+    fn rescan_custom_views(&mut self, tables: &[&str], all: bool) -> Result<Vec<String>, Error> {
+        Ok(self.with("refreshing the custom attribute views", |c, s| {
+            s.rescan_views(c, tables, all)
+        })?)
+    }
+
+    fn status(&mut self) -> Result<Vec<EntityStatus>, Error> {
+        Ok(self.with("reading the sync status", |c, _| {
+            crate::pg::status_of(c, Scope::Full)
+        })?)
+    }
+}

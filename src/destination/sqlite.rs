@@ -1,0 +1,93 @@
+//! [`Destination`] over the SQLite [`Store`]: each method is the `store` function of the same name.
+
+use super::{Destination, Error};
+use crate::status::EntityStatus;
+use crate::store::{Store, apply, bulk, runs};
+use crate::write::{Applied, Mode, Outcome, PageWrite, State};
+
+impl Destination for Store {
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    fn apply_page(&mut self, page: &PageWrite) -> Result<Applied, Error> {
+        Ok(apply::apply_page(self, page)?)
+    }
+
+    fn tombstone_unseen(
+        &mut self,
+        table: &'static str,
+        klass: Option<&str>,
+        run_id: i64,
+        seen: &[String],
+    ) -> Result<u64, Error> {
+        Ok(apply::tombstone_unseen(self, table, klass, run_id, seen)?)
+    }
+
+    fn tombstone_ids(
+        &mut self,
+        table: &'static str,
+        run_id: i64,
+        ids: &[String],
+    ) -> Result<u64, Error> {
+        Ok(apply::tombstone_ids(self, table, run_id, ids)?)
+    }
+
+    fn bulk_begin(&mut self, table: &'static str) -> Result<bool, Error> {
+        Ok(bulk::begin(self, table)?)
+    }
+
+    fn bulk_end(&mut self, table: &'static str, rebuild: bool) -> Result<(), Error> {
+        Ok(bulk::end(self, table, rebuild)?)
+    }
+
+    fn begin_run(&mut self, key: &str, mode: Mode) -> Result<i64, Error> {
+        Ok(runs::begin_run(self, key, mode)?)
+    }
+
+    fn finish_run(
+        &mut self,
+        key: &str,
+        run_id: i64,
+        mode: Mode,
+        outcome: Outcome<'_>,
+        requests: Option<u64>,
+    ) -> Result<(), Error> {
+        Ok(runs::finish_run(
+            self, key, run_id, mode, outcome, requests,
+        )?)
+    }
+
+    fn record_preflight(
+        &mut self,
+        entity: &str,
+        requests: u64,
+        error: Option<&str>,
+    ) -> Result<(), Error> {
+        Ok(runs::record_preflight(self, entity, requests, error)?)
+    }
+
+    fn read_state(&mut self, key: &str) -> Result<State, Error> {
+        Ok(runs::read_state(self, key)?)
+    }
+
+    fn set_strategy(&mut self, key: &str, strategy: &str) -> Result<(), Error> {
+        Ok(runs::set_strategy(self, key, strategy)?)
+    }
+
+    fn live_ids_by_created(
+        &mut self,
+        table: &'static str,
+        klass: Option<&str>,
+    ) -> Result<Vec<(String, Option<String>)>, Error> {
+        Ok(runs::live_ids_by_created(self, table, klass)?)
+    }
+
+    fn rescan_custom_views(&mut self, tables: &[&str], all: bool) -> Result<Vec<String>, Error> {
+        Ok(Store::rescan_custom_views(self, tables, all)?)
+    }
+
+    fn status(&mut self) -> Result<Vec<EntityStatus>, Error> {
+        Ok(crate::status::read(self.conn())?)
+    }
+}

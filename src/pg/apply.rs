@@ -1,0 +1,573 @@
+//! Writing what a sync read into PostgreSQL, with SQLite's rules (see `store::apply`): one page in
+//! one transaction — rows, change log, quarantined items, run counters and cursor — and an unchanged
+//! record writes nothing. Set-based: one lookup of the page's ids, new rows and their change-log rows
+//! by binary `COPY`, changed rows by one `UPDATE … FROM unnest(…)`. A record whose value the server
+//! refuses makes the page run again record by record under savepoints, so only that record is set
+//! aside in `rejected_records`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, GenericClient, Transaction};
+
+use super::Session;
+use super::error::refused_record;
+use super::jsonb::{self, Jsonb};
+use crate::record::diff::Diff;
+use crate::record::{Record, Rejected};
+use crate::write::{Applied, PageWrite};
+
+/// Applies one page in one transaction.
+pub fn apply_page(
+    c: &mut Client,
+    session: &mut Session,
+    page: &PageWrite,
+) -> Result<Applied, postgres::Error> {
+    match attempt(c, session, page, false) {
+        Err(e) if refused_record(&e) => {
+            tracing::warn!(
+                entity = %page.state_key, error = %super::error::explain(&e),
+                "PostgreSQL refused a record of this page; storing the page record by record"
+            );
+            attempt(c, session, page, true)
+        }
+        other => other,
+    }
+}
+
+fn attempt(
+    c: &mut Client,
+    session: &mut Session,
+    page: &PageWrite,
+    one_by_one: bool,
+) -> Result<Applied, postgres::Error> {
+    let now = Utc::now();
+    let mut tx = c.transaction()?;
+    let (mut applied, removed, refused) = if one_by_one {
+        records_one_by_one(&mut tx, page, now)?
+    } else {
+        let (applied, removed) = write_records(&mut tx, page, &page.records, now)?;
+        (applied, removed, Vec::new())
+    };
+    applied.rejected = quarantine(&mut tx, page, page.rejected.iter().chain(&refused))?;
+    let stored: Vec<&Record> = page
+        .records
+        .iter()
+        .filter(|r| {
+            !refused
+                .iter()
+                .any(|x| x.id.as_deref() == Some(r.id.as_str()))
+        })
+        .collect();
+    let stored_records: Vec<Record> = if refused.is_empty() {
+        Vec::new()
+    } else {
+        stored.iter().map(|r| (*r).clone()).collect()
+    };
+    let view_records = if refused.is_empty() {
+        &page.records[..]
+    } else {
+        &stored_records[..]
+    };
+    let view = super::views::plan_page(
+        &mut tx,
+        &session.views,
+        page.table,
+        page.klass.as_deref(),
+        view_records,
+        removed,
+    )?;
+    tx.execute(
+        "UPDATE sync_runs SET requests = requests + $2, fetched = fetched + $3, inserted = inserted + $4, \
+         updated = updated + $5, unchanged = unchanged + $6, deleted = deleted + $7, \
+         rejected = rejected + $8 WHERE id = $1",
+        &[
+            &page.run_id,
+            &(page.requests as i64),
+            &(page.fetched as i64),
+            &(applied.inserted as i64),
+            &(applied.updated as i64),
+            &(applied.unchanged as i64),
+            &(applied.deleted as i64),
+            &(applied.rejected as i64),
+        ],
+    )?;
+    if let Some(cursor) = &page.cursor {
+        super::runs::advance_cursor(&mut tx, &page.state_key, cursor)?;
+    }
+    tx.commit()?;
+    if let Some(view) = view {
+        session.views.remember(view);
+    }
+    Ok(applied)
+}
+
+/// Each record in its own savepoint: the ones the server refuses come back as rejected items.
+fn records_one_by_one(
+    tx: &mut Transaction<'_>,
+    page: &PageWrite,
+    now: DateTime<Utc>,
+) -> Result<(Applied, bool, Vec<Rejected>), postgres::Error> {
+    let mut applied = Applied::default();
+    let mut removed = false;
+    let mut refused = Vec::new();
+    for record in &page.records {
+        let mut sp = tx.transaction()?;
+        match write_records(&mut sp, page, std::slice::from_ref(record), now) {
+            Ok((a, r)) => {
+                sp.commit()?;
+                applied.add(a);
+                removed |= r;
+            }
+            Err(e) if refused_record(&e) => {
+                sp.rollback()?;
+                let reason = format!("PostgreSQL refused it: {}", super::error::explain(&e));
+                tracing::warn!(
+                    entity = %page.state_key, id = %record.id, error = %reason,
+                    "the database refused a record; it is set aside in rejected_records"
+                );
+                refused.push(Rejected {
+                    id: Some(record.id.clone()),
+                    updated_at: record.updated_at.clone(),
+                    reason,
+                    raw: record.data.clone(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((applied, removed, refused))
+}
+
+/// The stored state of a row: hash and whether it is a tombstone.
+struct Existing {
+    hash: String,
+    deleted: bool,
+}
+
+/// When a record is deleted upstream: its `deletedAt`, else its `updatedAt`, else now (a time the
+/// server cannot read counts as now, so the row is a tombstone whatever the text).
+fn deleted_at(record: &Record, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    record.deleted.then(|| {
+        record
+            .deleted_at
+            .as_deref()
+            .or(record.updated_at.as_deref())
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(now)
+    })
+}
+
+/// ISO-8601 UTC text of a time, as the change log shows `deleted_at` (and SQLite stores it).
+fn iso(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// One change-log row.
+struct LogRow<'a> {
+    id: &'a str,
+    op: &'static str,
+    source_updated_at: Option<&'a str>,
+    changes: Option<String>,
+}
+
+/// Stores `records`: new ones inserted, changed ones updated with a change-log diff, unchanged ones
+/// left alone. Answers the counts and whether an update may have taken a name out of the custom
+/// view.
+fn write_records(
+    tx: &mut impl GenericClient,
+    page: &PageWrite,
+    records: &[Record],
+    now: DateTime<Utc>,
+) -> Result<(Applied, bool), postgres::Error> {
+    let table = page.table;
+    let mut applied = Applied::default();
+    if records.is_empty() {
+        return Ok((applied, false));
+    }
+    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let existing: HashMap<String, Existing> = tx
+        .query(
+            &format!("SELECT id, hash, deleted_at IS NOT NULL FROM {table} WHERE id = ANY($1)"),
+            &[&ids],
+        )?
+        .into_iter()
+        .map(|row| {
+            (
+                row.get(0),
+                Existing {
+                    hash: row.get(1),
+                    deleted: row.get(2),
+                },
+            )
+        })
+        .collect();
+    let mut fresh: Vec<&Record> = Vec::new();
+    let mut changed: Vec<&Record> = Vec::new();
+    // A record twice in one page (the engine filters these, so only as a safeguard): the last
+    // version wins, as a sequence of upserts would leave it.
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, record) in records.iter().enumerate() {
+        last.insert(record.id.as_str(), i);
+    }
+    for (i, record) in records.iter().enumerate() {
+        if last.get(record.id.as_str()) != Some(&i) {
+            continue;
+        }
+        match existing.get(&record.id) {
+            None => fresh.push(record),
+            Some(e) if e.hash == record.hash && e.deleted == record.deleted => {
+                applied.unchanged += 1
+            }
+            Some(_) => changed.push(record),
+        }
+    }
+    let mut log: Vec<LogRow<'_>> = Vec::with_capacity(fresh.len() + changed.len());
+    if !fresh.is_empty() {
+        copy_rows(tx, page, &fresh, now)?;
+        applied.inserted += fresh.len() as u64;
+        log.extend(fresh.iter().map(|r| LogRow {
+            id: &r.id,
+            op: "insert",
+            source_updated_at: r.updated_at.as_deref(),
+            changes: None,
+        }));
+    }
+    let mut removed = false;
+    if !changed.is_empty() {
+        let changed_ids: Vec<&str> = changed.iter().map(|r| r.id.as_str()).collect();
+        let old: HashMap<String, (String, Option<String>)> = tx
+            .query(
+                &format!(
+                    "SELECT id, COALESCE(data_exact, data::text), {} FROM {table} WHERE id = ANY($1)",
+                    super::iso("deleted_at")
+                ),
+                &[&changed_ids],
+            )?
+            .into_iter()
+            .map(|row| (row.get(0), (row.get(1), row.get(2))))
+            .collect();
+        update_rows(tx, table, &changed, now)?;
+        for record in &changed {
+            let (old_data, old_deleted_at) = old.get(&record.id).cloned().unwrap_or_default();
+            let new_deleted_at = deleted_at(record, now).map(|t| iso(&t));
+            // jsonb's text has spaces and its own key order: the diff compares canonical texts.
+            let old_data = Record::from_text(old_data.as_bytes())
+                .map(|r| r.data)
+                .unwrap_or(old_data);
+            let mut diff = match Diff::between(&old_data, &record.data) {
+                Ok(diff) => diff,
+                Err(bad) => {
+                    tracing::warn!(
+                        entity = table, id = %record.id, error = %bad,
+                        "the stored version of this record is not valid JSON; logging the new version whole"
+                    );
+                    Diff::from_nothing(&record.data).unwrap_or_default()
+                }
+            };
+            removed |= diff.may_remove_custom();
+            if old_deleted_at != new_deleted_at {
+                diff.insert(
+                    "deleted_at",
+                    serde_json::json!(old_deleted_at).to_string(),
+                    serde_json::json!(new_deleted_at).to_string(),
+                );
+            }
+            let op = if old_deleted_at.is_none() && new_deleted_at.is_some() {
+                applied.deleted += 1;
+                "delete"
+            } else {
+                applied.updated += 1;
+                "update"
+            };
+            log.push(LogRow {
+                id: &record.id,
+                op,
+                source_updated_at: record.updated_at.as_deref(),
+                changes: Some(diff.to_json()),
+            });
+        }
+    }
+    copy_log(tx, page.run_id, table, &log, now)?;
+    // A record stored in good form clears its own quarantined copy.
+    tx.execute(
+        "DELETE FROM rejected_records WHERE entity = $1 AND record_key = ANY($2)",
+        &[&page.state_key, &ids],
+    )?;
+    Ok((applied, removed))
+}
+
+/// Inserts rows that do not exist yet, by binary COPY (generated columns are computed by the server).
+fn copy_rows(
+    tx: &mut impl GenericClient,
+    page: &PageWrite,
+    records: &[&Record],
+    now: DateTime<Utc>,
+) -> Result<(), postgres::Error> {
+    let klass = page.klass.as_deref();
+    let (sql, types): (String, Vec<Type>) = match klass {
+        Some(_) => (
+            format!(
+                "COPY {} (id, klass, data, data_exact, deleted_at, first_synced_at, last_changed_at, hash) FROM STDIN (FORMAT binary)",
+                page.table
+            ),
+            vec![
+                Type::TEXT,
+                Type::TEXT,
+                Type::JSONB,
+                Type::TEXT,
+                Type::TIMESTAMPTZ,
+                Type::TIMESTAMPTZ,
+                Type::TIMESTAMPTZ,
+                Type::TEXT,
+            ],
+        ),
+        None => (
+            format!(
+                "COPY {} (id, data, data_exact, deleted_at, first_synced_at, last_changed_at, hash) FROM STDIN (FORMAT binary)",
+                page.table
+            ),
+            vec![
+                Type::TEXT,
+                Type::JSONB,
+                Type::TEXT,
+                Type::TIMESTAMPTZ,
+                Type::TIMESTAMPTZ,
+                Type::TIMESTAMPTZ,
+                Type::TEXT,
+            ],
+        ),
+    };
+    let mut writer = BinaryCopyInWriter::new(tx.copy_in(&sql)?, &types);
+    for record in records {
+        let (data, exact) = jsonb::storable(&record.data);
+        let data_exact = exact.then_some(record.data.as_str());
+        let deleted_at = deleted_at(record, now);
+        let data = Jsonb(&data);
+        match klass {
+            Some(k) => writer.write(&[
+                &record.id,
+                &k,
+                &data,
+                &data_exact,
+                &deleted_at,
+                &now,
+                &now,
+                &record.hash,
+            ])?,
+            None => writer.write(&[
+                &record.id,
+                &data,
+                &data_exact,
+                &deleted_at,
+                &now,
+                &now,
+                &record.hash,
+            ])?,
+        }
+    }
+    writer.finish()?;
+    Ok(())
+}
+
+/// Updates changed rows in one statement.
+fn update_rows(
+    tx: &mut impl GenericClient,
+    table: &str,
+    records: &[&Record],
+    now: DateTime<Utc>,
+) -> Result<(), postgres::Error> {
+    let storable: Vec<(std::borrow::Cow<'_, str>, bool)> =
+        records.iter().map(|r| jsonb::storable(&r.data)).collect();
+    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let data: Vec<Jsonb<'_>> = storable.iter().map(|(d, _)| Jsonb(d)).collect();
+    let exact: Vec<Option<&str>> = records
+        .iter()
+        .zip(&storable)
+        .map(|(r, (_, exact))| exact.then_some(r.data.as_str()))
+        .collect();
+    let deleted: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| deleted_at(r, now)).collect();
+    let hashes: Vec<&str> = records.iter().map(|r| r.hash.as_str()).collect();
+    tx.execute(
+        &format!(
+            "UPDATE {table} AS t SET data = u.data, data_exact = u.exact, deleted_at = u.deleted_at, \
+             last_changed_at = $5, hash = u.hash \
+             FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::timestamptz[], $6::text[]) \
+             AS u(id, data, exact, deleted_at, hash) WHERE t.id = u.id"
+        ),
+        &[&ids, &data, &exact, &deleted, &now, &hashes],
+    )?;
+    Ok(())
+}
+
+/// Appends change-log rows by binary COPY.
+fn copy_log(
+    tx: &mut impl GenericClient,
+    run_id: i64,
+    table: &str,
+    rows: &[LogRow<'_>],
+    now: DateTime<Utc>,
+) -> Result<(), postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut writer = BinaryCopyInWriter::new(
+        tx.copy_in(
+            "COPY change_log (run_id, entity, record_id, op, source_updated_at, synced_at, changes) FROM STDIN (FORMAT binary)",
+        )?,
+        &[
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::JSONB,
+        ],
+    );
+    for row in rows {
+        let changes = row.changes.as_deref().map(jsonb::storable);
+        let changes = changes.as_ref().map(|(text, _)| Jsonb(text));
+        let source = row.source_updated_at.map(jsonb::text);
+        let values: [&(dyn ToSql + Sync); 7] =
+            [&run_id, &table, &row.id, &row.op, &source, &now, &changes];
+        writer.write(&values)?;
+    }
+    writer.finish()?;
+    Ok(())
+}
+
+/// Sets `items` aside in `rejected_records` (a second sighting updates the row and counts it).
+fn quarantine<'a>(
+    tx: &mut Transaction<'_>,
+    page: &PageWrite,
+    items: impl Iterator<Item = &'a Rejected>,
+) -> Result<u64, postgres::Error> {
+    let mut n = 0;
+    let mut statement = None;
+    for item in items {
+        let statement = match &statement {
+            Some(s) => s,
+            None => statement.insert(tx.prepare(
+                "INSERT INTO rejected_records (entity, record_key, record_id, updated_at, reason, raw, page, \
+                 run_id, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now()) \
+                 ON CONFLICT (entity, record_key) DO UPDATE SET record_id = excluded.record_id, \
+                 updated_at = excluded.updated_at, reason = excluded.reason, raw = excluded.raw, \
+                 page = excluded.page, run_id = excluded.run_id, last_seen_at = excluded.last_seen_at, \
+                 times_seen = rejected_records.times_seen + 1",
+            )?),
+        };
+        let key = match &item.id {
+            Some(id) => id.clone(),
+            None => format!(
+                "raw:{:032x}",
+                xxhash_rust::xxh3::xxh3_128(item.raw.as_bytes())
+            ),
+        };
+        // Text columns cannot hold NUL: what cannot be stored as is becomes U+FFFD.
+        let id = item.id.as_deref().map(jsonb::text);
+        let updated_at = item.updated_at.as_deref().map(jsonb::text);
+        tx.execute(
+            statement,
+            &[
+                &page.state_key,
+                &jsonb::text(&key),
+                &id,
+                &updated_at,
+                &jsonb::text(&item.reason),
+                &jsonb::text(&item.raw),
+                &jsonb::text(&page.source),
+                &page.run_id,
+            ],
+        )?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Tombstones the live rows of `table` (of `klass`) not in `seen`, in one transaction (after a
+/// complete, successful full read).
+pub fn tombstone_unseen(
+    c: &mut Client,
+    table: &'static str,
+    klass: Option<&str>,
+    run_id: i64,
+    seen: &[String],
+) -> Result<u64, postgres::Error> {
+    let mut tx = c.transaction()?;
+    let missing: Vec<String> = tx
+        .query(
+            &format!(
+                "SELECT t.id FROM {table} t LEFT JOIN unnest($1::text[]) AS s(id) ON s.id = t.id \
+                 WHERE s.id IS NULL AND t.deleted_at IS NULL AND {}",
+                if klass.is_some() {
+                    "t.klass = $2"
+                } else {
+                    "$2::text IS NULL"
+                }
+            ),
+            &[&seen, &klass],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let n = tombstone_in(&mut tx, table, run_id, &missing)?;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// Tombstones the given ids (hard deletes confirmed by a 404), in one transaction.
+pub fn tombstone_ids(
+    c: &mut Client,
+    table: &'static str,
+    run_id: i64,
+    ids: &[String],
+) -> Result<u64, postgres::Error> {
+    let mut tx = c.transaction()?;
+    let n = tombstone_in(&mut tx, table, run_id, ids)?;
+    tx.commit()?;
+    Ok(n)
+}
+
+fn tombstone_in(
+    tx: &mut Transaction<'_>,
+    table: &'static str,
+    run_id: i64,
+    ids: &[String],
+) -> Result<u64, postgres::Error> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let now = Utc::now();
+    let marked = tx.query(
+        &format!(
+            "UPDATE {table} SET deleted_at = $2, last_changed_at = $2 WHERE id = ANY($1) AND deleted_at IS NULL \
+             RETURNING id, data #>> '{{attributes,updatedAt}}'"
+        ),
+        &[&ids, &now],
+    )?;
+    let changes = serde_json::json!({"deleted_at": {"old": null, "new": iso(&now)}}).to_string();
+    let marked: Vec<(String, Option<String>)> =
+        marked.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let rows: Vec<LogRow<'_>> = marked
+        .iter()
+        .map(|(id, updated_at)| LogRow {
+            id,
+            op: "delete",
+            source_updated_at: updated_at.as_deref(),
+            changes: Some(changes.clone()),
+        })
+        .collect();
+    copy_log(tx, run_id, table, &rows, now)?;
+    let n = rows.len() as u64;
+    if n > 0 {
+        tx.execute(
+            "UPDATE sync_runs SET deleted = deleted + $2 WHERE id = $1",
+            &[&run_id, &(n as i64)],
+        )?;
+    }
+    Ok(n)
+}

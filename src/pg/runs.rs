@@ -1,0 +1,180 @@
+//! Run bookkeeping in PostgreSQL: a `sync_runs` row per pass, the per-entity `sync_state`, and the
+//! reads the engine makes of them (saved state, live ids for the reconcile). The same rules as
+//! SQLite's `store::runs`.
+
+use postgres::Client;
+
+use super::jsonb::Jsonb;
+use crate::write::{Cursor, Mode, Outcome, State};
+
+/// Starts a run (see `store::runs::begin_run`); returns its id.
+pub fn begin_run(c: &mut Client, key: &str, mode: Mode) -> Result<i64, postgres::Error> {
+    let mut tx = c.transaction()?;
+    tx.execute(
+        "UPDATE sync_runs SET status = 'interrupted', finished_at = now(), \
+         error = COALESCE(error, 'the process stopped before the run finished') \
+         WHERE entity = $1 AND status = 'running'",
+        &[&key],
+    )?;
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO sync_runs (entity, mode, started_at, status) VALUES ($1, $2, now(), 'running') RETURNING id",
+            &[&key, &mode.as_str()],
+        )?
+        .get(0);
+    tx.execute(
+        "INSERT INTO sync_state (entity, last_run_id) VALUES ($1, $2) \
+         ON CONFLICT (entity) DO UPDATE SET last_run_id = excluded.last_run_id",
+        &[&key, &id],
+    )?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// Records requests spent outside any pass as a finished `preflight` row.
+pub fn record_preflight(
+    c: &mut Client,
+    entity: &str,
+    requests: u64,
+    error: Option<&str>,
+) -> Result<(), postgres::Error> {
+    let status = if error.is_some() { "failed" } else { "ok" };
+    c.execute(
+        "INSERT INTO sync_runs (entity, mode, started_at, finished_at, status, requests, error) \
+         VALUES ($1, 'preflight', now(), now(), $2, $3, $4)",
+        &[&entity, &status, &(requests as i64), &error],
+    )?;
+    Ok(())
+}
+
+/// Ends a run (see `store::runs::finish_run`).
+pub fn finish_run(
+    c: &mut Client,
+    key: &str,
+    run_id: i64,
+    mode: Mode,
+    outcome: Outcome<'_>,
+    requests: Option<u64>,
+) -> Result<(), postgres::Error> {
+    let (status, error) = match outcome {
+        Outcome::Ok => ("ok", None),
+        Outcome::Failed(e) => ("failed", Some(e)),
+        Outcome::Interrupted => ("interrupted", Some("stopped by shutdown")),
+    };
+    let error = error.map(|e| super::jsonb::text(e).into_owned());
+    let mut tx = c.transaction()?;
+    tx.execute(
+        "UPDATE sync_runs SET status = $2, finished_at = now(), error = $3, \
+         requests = COALESCE($4, requests) WHERE id = $1",
+        &[&run_id, &status, &error, &requests.map(|r| r as i64)],
+    )?;
+    if outcome == Outcome::Interrupted {
+        // Not the entity's failure: its failure count and last error stay.
+    } else if error.is_some() {
+        tx.execute(
+            "UPDATE sync_state SET last_error = $2, consecutive_failures = consecutive_failures + 1 WHERE entity = $1",
+            &[&key, &error],
+        )?;
+    } else {
+        let full = matches!(mode, Mode::Full | Mode::Reconcile);
+        tx.execute(
+            "UPDATE sync_state SET last_error = NULL, consecutive_failures = 0, last_success_at = now(), \
+             last_full_at = CASE WHEN $2 THEN now() ELSE last_full_at END WHERE entity = $1",
+            &[&key, &full],
+        )?;
+    }
+    tx.commit()
+}
+
+/// The saved state of `key`. `cursor_ids` is jsonb: anything but an array of strings (hand-edited)
+/// is logged and read as no ids, as in SQLite.
+pub fn read_state(c: &mut Client, key: &str) -> Result<State, postgres::Error> {
+    let row = c.query_opt(
+        "SELECT strategy, cursor, cursor_ids::text FROM sync_state WHERE entity = $1",
+        &[&key],
+    )?;
+    Ok(match row {
+        None => State::default(),
+        Some(row) => {
+            let ids: String = row.get(2);
+            State {
+                strategy: row.get(0),
+                cursor: row.get::<_, Option<String>>(1).map(|at| Cursor {
+                    at,
+                    ids: crate::write::cursor_ids(key, &ids),
+                }),
+            }
+        }
+    })
+}
+
+/// Records the strategy `key` is synced with.
+pub fn set_strategy(c: &mut Client, key: &str, strategy: &str) -> Result<(), postgres::Error> {
+    c.execute(
+        "INSERT INTO sync_state (entity, strategy) VALUES ($1, $2) \
+         ON CONFLICT (entity) DO UPDATE SET strategy = excluded.strategy",
+        &[&key, &strategy],
+    )?;
+    Ok(())
+}
+
+/// Live ids with `attributes.createdAt` as served, oldest first (by the typed column, as SQLite
+/// orders its ISO text).
+pub fn live_ids_by_created(
+    c: &mut Client,
+    table: &'static str,
+    klass: Option<&str>,
+) -> Result<Vec<(String, Option<String>)>, postgres::Error> {
+    let sql = format!(
+        "SELECT id, data #>> '{{attributes,createdAt}}' FROM {table} WHERE deleted_at IS NULL AND {} \
+         ORDER BY created_at, id",
+        if klass.is_some() {
+            "klass = $1"
+        } else {
+            "$1::text IS NULL"
+        }
+    );
+    let rows = c.query(&sql, &[&klass])?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Moves the cursor forward in the page's transaction (never back): a later timestamp replaces
+/// it, the same timestamp adds ids.
+pub fn advance_cursor(
+    tx: &mut postgres::Transaction<'_>,
+    key: &str,
+    cursor: &Cursor,
+) -> Result<(), postgres::Error> {
+    let current = tx.query_opt(
+        "SELECT cursor, cursor_ids::text FROM sync_state WHERE entity = $1",
+        &[&key],
+    )?;
+    let current: Option<(Option<String>, String)> = current.map(|r| (r.get(0), r.get(1)));
+    let (at, ids) = match current {
+        Some((Some(old), old_ids)) if old.as_str() > cursor.at.as_str() => (old, old_ids),
+        Some((Some(old), old_ids)) if old == cursor.at => {
+            let mut ids = crate::write::cursor_ids(key, &old_ids);
+            for id in &cursor.ids {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+            (old, serde_json::Value::from(ids).to_string())
+        }
+        _ => (
+            cursor.at.clone(),
+            serde_json::Value::from(cursor.ids.clone()).to_string(),
+        ),
+    };
+    let (ids, _) = super::jsonb::storable(&ids);
+    tx.execute(
+        "INSERT INTO sync_state (entity, cursor, cursor_ids) VALUES ($1, $2, $3) \
+         ON CONFLICT (entity) DO UPDATE SET cursor = excluded.cursor, cursor_ids = excluded.cursor_ids",
+        &[&key, &cursor_text(&at), &Jsonb(&ids)],
+    )?;
+    Ok(())
+}
+
+fn cursor_text(at: &str) -> String {
+    super::jsonb::text(at).into_owned()
+}
