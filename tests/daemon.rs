@@ -36,7 +36,7 @@ struct Daemon {
 
 async fn start(settings: Settings, http: bool) -> Daemon {
     let client = kustomer_mirror::commands::client(&settings).unwrap();
-    let engine = kustomer_mirror::commands::engine(&settings, client, false).unwrap();
+    let engine = kustomer_mirror::commands::engine(&settings, client, false, false).unwrap();
     let listener = if http {
         Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
     } else {

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use common::*;
 use kustomer_mirror::config::Secret;
+use kustomer_mirror::destination::Writer;
 use kustomer_mirror::fake::{FakeOptions, FakeServer, Faults, MembraneFake, Scale};
 use kustomer_mirror::kustomer::jwt::{Minter, sign};
 use kustomer_mirror::kustomer::{Client, MembraneAuth};
-use kustomer_mirror::store::{Store, Writer};
+use kustomer_mirror::store::Store;
 use kustomer_mirror::sync::{Engine, SyncOptions};
 
 const WORKSPACE: &str = "ws-test";

@@ -1,20 +1,27 @@
 //! Rate limits, faults, kills and storage trouble: the mirror stays equal to the source, nothing is
 //! logged twice, secrets never leak, and every failure ends in one actionable message.
 
+#[macro_use]
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use kustomer_mirror::destination::Writer;
 use kustomer_mirror::fake::{FakeOptions, Faults, RateLimit, Scale};
 use kustomer_mirror::kustomer::{Budget, Client, ClientOptions, Limiter};
-use kustomer_mirror::store::{Store, Writer};
+use kustomer_mirror::store::Store;
 use kustomer_mirror::sync::{Engine, SyncOptions};
 
-fn limited_engine(base: &str, path: &Path, org: Budget, search: Budget, page_size: u32) -> Engine {
+fn limited_engine(
+    base: &str,
+    mirror: &(impl Mirror + ?Sized),
+    org: Budget,
+    search: Budget,
+    page_size: u32,
+) -> Engine {
     let client = Client::new(
         base,
         KEY,
@@ -25,7 +32,7 @@ fn limited_engine(base: &str, path: &Path, org: Budget, search: Budget, page_siz
     )
     .unwrap()
     .with_limiter(Arc::new(Limiter::new(org, search)));
-    let writer = Writer::spawn(Store::open(path).unwrap()).unwrap();
+    let writer = Writer::spawn_boxed(mirror.destination()).unwrap();
     Engine::new(
         Arc::new(client),
         writer,
@@ -36,8 +43,9 @@ fn limited_engine(base: &str, path: &Path, org: Budget, search: Budget, page_siz
     )
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_limiter_within_the_fakes_budget_gets_no_429_and_survives_another_client() {
+async fn a_limiter_within_the_fakes_budget_gets_no_429_and_survives_another_client(db) {
     let window = Duration::from_secs(1);
     let mut opts = FakeOptions::new(11, Scale::Small, KEY);
     opts.rate_limit = Some(RateLimit {
@@ -50,7 +58,6 @@ async fn a_limiter_within_the_fakes_budget_gets_no_429_and_survives_another_clie
     });
     let server = fake_with(opts).await;
     let fake = server.handle();
-    let db = db();
     let org = Budget {
         requests: 60,
         window,
@@ -59,7 +66,7 @@ async fn a_limiter_within_the_fakes_budget_gets_no_429_and_survives_another_clie
         requests: 40,
         window,
     };
-    let engine = limited_engine(&server.base_url(), &db.path, org, search, 25);
+    let engine = limited_engine(&server.base_url(), &db, org, search, 25);
     sync_ok(&engine).await;
     let stats = fake.stats();
     assert!(
@@ -68,23 +75,25 @@ async fn a_limiter_within_the_fakes_budget_gets_no_429_and_survives_another_clie
         stats.search_requests
     );
     assert_eq!(stats.served_429, 0);
-    assert_mirror_equals_fake(&db.path, &fake);
+    assert_mirror_equals_fake(&db, &fake);
 
     // Another integration spends the org budget now and then: 429s, waits, and still a full mirror.
     fake.update_many("messages", 400);
     for at in [3, 9, 15] {
         fake.on_request(at, Box::new(|f| f.spend_budget(1_000)));
     }
-    let db2 = common::db();
-    let engine = limited_engine(&server.base_url(), &db2.path, org, search, 25);
+    let db2 = db.another();
+    let engine = limited_engine(&server.base_url(), &db2, org, search, 25);
     sync_ok(&engine).await;
     assert!(fake.stats().served_429 > 0);
-    assert_mirror_equals_fake(&db2.path, &fake);
-    assert_no_duplicate_log_rows(&db2.path);
+    assert_mirror_equals_fake(&db2, &fake);
+    assert_no_duplicate_log_rows(&db2);
+}
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_every_fault_kind_at_a_few_percent_reruns_end_in_an_equal_mirror() {
+async fn with_every_fault_kind_at_a_few_percent_reruns_end_in_an_equal_mirror(db) {
     let server = fake(Scale::Small).await;
     let fake = server.handle();
     fake.set_faults(Faults {
@@ -96,10 +105,9 @@ async fn with_every_fault_kind_at_a_few_percent_reruns_end_in_an_equal_mirror() 
         dropped_connection: 0.03,
         expired_token: 0.01,
     });
-    let db = db();
     let engine = limited_engine(
         &server.base_url(),
-        &db.path,
+        &db,
         Budget::per_minute(100_000),
         Budget::per_minute(100_000),
         50,
@@ -126,43 +134,34 @@ async fn with_every_fault_kind_at_a_few_percent_reruns_end_in_an_equal_mirror() 
     assert!(fake.stats().faults_injected > 0);
     fake.set_faults(Faults::default());
     sync_ok(&engine).await;
-    assert_mirror_equals_fake(&db.path, &fake);
-    assert_no_duplicate_log_rows(&db.path);
+    assert_mirror_equals_fake(&db, &fake);
+    assert_no_duplicate_log_rows(&db);
+}
 }
 
-/// The highest `sync_runs.id` in the file (0 before the first run).
-fn stored_runs(path: &Path) -> i64 {
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM sync_runs", [], |r| {
-        r.get(0)
-    })
+/// The highest `sync_runs.id` in the mirror (0 before the first run).
+fn stored_runs(db: &Db) -> i64 {
+    db.try_query("SELECT COALESCE(MAX(id), 0) FROM sync_runs")
+        .and_then(|rows| rows.first()?.first()?.clone())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records fetched (and committed) by runs after `run_id`, read as a reader would.
+fn fetched_since(db: &Db, run_id: i64) -> i64 {
+    db.try_query(&format!(
+        "SELECT COALESCE(SUM(fetched), 0) FROM sync_runs WHERE id > {run_id}"
+    ))
+    .and_then(|rows| rows.first()?.first()?.clone())
+    .and_then(|v| v.parse().ok())
     .unwrap_or(0)
 }
 
-/// Records fetched (and committed) by runs after `run_id`.
-fn fetched_since(path: &Path, run_id: i64) -> i64 {
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    conn.query_row(
-        "SELECT COALESCE(SUM(fetched), 0) FROM sync_runs WHERE id > ?1",
-        [run_id],
-        |r| r.get(0),
-    )
-    .unwrap_or(0)
-}
-
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_killed_again_and_again_ends_equal_with_an_intact_database() {
+async fn a_sync_killed_again_and_again_ends_equal_with_an_intact_database(db) {
     let server = fake(Scale::Medium).await;
     let fake = server.handle();
-    let db = db();
     // Random moments, reproducible from the printed seed.
     let seed = std::env::var("KILL_SEED")
         .ok()
@@ -187,15 +186,16 @@ async fn a_sync_killed_again_and_again_ends_equal_with_an_intact_database() {
         })
         .collect();
     for (round, threshold) in thresholds.into_iter().enumerate() {
-        let before = stored_runs(&db.path);
-        let mut cmd = sync_cmd(&server.base_url(), KEY, &db.path);
+        let before = stored_runs(&db);
+        let mut cmd = mirror_cmd_db(&server.base_url(), KEY, &db);
+        cmd.arg("sync");
         cmd.env("KUSTOMER_MIRROR__SYNC__PAGE_SIZE", "100")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
-            if fetched_since(&db.path, before) >= threshold {
+            if fetched_since(&db, before) >= threshold {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -207,41 +207,38 @@ async fn a_sync_killed_again_and_again_ends_equal_with_an_intact_database() {
             fake.update_many("conversations", 50);
         }
     }
-    let out = output(sync_cmd(&server.base_url(), KEY, &db.path)).await;
+    let mut last = mirror_cmd_db(&server.base_url(), KEY, &db);
+    last.arg("sync");
+    let out = output(last).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_mirror_equals_fake(&db.path, &fake);
-    assert_no_duplicate_log_rows(&db.path);
-    let conn = open(&db.path);
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    let runs: Vec<String> = conn
-        .prepare("SELECT entity || ' ' || mode || ' ' || status FROM sync_runs")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    assert_mirror_equals_fake(&db, &fake);
+    assert_no_duplicate_log_rows(&db);
+    if !db.is_postgres() {
+        assert_eq!(db.query("PRAGMA integrity_check")[0][0].as_deref(), Some("ok"));
+    }
+    let runs: Vec<String> = db
+        .query("SELECT entity || ' ' || mode || ' ' || status FROM sync_runs")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
         .collect();
     assert!(
-        count(
-            &conn,
+        scalar(&db,
             "SELECT COUNT(*) FROM sync_runs WHERE status = 'interrupted'"
         ) >= 1,
         "{runs:#?}"
     );
-    let inserts = count(&conn, "SELECT COUNT(*) FROM change_log WHERE op = 'insert'");
-    let rows = count(&conn, "SELECT COUNT(*) FROM customers")
-        + count(&conn, "SELECT COUNT(*) FROM messages");
+    let inserts = scalar(&db, "SELECT COUNT(*) FROM change_log WHERE op = 'insert'");
+    let rows = scalar(&db, "SELECT COUNT(*) FROM customers")
+        + scalar(&db, "SELECT COUNT(*) FROM messages");
     assert!(inserts >= rows);
     assert_eq!(
-        count(
-            &conn,
-            "SELECT COUNT(*) FROM (SELECT record_id FROM change_log WHERE op = 'insert' GROUP BY entity, record_id HAVING COUNT(*) > 1)"
+        scalar(&db,
+            "SELECT COUNT(*) FROM (SELECT record_id FROM change_log WHERE op = 'insert' GROUP BY entity, record_id HAVING COUNT(*) > 1) AS twice"
         ),
         0,
         "a record inserted twice"
     );
+}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

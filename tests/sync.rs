@@ -1,5 +1,7 @@
-//! The sync engine against the built-in fake over real HTTP, writing real SQLite files.
+//! The sync engine against the built-in fake over real HTTP, writing a real SQLite file and a real
+//! PostgreSQL database: every test runs on both destinations (`on_every_destination!`).
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -13,16 +15,15 @@ fn options() -> SyncOptions {
     SyncOptions::default()
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_sync_of_medium_equals_the_fake_with_typed_columns_filled() {
+async fn a_full_sync_of_medium_equals_the_fake_with_typed_columns_filled(db) {
     let server = fake(Scale::Medium).await;
-    let db = db();
-    let engine = engine(&server, &db.path, options());
+    let engine = engine(&server, &db, options());
     sync_ok(&engine).await;
-    assert_mirror_equals_fake(&db.path, &server.handle());
-    let conn = open(&db.path);
-    assert!(count(&conn, "SELECT COUNT(*) FROM customers") >= 4_000);
-    assert!(count(&conn, "SELECT COUNT(*) FROM messages") >= 20_000);
+    assert_mirror_equals_fake(&db, &server.handle());
+    assert!(scalar(&db, "SELECT COUNT(*) FROM customers") >= 4_000);
+    assert!(scalar(&db, "SELECT COUNT(*) FROM messages") >= 20_000);
     for sql in [
         "SELECT COUNT(*) FROM conversations WHERE customer_id IS NULL OR status IS NULL OR created_at IS NULL OR updated_at IS NULL",
         "SELECT COUNT(*) FROM messages WHERE conversation_id IS NULL OR channel IS NULL OR direction IS NULL",
@@ -30,12 +31,11 @@ async fn a_full_sync_of_medium_equals_the_fake_with_typed_columns_filled() {
         "SELECT COUNT(*) FROM kobjects WHERE klass = '' OR klass_id IS NULL",
         "SELECT COUNT(*) FROM users WHERE email IS NULL",
     ] {
-        assert_eq!(count(&conn, sql), 0, "{sql}");
+        assert_eq!(scalar(&db, sql), 0, "{sql}");
     }
     // Foreign keys point at mirrored rows.
     assert_eq!(
-        count(
-            &conn,
+        scalar(&db,
             "SELECT COUNT(*) FROM messages m LEFT JOIN conversations c ON c.id = m.conversation_id WHERE c.id IS NULL"
         ),
         0
@@ -55,35 +55,33 @@ async fn a_full_sync_of_medium_equals_the_fake_with_typed_columns_filled() {
         "kobjects",
     ]
     .iter()
-    .map(|t| count(&conn, &format!("SELECT COUNT(*) FROM {t}")))
+    .map(|t| scalar(&db, &format!("SELECT COUNT(*) FROM {t}")))
     .sum();
     assert_eq!(
-        count(&conn, "SELECT COUNT(*) FROM change_log WHERE op = 'insert'"),
+        scalar(&db, "SELECT COUNT(*) FROM change_log WHERE op = 'insert'"),
         rows
     );
 }
+}
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_incremental_sync_fetches_only_the_changes_and_logs_exactly_them() {
+async fn an_incremental_sync_fetches_only_the_changes_and_logs_exactly_them(db) {
     let server = fake(Scale::Small).await;
     let fake = server.handle();
-    let db = db();
-    let engine = engine(&server, &db.path, options());
+    let engine = engine(&server, &db, options());
     sync_ok(&engine).await;
-    let conn = open(&db.path);
-    let log_before = count(&conn, "SELECT COUNT(*) FROM change_log");
+    let log_before = scalar(&db, "SELECT COUNT(*) FROM change_log");
 
     // Nothing changed upstream: no row and no change-log entry is written.
-    let changed_before = count(
-        &conn,
+    let changed_before = scalar(&db,
         "SELECT COUNT(*) FROM customers WHERE last_changed_at IS NOT NULL",
     );
     let quiet = sync_ok(&engine).await;
     assert_eq!(quiet.totals().0.changed(), 0);
-    assert_eq!(count(&conn, "SELECT COUNT(*) FROM change_log"), log_before);
+    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM change_log"), log_before);
     assert_eq!(
-        count(
-            &conn,
+        scalar(&db,
             "SELECT COUNT(*) FROM customers WHERE last_changed_at IS NOT NULL"
         ),
         changed_before
@@ -98,16 +96,17 @@ async fn an_incremental_sync_fetches_only_the_changes_and_logs_exactly_them() {
     let updated = fake.update_many("conversations", 7);
     let inserted: Vec<String> = (0..3).map(|_| fake.insert("customers", None)).collect();
     let small = sync_ok(&engine).await;
-    let max_seq = count(&conn, "SELECT MAX(seq) FROM change_log");
-    let logged: Vec<(String, String, String)> = {
-        let mut stmt = conn
-            .prepare("SELECT entity, record_id, op FROM change_log WHERE seq > ?1 ORDER BY seq")
-            .unwrap();
-        stmt.query_map([log_before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let max_seq = scalar(&db, "SELECT MAX(seq) FROM change_log");
+    let logged: Vec<(String, String, String)> = db
+        .query(&format!(
+            "SELECT entity, record_id, op FROM change_log WHERE seq > {log_before} ORDER BY seq"
+        ))
+        .into_iter()
+        .map(|r| {
+            let r: Vec<String> = r.into_iter().map(Option::unwrap).collect();
+            (r[0].clone(), r[1].clone(), r[2].clone())
+        })
+        .collect();
     assert_eq!(logged.len(), 10, "{logged:?}");
     for id in &updated {
         assert!(
@@ -121,16 +120,14 @@ async fn an_incremental_sync_fetches_only_the_changes_and_logs_exactly_them() {
             "{id}"
         );
     }
-    let changes: String = conn
-        .query_row(
-            "SELECT changes FROM change_log WHERE op = 'update' AND seq > ?1 LIMIT 1",
-            [log_before],
-            |r| r.get(0),
-        )
+    let changes: String = db.query(&format!(
+        "SELECT changes FROM change_log WHERE op = 'update' AND seq > {log_before} LIMIT 1"
+    ))[0][0]
+        .clone()
         .unwrap();
     let changes: serde_json::Value = serde_json::from_str(&changes).unwrap();
     assert!(changes.get("attributes.updatedAt").is_some(), "{changes}");
-    assert_mirror_equals_fake(&db.path, &fake);
+    assert_mirror_equals_fake(&db, &fake);
 
     // Many more changes: requests grow with the changes (pages of 500), not with the table size.
     let many = fake.update_many("messages", 1_100).len() as u64;
@@ -141,18 +138,19 @@ async fn an_incremental_sync_fetches_only_the_changes_and_logs_exactly_them() {
         (2..=6).contains(&extra),
         "1,100 changes cost {extra} extra requests"
     );
-    assert!(count(&conn, "SELECT MAX(seq) FROM change_log") - max_seq == many as i64);
-    assert_no_duplicate_log_rows(&db.path);
+    assert!(scalar(&db, "SELECT MAX(seq) FROM change_log") - max_seq == many as i64);
+    assert_no_duplicate_log_rows(&db);
+}
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twelve_hundred_records_sharing_one_updated_at_are_all_mirrored() {
+async fn twelve_hundred_records_sharing_one_updated_at_are_all_mirrored(db) {
     let server = fake(Scale::Medium).await;
     let fake = server.handle();
-    let db = db();
     let engine = engine(
         &server,
-        &db.path,
+        &db,
         SyncOptions {
             page_size: 100,
             ..options()
@@ -161,54 +159,53 @@ async fn twelve_hundred_records_sharing_one_updated_at_are_all_mirrored() {
     sync_ok(&engine).await;
     let (ids, at) = fake.touch_many_same_timestamp("customers", 1_200);
     sync_ok(&engine).await;
-    let conn = open(&db.path);
-    let n = count(
-        &conn,
+    let n = scalar(&db,
         &format!("SELECT COUNT(*) FROM customers WHERE updated_at = '{at}'"),
     );
     assert_eq!(n, 1_200);
     assert_eq!(ids.len(), 1_200);
     assert_eq!(
-        count(
-            &conn,
+        scalar(&db,
             &format!(
                 "SELECT COUNT(DISTINCT record_id) FROM change_log WHERE op = 'update' AND source_updated_at = '{at}'"
             )
         ),
         1_200
     );
-    assert_no_duplicate_log_rows(&db.path);
-    assert_mirror_equals_fake(&db.path, &fake);
+    assert_no_duplicate_log_rows(&db);
+    assert_mirror_equals_fake(&db, &fake);
+}
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_with_no_cursor_mirrors_a_tie_group_larger_than_a_page() {
+async fn a_sync_with_no_cursor_mirrors_a_tie_group_larger_than_a_page(db) {
     // The first sync has no cursor: the tie group is met in the middle of the very first query.
     let server = fake(Scale::Small).await;
     let fake = server.handle();
     fake.touch_many_same_timestamp("messages", 450);
-    let db = db();
     let engine = engine(
         &server,
-        &db.path,
+        &db,
         SyncOptions {
             page_size: 40,
             ..options()
         },
     );
     sync_ok(&engine).await;
-    assert_mirror_equals_fake(&db.path, &fake);
+    assert_mirror_equals_fake(&db, &fake);
+}
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_burst_larger_than_one_hundred_search_pages_is_mirrored() {
+async fn an_update_burst_larger_than_one_hundred_search_pages_is_mirrored(db) {
     let server = fake(Scale::Medium).await;
     let fake = server.handle();
-    let db = db();
     let page_size = 20;
     let engine = engine(
         &server,
-        &db.path,
+        &db,
         SyncOptions {
             page_size,
             ..options()
@@ -221,18 +218,19 @@ async fn an_update_burst_larger_than_one_hundred_search_pages_is_mirrored() {
     let report = sync_ok(&engine).await;
     let messages = report.passes.iter().find(|p| p.key == "messages").unwrap();
     assert!(messages.requests > 100, "{} requests", messages.requests);
-    assert_mirror_equals_fake(&db.path, &fake);
-    assert_no_duplicate_log_rows(&db.path);
+    assert_mirror_equals_fake(&db, &fake);
+    assert_no_duplicate_log_rows(&db);
+}
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_updated_while_a_sync_is_paging_are_never_lost() {
+async fn records_updated_while_a_sync_is_paging_are_never_lost(db) {
     let server = fake(Scale::Small).await;
     let fake = server.handle();
-    let db = db();
     let engine = engine(
         &server,
-        &db.path,
+        &db,
         SyncOptions {
             page_size: 50,
             concurrency: 1,
@@ -251,21 +249,22 @@ async fn records_updated_while_a_sync_is_paging_are_never_lost() {
     sync_ok(&engine).await;
     // Changes made while paging, also by a search index that lags behind.
     sync_ok(&engine).await;
-    assert_mirror_equals_fake(&db.path, &fake);
-    assert_no_duplicate_log_rows(&db.path);
+    assert_mirror_equals_fake(&db, &fake);
+    assert_no_duplicate_log_rows(&db);
+}
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_overlap_window_catches_changes_the_search_index_showed_late() {
+async fn the_overlap_window_catches_changes_the_search_index_showed_late(db) {
     // A lagging index can show a newer record before an older one: the cursor then sits past a
     // record not yet stored. Simulate that by moving the cursor a minute past an update.
     let server = fake(Scale::Small).await;
     let fake = server.handle();
-    let db = db();
     let conversations = [entity::by_name("conversations").unwrap()];
     let no_overlap = engine(
         &server,
-        &db.path,
+        &db,
         SyncOptions {
             overlap: Duration::ZERO,
             ..options()
@@ -289,42 +288,37 @@ async fn the_overlap_window_catches_changes_the_search_index_showed_late() {
     let ahead = (at + chrono::Duration::seconds(60))
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
-    open(&db.path)
-        .execute(
-            "UPDATE sync_state SET cursor = ?1, cursor_ids = '[]' WHERE entity = 'conversations'",
-            [&ahead],
-        )
-        .unwrap();
+    db.execute(&format!(
+        "UPDATE sync_state SET cursor = '{ahead}', cursor_ids = '[]' WHERE entity = 'conversations'"
+    ));
     let name = || -> String {
-        open(&db.path)
-            .query_row(
-                "SELECT name FROM conversations WHERE id = ?1",
-                [&late],
-                |r| r.get(0),
-            )
+        db.query(&format!("SELECT name FROM conversations WHERE id = '{late}'"))[0][0]
+            .clone()
             .unwrap()
     };
     // Without an overlap the late record is skipped (which shows this test can fail)…
     assert!(no_overlap.run(&conversations).await.ok());
     assert_ne!(name(), "changed while the index lagged");
-    // …and with the default five-minute overlap it is caught.
-    let with_overlap = engine(&server, &db.path, options());
+    // …and with the default five-minute overlap it is caught (one writer at a time).
+    drop(no_overlap);
+    let with_overlap = engine(&server, &db, options());
     assert!(with_overlap.run(&conversations).await.ok());
     assert_eq!(name(), "changed while the index lagged");
 }
+}
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_stopped_between_pages_and_run_again_ends_with_the_same_mirror() {
+async fn a_sync_stopped_between_pages_and_run_again_ends_with_the_same_mirror(db) {
     let server = fake(Scale::Small).await;
     let fake = server.handle();
-    let db = db();
     let opts = SyncOptions {
         page_size: 25,
         concurrency: 2,
         ..options()
     };
     // Stop the first sync after a few pages by dropping it, as a killed process would.
-    kill_after_pages(engine(&server, &db.path, opts.clone()), 15).await;
+    kill_after_pages(engine(&server, &db, opts.clone()), 15).await;
     // And once more by a failing connection half-way.
     fake.on_request(
         20,
@@ -335,29 +329,29 @@ async fn a_sync_stopped_between_pages_and_run_again_ends_with_the_same_mirror() 
             })
         }),
     );
-    let failing = engine(&server, &db.path, opts.clone());
+    let failing = engine(&server, &db, opts.clone());
     let report = failing.run(&all()).await;
     assert!(!report.ok());
     fake.set_faults(Faults::default());
-    let resumed = engine(&server, &db.path, opts);
+    drop(failing);
+    let resumed = engine(&server, &db, opts);
     sync_ok(&resumed).await;
-    assert_mirror_equals_fake(&db.path, &fake);
-    assert_no_duplicate_log_rows(&db.path);
-    let conn = open(&db.path);
+    assert_mirror_equals_fake(&db, &fake);
+    assert_no_duplicate_log_rows(&db);
     assert!(
-        count(
-            &conn,
+        scalar(&db,
             "SELECT COUNT(*) FROM sync_runs WHERE status = 'interrupted'"
         ) >= 1
     );
 }
+}
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn soft_and_hard_deletes_become_tombstones_with_delete_entries() {
+async fn soft_and_hard_deletes_become_tombstones_with_delete_entries(db) {
     let server = fake(Scale::Small).await;
     let fake = server.handle();
-    let db = db();
-    let engine = engine(&server, &db.path, options());
+    let engine = engine(&server, &db, options());
     sync_ok(&engine).await;
     let live = |entity: &str| -> Vec<String> {
         fake.records(entity)
@@ -382,22 +376,15 @@ async fn soft_and_hard_deletes_become_tombstones_with_delete_entries() {
 
     // A plain sync sees soft deletes and what vanished from full-refresh lists.
     sync_ok(&engine).await;
-    let conn = open(&db.path);
     let op = |table: &str, id: &str| -> Option<String> {
-        conn.query_row(
-            "SELECT op FROM change_log WHERE entity = ?1 AND record_id = ?2 ORDER BY seq DESC LIMIT 1",
-            [table, id],
-            |r| r.get(0),
-        )
-        .ok()
+        db.query(&format!(
+            "SELECT op FROM change_log WHERE entity = '{table}' AND record_id = '{id}' ORDER BY seq DESC LIMIT 1"
+        ))
+        .first()
+        .and_then(|r| r[0].clone())
     };
     let deleted_at = |table: &str, id: &str| -> Option<String> {
-        conn.query_row(
-            &format!("SELECT deleted_at FROM {table} WHERE id = ?1"),
-            [id],
-            |r| r.get(0),
-        )
-        .unwrap()
+        db.query(&format!("SELECT deleted_at FROM {table} WHERE id = '{id}'"))[0][0].clone()
     };
     for id in &soft {
         assert!(deleted_at("customers", id).is_some());
@@ -413,27 +400,29 @@ async fn soft_and_hard_deletes_become_tombstones_with_delete_entries() {
     }
 
     // sync --full reconciles hard deletes, confirming each with a 404.
-    let full = engine_full(&server, &db.path);
+    drop(engine);
+    let full = engine_full(&server, &db);
     sync_ok(&full).await;
     for id in &hard {
         assert!(deleted_at("customers", id).is_some());
         assert_eq!(op("customers", id).as_deref(), Some("delete"));
     }
     assert!(deleted_at("notes", &note).is_some());
-    assert_mirror_equals_fake(&db.path, &fake);
-    assert_no_duplicate_log_rows(&db.path);
+    assert_mirror_equals_fake(&db, &fake);
+    assert_no_duplicate_log_rows(&db);
     // A second reconcile finds nothing more to do.
     let again = sync_ok(&full).await;
     assert_eq!(again.totals().0.changed(), 0);
 }
+}
 
 fn engine_full(
     server: &kustomer_mirror::fake::FakeServer,
-    path: &std::path::Path,
+    mirror: &(impl Mirror + ?Sized),
 ) -> kustomer_mirror::sync::Engine {
     engine(
         server,
-        path,
+        mirror,
         SyncOptions {
             full: true,
             ..options()
@@ -441,14 +430,14 @@ fn engine_full(
     )
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn companies_fall_back_to_a_full_refresh_when_the_org_rejects_company_search() {
+async fn companies_fall_back_to_a_full_refresh_when_the_org_rejects_company_search(db) {
     let mut opts = FakeOptions::new(5, Scale::Small, KEY);
     opts.company_search = false;
     let server = fake_with(opts).await;
     let fake = server.handle();
-    let db = db();
-    let engine = engine(&server, &db.path, options());
+    let engine = engine(&server, &db, options());
     sync_ok(&engine).await;
     let company = fake.records("companies")[0]["id"]
         .as_str()
@@ -456,24 +445,20 @@ async fn companies_fall_back_to_a_full_refresh_when_the_org_rejects_company_sear
         .to_string();
     fake.hard_delete("companies", &company);
     sync_ok(&engine).await;
-    assert_mirror_equals_fake(&db.path, &fake);
-    let conn = open(&db.path);
-    let strategy: String = conn
-        .query_row(
-            "SELECT strategy FROM sync_state WHERE entity = 'companies'",
-            [],
-            |r| r.get(0),
-        )
+    assert_mirror_equals_fake(&db, &fake);
+    let strategy = db.query("SELECT strategy FROM sync_state WHERE entity = 'companies'")[0][0]
+        .clone()
         .unwrap();
     assert_eq!(strategy, "full");
 }
+}
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kobjects_are_synced_per_klass_and_carry_their_klass_name() {
+async fn kobjects_are_synced_per_klass_and_carry_their_klass_name(db) {
     let server = fake(Scale::Small).await;
     let fake = server.handle();
-    let db = db();
-    let engine = engine(&server, &db.path, options());
+    let engine = engine(&server, &db, options());
     let report = engine.run(&[entity::by_name("kobjects").unwrap()]).await;
     assert!(report.ok(), "{report:?}");
     let klasses = fake.klass_names();
@@ -486,15 +471,12 @@ async fn kobjects_are_synced_per_klass_and_carry_their_klass_name() {
                 .any(|p| p.key == format!("kobjects:{klass}"))
         );
     }
-    let conn = open(&db.path);
     for klass in &klasses {
-        let n = count(
-            &conn,
+        let n = scalar(&db,
             &format!("SELECT COUNT(*) FROM kobjects WHERE klass = '{klass}'"),
         );
         assert!(n > 0, "no kobjects of {klass}");
-        let state = count(
-            &conn,
+        let state = scalar(&db,
             &format!(
                 "SELECT COUNT(*) FROM sync_state WHERE entity = 'kobjects:{klass}' AND cursor IS NOT NULL"
             ),
@@ -503,10 +485,9 @@ async fn kobjects_are_synced_per_klass_and_carry_their_klass_name() {
     }
     let id = fake.insert("kobjects", Some(&klasses[0]));
     engine.run(&[entity::by_name("kobjects").unwrap()]).await;
-    let klass: String = conn
-        .query_row("SELECT klass FROM kobjects WHERE id = ?1", [&id], |r| {
-            r.get(0)
-        })
+    let klass = db.query(&format!("SELECT klass FROM kobjects WHERE id = '{id}'"))[0][0]
+        .clone()
         .unwrap();
     assert_eq!(&klass, &klasses[0]);
+}
 }

@@ -247,6 +247,35 @@ impl Cluster {
         }
     }
 
+    /// Runs one query as the superuser in `db` over the simple (text) protocol and returns every
+    /// row's columns as PostgreSQL prints them (NULL as None). Safe inside a tokio runtime.
+    pub fn query(&self, db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.try_query_inner(db, sql)
+            .unwrap_or_else(|message| panic!("query failed in {db:?}: {message}\nSQL: {sql}"))
+    }
+
+    /// [`Cluster::query`], None on any error (a table not created yet).
+    pub fn try_query(&self, db: &str, sql: &str) -> Option<Vec<Vec<Option<String>>>> {
+        self.try_query_inner(db, sql).ok()
+    }
+
+    fn try_query_inner(&self, db: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        self.on_thread(db, |client| {
+            let messages = client.simple_query(sql).map_err(|e| describe(&e))?;
+            Ok(messages
+                .into_iter()
+                .filter_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+
     /// A connected superuser client on `db` (postgres::Client, NoTls, via the private Unix
     /// socket). The sync client runs its own runtime: do not call this or use the client on a
     /// tokio runtime thread (it panics with "Cannot start a runtime from within a runtime"); in
