@@ -2,10 +2,10 @@
 //! between pages, `/healthz` follows failures and recovery, `/metrics` is Prometheus text that
 //! matches `sync_runs`.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,13 +13,13 @@ use common::*;
 use kustomer_mirror::config::Settings;
 use kustomer_mirror::fake::{Faults, Scale};
 
-fn settings(base: &str, db: &Path, extra: &[(&str, &str)]) -> Settings {
+fn settings(base: &str, db: &Db, extra: &[(&str, &str)]) -> Settings {
     let mut env: HashMap<String, String> = [
         ("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", base.to_string()),
         ("KUSTOMER_API_KEY", KEY.to_string()),
-        ("KUSTOMER_MIRROR__DATABASE__PATH", db.display().to_string()),
     ]
     .into_iter()
+    .chain(db.env())
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     for (k, v) in extra {
@@ -36,7 +36,13 @@ struct Daemon {
 
 async fn start(settings: Settings, http: bool) -> Daemon {
     let client = kustomer_mirror::commands::client(&settings).unwrap();
-    let engine = kustomer_mirror::commands::engine(&settings, client, false, false).unwrap();
+    // Opening a PostgreSQL destination blocks: not on a runtime thread.
+    let engine = std::thread::scope(|s| {
+        s.spawn(|| kustomer_mirror::commands::engine(&settings, client, false, false))
+            .join()
+            .unwrap()
+    })
+    .unwrap();
     let listener = if http {
         Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
     } else {
@@ -69,13 +75,11 @@ async fn until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bo
 }
 
 /// Every entity's latest run finished ok (and all eleven entities have run).
-fn first_pass_done(db: &Path) -> bool {
-    if !db.exists() {
-        return false;
-    }
-    let conn = open(db);
-    let q = |sql: &str| {
-        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+fn first_pass_done(db: &Db) -> bool {
+    let q = |sql: &str| -> i64 {
+        db.try_query(sql)
+            .and_then(|rows| rows.first()?.first()?.clone())
+            .and_then(|v| v.parse().ok())
             .unwrap_or(-1)
     };
     let keys = q("SELECT COUNT(*) FROM sync_state WHERE last_run_id IS NOT NULL");
@@ -85,16 +89,16 @@ fn first_pass_done(db: &Path) -> bool {
     keys >= 11 && not_ok == 0
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_picks_up_upstream_changes_within_two_ticks() {
+async fn the_daemon_picks_up_upstream_changes_within_two_ticks(db) {
     let server = fake(Scale::Small).await;
     let fake = server.handle();
-    let db = db();
     let every_second = "* * * * * *";
     let daemon = start(
         settings(
             &server.base_url(),
-            &db.path,
+            &db,
             &[
                 ("SYNC__SCHEDULE", every_second),
                 ("SYNC__FULL_REFRESH_SCHEDULE", every_second),
@@ -104,28 +108,27 @@ async fn the_daemon_picks_up_upstream_changes_within_two_ticks() {
     )
     .await;
     until("the first pass", Duration::from_secs(20), async || {
-        first_pass_done(&db.path)
+        first_pass_done(&db)
     })
     .await;
     let changed = fake.update_many("conversations", 5);
     let tag = fake.insert("tags", None);
     let changed_at = Instant::now();
     until("the changes", Duration::from_secs(10), async || {
-        let conn = open(&db.path);
         let n: i64 = changed
             .iter()
             .map(|id| {
-                let data: String = conn
-                    .query_row("SELECT data FROM conversations WHERE id = ?1", [id], |r| {
-                        r.get(0)
-                    })
+                let data = db.query(&format!(
+                    "SELECT {} FROM conversations WHERE id = '{id}'",
+                    data_sql(&db)
+                ))[0][0]
+                    .clone()
                     .unwrap();
                 let v: serde_json::Value = serde_json::from_str(&data).unwrap();
                 i64::from(v == fake.record("conversations", id).unwrap())
             })
             .sum();
-        let tag_there = count(
-            &conn,
+        let tag_there = scalar(&db,
             &format!("SELECT COUNT(*) FROM tags WHERE id = '{tag}'"),
         ) == 1;
         n == 5 && tag_there
@@ -138,29 +141,28 @@ async fn the_daemon_picks_up_upstream_changes_within_two_ticks() {
         changed_at.elapsed()
     );
     daemon.stop().await;
-    assert_mirror_equals_fake(&db.path, &fake);
-    let conn = open(&db.path);
+    assert_mirror_equals_fake(&db, &fake);
     assert_eq!(
-        count(
-            &conn,
+        scalar(&db,
             "SELECT COUNT(*) FROM sync_runs WHERE status = 'running'"
         ),
         0
     );
 }
+}
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_mid_sync_exits_0_and_the_next_start_continues() {
+async fn sigterm_mid_sync_exits_0_and_the_next_start_continues(db) {
     let server = fake(Scale::Medium).await;
     let fake = server.handle();
-    let db = db();
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_kustomer-mirror"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", server.base_url())
             .env("KUSTOMER_API_KEY", KEY)
-            .env("KUSTOMER_MIRROR__DATABASE__PATH", &db.path)
+            .envs(db.env())
             .env("KUSTOMER_MIRROR__SYNC__PAGE_SIZE", "100")
             .env("KUSTOMER_MIRROR__SYNC__REQUESTS_PER_MINUTE", "100000")
             .env("KUSTOMER_MIRROR__SYNC__SEARCH_REQUESTS_PER_MINUTE", "10000")
@@ -177,7 +179,10 @@ async fn sigterm_mid_sync_exits_0_and_the_next_start_continues() {
     };
     let child = spawn();
     until("pages being written", Duration::from_secs(20), async || {
-        db.path.exists() && count(&open(&db.path), "SELECT COUNT(*) FROM messages") > 500
+        db.try_query("SELECT COUNT(*) FROM messages")
+            .and_then(|r| r.first()?.first()?.clone())
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|n| n > 500)
     })
     .await;
     let status = Command::new("kill")
@@ -197,36 +202,31 @@ async fn sigterm_mid_sync_exits_0_and_the_next_start_continues() {
     .unwrap();
     assert_eq!(code.0, Some(0), "{}", code.1);
     assert!(stopped.elapsed() < Duration::from_secs(25));
-    let conn = open(&db.path);
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
+    if !db.is_postgres() {
+        assert_eq!(db.query("PRAGMA integrity_check")[0][0].as_deref(), Some("ok"));
+    }
     assert_eq!(
-        count(
-            &conn,
+        scalar(&db,
             "SELECT COUNT(*) FROM sync_runs WHERE status = 'running'"
         ),
         0
     );
     assert!(
-        count(
-            &conn,
+        scalar(&db,
             "SELECT COUNT(*) FROM sync_runs WHERE status = 'interrupted'"
         ) >= 1
     );
-    let partial = count(&conn, "SELECT COUNT(*) FROM messages");
+    let partial = scalar(&db, "SELECT COUNT(*) FROM messages");
     assert!(
         partial < fake.count("messages") as i64,
         "the stop came too late to test anything"
     );
-    drop(conn);
     // The next start continues and completes.
     let mut child = spawn();
     until(
         "the second start's first pass",
         Duration::from_secs(60),
-        async || first_pass_done(&db.path),
+        async || first_pass_done(&db),
     )
     .await;
     Command::new("kill")
@@ -237,8 +237,9 @@ async fn sigterm_mid_sync_exits_0_and_the_next_start_continues() {
         .await
         .unwrap();
     assert_eq!(code, Some(0));
-    assert_mirror_equals_fake(&db.path, &fake);
-    assert_no_duplicate_log_rows(&db.path);
+    assert_mirror_equals_fake(&db, &fake);
+    assert_no_duplicate_log_rows(&db);
+}
 }
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -247,16 +248,16 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn healthz_turns_503_while_kustomer_fails_and_200_after_it_recovers() {
+async fn healthz_turns_503_while_kustomer_fails_and_200_after_it_recovers(db) {
     let server = fake(Scale::Small).await;
     let fake = server.handle();
-    let db = db();
     let every_second = "* * * * * *";
     let daemon = start(
         settings(
             &server.base_url(),
-            &db.path,
+            &db,
             &[
                 ("SYNC__SCHEDULE", every_second),
                 ("SYNC__FULL_REFRESH_SCHEDULE", every_second),
@@ -270,7 +271,7 @@ async fn healthz_turns_503_while_kustomer_fails_and_200_after_it_recovers() {
     .await;
     let addr = daemon.addr.unwrap();
     until("the first pass", Duration::from_secs(20), async || {
-        first_pass_done(&db.path)
+        first_pass_done(&db)
     })
     .await;
     assert_eq!(get(addr, "/healthz").await.0, 200);
@@ -302,16 +303,17 @@ async fn healthz_turns_503_while_kustomer_fails_and_200_after_it_recovers() {
     .await;
     daemon.stop().await;
 }
+}
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_are_prometheus_text_and_match_sync_runs() {
+async fn metrics_are_prometheus_text_and_match_sync_runs(db) {
     let server = fake(Scale::Small).await;
-    let db = db();
     let yearly = "0 0 0 1 1 *";
     let daemon = start(
         settings(
             &server.base_url(),
-            &db.path,
+            &db,
             &[
                 ("SYNC__SCHEDULE", yearly),
                 ("SYNC__FULL_REFRESH_SCHEDULE", yearly),
@@ -322,7 +324,7 @@ async fn metrics_are_prometheus_text_and_match_sync_runs() {
     .await;
     let addr = daemon.addr.unwrap();
     until("the first pass", Duration::from_secs(20), async || {
-        first_pass_done(&db.path)
+        first_pass_done(&db)
     })
     .await;
     let (status, text) = get(addr, "/metrics").await;
@@ -361,7 +363,6 @@ async fn metrics_are_prometheus_text_and_match_sync_runs() {
         }
         values.insert(series.to_string(), value);
     }
-    let conn = open(&db.path);
     let sum = |prefix: &str| -> f64 {
         values
             .iter()
@@ -371,16 +372,15 @@ async fn metrics_are_prometheus_text_and_match_sync_runs() {
     };
     assert_eq!(
         sum("kustomer_mirror_run_requests_total{") as i64,
-        count(&conn, "SELECT SUM(requests) FROM sync_runs")
+        scalar(&db, "SELECT SUM(requests) FROM sync_runs")
     );
     assert_eq!(
         sum("kustomer_mirror_runs_total{") as i64,
-        count(&conn, "SELECT COUNT(*) FROM sync_runs")
+        scalar(&db, "SELECT COUNT(*) FROM sync_runs")
     );
     assert_eq!(
         values["kustomer_mirror_rows{entity=\"customers\",state=\"live\"}"] as i64,
-        count(
-            &conn,
+        scalar(&db,
             "SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL"
         )
     );
@@ -394,6 +394,7 @@ async fn metrics_are_prometheus_text_and_match_sync_runs() {
     );
     assert!(values.contains_key("kustomer_mirror_last_run_duration_seconds{entity=\"messages\"}"));
     daemon.stop().await;
+}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,7 +412,7 @@ async fn an_entity_never_runs_twice_at_once_when_ticks_outpace_it() {
     let daemon = start(
         settings(
             &server.base_url(),
-            &db.path,
+            &db,
             &[
                 ("SYNC__SCHEDULE", every_second),
                 ("SYNC__FULL_REFRESH_SCHEDULE", every_second),
