@@ -68,9 +68,35 @@ async fn a_first_sync_killed_half_way_gets_its_indexes_when_the_next_sync_ends()
     let server = fake(Scale::Small).await;
     let db = db();
     let expected = fresh_indexes();
-    kill_after_pages(engine(&server, &db.path, options()), 10).await;
-    // Whatever the writer thread still had queued only defers more indexes, never rebuilds one.
+    // From the 12th request on, every answer takes a minute: the passes in flight are all stuck
+    // mid-load (in their bulk phase) when the sync is dropped, so none can end one and rebuild.
+    // (Killing after N stored pages instead raced with a pass ending between two others.)
+    let fake = server.handle();
+    fake.on_request(
+        12,
+        Box::new(|fake| {
+            fake.set_faults(kustomer_mirror::fake::Faults {
+                slow: 1.0,
+                slow_delay: std::time::Duration::from_secs(60),
+                ..Default::default()
+            })
+        }),
+    );
+    let stuck = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        engine(&server, &db.path, options()).run(&all()),
+    )
+    .await;
+    assert!(
+        stuck.is_err(),
+        "the sync should have been stuck on slow answers"
+    );
+    fake.set_faults(kustomer_mirror::fake::Faults::default());
     let killed = indexes(&open(&db.path));
+    assert!(
+        count(&open(&db.path), "SELECT COUNT(*) FROM change_log") > 0,
+        "some pages were stored before the sync got stuck"
+    );
     assert!(
         !killed.contains_key("change_log_record"),
         "the change log's indexes are deferred while first syncs load"
