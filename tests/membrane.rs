@@ -2,6 +2,7 @@
 //! `membrane` CLI (a fake executable first on PATH, HOME in a temp dir) give the same mirror as direct
 //! access; a revoked connection says what to do; no Membrane secret or token leaks.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,6 @@ use kustomer_mirror::destination::Writer;
 use kustomer_mirror::fake::{FakeOptions, FakeServer, Faults, MembraneFake, Scale};
 use kustomer_mirror::kustomer::jwt::{Minter, sign};
 use kustomer_mirror::kustomer::{Client, MembraneAuth};
-use kustomer_mirror::store::Store;
 use kustomer_mirror::sync::{Engine, SyncOptions};
 
 const WORKSPACE: &str = "ws-test";
@@ -121,7 +121,7 @@ enum Way {
     Cli,
 }
 
-fn sync_via(way: Way, server: &FakeServer, db: &Path, tmp: &Path) -> Output {
+fn sync_via(way: Way, server: &FakeServer, db: &Db, tmp: &Path) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kustomer-mirror"));
     let bin = tmp.join("bin");
     cmd.env_clear()
@@ -135,7 +135,7 @@ fn sync_via(way: Way, server: &FakeServer, db: &Path, tmp: &Path) -> Output {
         )
         .env("HOME", tmp.join("home"))
         .env("RUST_LOG", "trace")
-        .env("KUSTOMER_MIRROR__DATABASE__PATH", db)
+        .envs(db.env())
         .env("KUSTOMER_MIRROR__SYNC__REQUESTS_PER_MINUTE", "100000")
         .env("KUSTOMER_MIRROR__SYNC__SEARCH_REQUESTS_PER_MINUTE", "10000")
         .env("KUSTOMER_MIRROR__SYNC__PAGE_SIZE", "100");
@@ -169,52 +169,38 @@ fn text(o: &Output) -> String {
 }
 
 /// Every entity table and the change log's (entity, id, op, version), for comparing mirrors.
-fn snapshot(db: &Path) -> BTreeMap<String, Vec<String>> {
-    let conn = open(db);
+fn snapshot(db: &Db) -> BTreeMap<String, Vec<String>> {
+    let line = |r: Vec<Option<String>>| -> String {
+        r.into_iter()
+            .map(Option::unwrap_or_default)
+            .collect::<Vec<_>>()
+            .join("|")
+    };
     let mut out = BTreeMap::new();
     for e in kustomer_mirror::entity::ENTITIES {
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT id, data, deleted_at IS NOT NULL FROM {} ORDER BY id",
+        let rows: Vec<String> = db
+            .query(&format!(
+                "SELECT id, {}, CASE WHEN deleted_at IS NULL THEN 0 ELSE 1 END FROM {} ORDER BY id",
+                data_sql(db),
                 e.name
             ))
-            .unwrap();
-        let rows: Vec<String> = stmt
-            .query_map([], |r| {
-                Ok(format!(
-                    "{}|{}|{}",
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?
-                ))
-            })
-            .unwrap()
-            .map(Result::unwrap)
+            .into_iter()
+            .map(line)
             .collect();
         out.insert(e.name.to_string(), rows);
     }
-    let mut stmt = conn
-        .prepare("SELECT entity, record_id, op, COALESCE(source_updated_at, '') FROM change_log ORDER BY entity, record_id, op, source_updated_at")
-        .unwrap();
-    let log: Vec<String> = stmt
-        .query_map([], |r| {
-            Ok(format!(
-                "{}|{}|{}|{}",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
+    let log: Vec<String> = db
+        .query("SELECT entity, record_id, op, COALESCE(source_updated_at, '') FROM change_log ORDER BY entity, record_id, op, source_updated_at")
+        .into_iter()
+        .map(line)
         .collect();
     out.insert("change_log".into(), log);
     out
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn direct_proxy_and_cli_syncs_produce_identical_mirrors() {
+async fn direct_proxy_and_cli_syncs_produce_identical_mirrors(db) {
     if !python_available() {
         eprintln!("python3 missing: skipping");
         return;
@@ -223,10 +209,7 @@ async fn direct_proxy_and_cli_syncs_produce_identical_mirrors() {
     let fake = server.handle();
     let tmp = tempfile::tempdir().unwrap();
     fake_cli(tmp.path(), &server.base_url());
-    let dbs: Vec<PathBuf> = ["direct", "proxy", "cli"]
-        .iter()
-        .map(|n| tmp.path().join(format!("{n}.db")))
-        .collect();
+    let dbs: Vec<Db> = vec![db.another(), db.another(), db];
     let ways = [Way::Direct, Way::Proxy, Way::Cli];
     let run_all = |server: &FakeServer| {
         for (way, db) in ways.iter().zip(&dbs) {
@@ -261,9 +244,11 @@ async fn direct_proxy_and_cli_syncs_produce_identical_mirrors() {
         "{argv}"
     );
 }
+}
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn minted_tokens_are_renewed_before_they_expire() {
+async fn minted_tokens_are_renewed_before_they_expire(db) {
     let server = membrane_fake().await;
     let fake = server.handle();
     // Slow answers stretch one sync over several token lifetimes.
@@ -280,10 +265,9 @@ async fn minted_tokens_are_renewed_before_they_expire() {
         quick_client(),
     )
     .unwrap();
-    let db = db();
     let engine = Engine::new(
         Arc::new(client),
-        Writer::spawn(Store::open(&db.path).unwrap()).unwrap(),
+        Writer::spawn_boxed(db.destination()).unwrap(),
         SyncOptions {
             page_size: 25,
             concurrency: 1,
@@ -297,14 +281,15 @@ async fn minted_tokens_are_renewed_before_they_expire() {
         "the sync was too short to need a renewal"
     );
     assert!(fake.stats().membrane_tokens_seen >= 3, "{:?}", fake.stats());
-    assert_mirror_equals_fake(&db.path, &fake);
+    assert_mirror_equals_fake(&db, &fake);
+}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_connection_or_a_bad_token_says_what_to_do() {
     let server = membrane_fake().await;
     let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("m.db");
+    let db = Db::sqlite();
     server.handle().revoke_membrane_connection();
     let out = tokio::task::block_in_place(|| sync_via(Way::Proxy, &server, &db, tmp.path()));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -317,7 +302,7 @@ async fn a_revoked_connection_or_a_bad_token_says_what_to_do() {
         )),
         "{stderr}"
     );
-    assert!(!db.exists());
+    assert!(!db.path.exists());
     // A token signed with the wrong secret.
     let wrong = Minter::new(
         WORKSPACE,
@@ -357,15 +342,15 @@ async fn a_revoked_connection_or_a_bad_token_says_what_to_do() {
     );
 }
 
+on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_membrane_secret_or_token_leaks_into_logs_status_or_the_database() {
+async fn no_membrane_secret_or_token_leaks_into_logs_status_or_the_database(db) {
     let server = membrane_fake().await;
     server.handle().set_faults(Faults {
         server_error: 0.05,
         ..Faults::default()
     });
     let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("m.db");
     let out = tokio::task::block_in_place(|| sync_via(Way::Proxy, &server, &db, tmp.path()));
     let all = text(&out);
     assert!(all.lines().count() > 50, "trace logging should be verbose");
@@ -374,11 +359,11 @@ async fn no_membrane_secret_or_token_leaks_into_logs_status_or_the_database() {
         !all.contains("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"),
         "a token leaked"
     );
-    let status = Command::new(env!("CARGO_BIN_EXE_kustomer-mirror"))
-        .args(["status", "--json", "--db"])
-        .arg(&db)
+    let status = mirror_cmd_db(&server.base_url(), "unused", &db)
+        .args(["status", "--json"])
         .output()
         .unwrap();
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     assert!(!text(&status).contains(SECRET) && !text(&status).contains("eyJ"));
     let check = Command::new(env!("CARGO_BIN_EXE_kustomer-mirror"))
         .env_clear()
@@ -393,13 +378,17 @@ async fn no_membrane_secret_or_token_leaks_into_logs_status_or_the_database() {
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
     assert!(!text(&check).contains(SECRET));
     assert!(String::from_utf8_lossy(&check.stdout).contains("workspace_secret = \"[redacted]\""));
-    let conn = open(&db);
-    let dump: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM (SELECT data AS t FROM customers UNION ALL SELECT error FROM sync_runs UNION ALL SELECT last_error FROM sync_state UNION ALL SELECT changes FROM change_log) WHERE instr(t, ?1) > 0 OR instr(t, 'eyJhbGci') > 0",
-            [SECRET],
-            |r| r.get(0),
-        )
-        .unwrap();
+    // CAST and LIKE read the same on both dialects (the secret has no LIKE wildcards).
+    let dump = scalar(
+        &db,
+        &format!(
+            "SELECT COUNT(*) FROM (SELECT CAST(data AS text) AS t FROM customers \
+             UNION ALL SELECT error FROM sync_runs UNION ALL SELECT last_error FROM sync_state \
+             UNION ALL SELECT CAST(changes AS text) FROM change_log) AS x \
+             WHERE t LIKE '%{SECRET}%' OR t LIKE '%eyJhbGci%'"
+        ),
+    );
     assert_eq!(dump, 0);
+    assert!(scalar(&db, "SELECT COUNT(*) FROM customers") > 0);
+}
 }
