@@ -124,20 +124,25 @@ pub fn parse_url(text: &str) -> Result<ParsedUrl, String> {
             url.scheme()
         ));
     }
+    // The query is split by hand, keeping the other parameters byte for byte: re-serialising it as
+    // a form would turn a space (`options=-c%20statement_timeout%3D0`) into `+`, which the client
+    // library, like libpq, does not read as a space.
     let mut sslmode = None;
     let mut sslrootcert = None;
-    let mut rest: Vec<(String, String)> = Vec::new();
-    for (k, v) in url.query_pairs() {
-        match k.as_ref() {
-            "sslmode" => sslmode = Some(v.into_owned()),
-            "sslrootcert" => sslrootcert = Some(v.into_owned()),
-            _ => rest.push((k.into_owned(), v.into_owned())),
+    let mut rest: Vec<&str> = Vec::new();
+    let query = url.query().unwrap_or("").to_string();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match percent_decode(k).as_str() {
+            "sslmode" => sslmode = Some(percent_decode(v)),
+            "sslrootcert" => sslrootcert = Some(percent_decode(v)),
+            _ => rest.push(pair),
         }
     }
     if rest.is_empty() {
         url.set_query(None);
     } else {
-        url.query_pairs_mut().clear().extend_pairs(rest);
+        url.set_query(Some(&rest.join("&")));
     }
     let url = url.to_string();
     // The client's own parser is the judge of what it will accept.
@@ -149,6 +154,33 @@ pub fn parse_url(text: &str) -> Result<ParsedUrl, String> {
         sslmode,
         sslrootcert,
     })
+}
+
+/// `%XX` escapes decoded as libpq decodes URI parts (a `+` stays a `+`); bytes that do not form UTF-8
+/// are replaced.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                // Two hex digits: at most 0xff, so the cast keeps the value.
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// True for a schema name that needs no quoting: lower-case letters, digits and `_`, not starting
@@ -195,6 +227,16 @@ mod tests {
         assert_eq!(
             p.url.expose(),
             "postgres://u:pw@db:5432/bi?application_name=x"
+        );
+        // Other parameters stay byte for byte: %20 is not turned into `+`.
+        let p = parse_url(
+            "postgres://u@db/bi?options=-c%20statement_timeout%3D0&sslrootcert=%2Fetc%2Fmy%20ca.pem",
+        )
+        .unwrap();
+        assert_eq!(p.sslrootcert.as_deref(), Some("/etc/my ca.pem"));
+        assert_eq!(
+            p.url.expose(),
+            "postgres://u@db/bi?options=-c%20statement_timeout%3D0"
         );
         assert_eq!(SslMode::parse("verify-full"), Some(SslMode::VerifyFull));
         assert_eq!(SslMode::parse("allow"), None);
