@@ -15,23 +15,56 @@ use serde_json::Value;
 
 type Rows = Vec<Vec<String>>;
 
-/// (title, sql) for every `### title` followed by a ```sql block.
-fn documented_queries() -> Vec<(String, String)> {
+/// A documented query: its title, its SQLite/DuckDB form, and its PostgreSQL form when the doc gives
+/// one (a ```postgresql block under the same title; otherwise the same SQL runs there).
+struct Documented {
+    title: String,
+    sql: String,
+    postgres: Option<String>,
+}
+
+impl Documented {
+    fn postgres(&self) -> &str {
+        self.postgres.as_deref().unwrap_or(&self.sql)
+    }
+}
+
+/// Every `### title` followed by a ```sql block (and maybe a ```postgresql block).
+fn documented_queries() -> Vec<Documented> {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/queries.md")).unwrap();
-    let mut out = Vec::new();
+    let mut out: Vec<Documented> = Vec::new();
     let mut title: Option<String> = None;
+    // Whether the last query pushed belongs to the current `###` section.
+    let mut in_section = false;
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
         if let Some(t) = line.strip_prefix("### ") {
             title = Some(t.trim().to_string());
+            in_section = false;
         } else if line.starts_with("## ") {
             title = None;
+            in_section = false;
         } else if line.trim() == "```sql"
             && let Some(t) = title.take()
         {
             let sql: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
-            out.push((t, sql.join("\n")));
+            out.push(Documented {
+                title: t,
+                sql: sql.join("\n"),
+                postgres: None,
+            });
+            in_section = true;
+        } else if line.trim() == "```postgresql" {
+            let sql: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            let last = out.last_mut().filter(|_| in_section);
+            let last = last.expect("a ```postgresql block follows the ```sql block of its query");
+            assert!(
+                last.postgres.is_none(),
+                "two PostgreSQL forms for {}",
+                last.title
+            );
+            last.postgres = Some(sql.join("\n"));
         }
     }
     out
@@ -450,7 +483,7 @@ async fn every_documented_query_returns_what_the_fakes_data_says_in_sqlite3_and_
     let has_sqlite3 = sqlite3_available();
     let python = duckdb_python();
     let conn = open(&db.path);
-    for (title, sql) in &queries {
+    for Documented { title, sql, .. } in &queries {
         let want = expected(title, &fake);
         assert!(
             !want.is_empty(),
@@ -624,4 +657,164 @@ fn docs_schema_md_documents_every_table_column_and_view() {
             }
         }
     }
+}
+
+/// The SQL block under "Roles, once, as an administrator" in README.md.
+fn readme_roles_block() -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = text
+        .find("Roles, once, as an administrator")
+        .expect("README.md shows the PostgreSQL roles");
+    let rest = &text[at..];
+    let start = rest.find("```sql\n").expect("a ```sql block") + "```sql\n".len();
+    let end = rest[start..].find("```").expect("the end of the block");
+    rest[start..start + end].to_string()
+}
+
+/// Runs `f` with a session of `url` (plain TCP), on a thread of its own: the blocking client may
+/// not run on the async runtime's threads.
+fn with_session<R: Send + 'static>(
+    url: String,
+    f: impl FnOnce(&mut postgres::Client) -> R + Send + 'static,
+) -> R {
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        f(&mut client)
+    })
+    .join()
+    .unwrap()
+}
+
+/// Rows as text, or the server's SQLSTATE and message.
+type PgResult = Result<Rows, (String, String)>;
+
+/// Every row of `sql` as text, or the server's SQLSTATE and message.
+fn pg_rows(client: &mut postgres::Client, sql: &str) -> PgResult {
+    match client.simple_query(sql) {
+        Ok(messages) => Ok(messages
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or("").to_string())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()),
+        Err(e) => Err(e
+            .as_db_error()
+            .map(|d| (d.code().code().to_string(), d.message().to_string()))
+            .unwrap_or_else(|| (String::new(), e.to_string()))),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_query_runs_on_postgresql_as_the_readme_reporting_role_which_cannot_write()
+{
+    let Some(db) = Db::postgres() else { return };
+    let pg = db.pg.as_ref().unwrap();
+    let server = fake(Scale::Medium).await;
+    let fake = server.handle();
+    // README's block, as the administrator, for this test's database.
+    pg.cluster.execute(
+        &pg.name,
+        &readme_roles_block().replace("analytics", &pg.name),
+    );
+    let url = |user: &str, password: &str| {
+        format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/{}",
+            pg.cluster.port(),
+            pg.name
+        )
+    };
+    // The mirror syncs as its own, unprivileged user.
+    let sync = || {
+        let mut cmd = mirror_cmd_db(&server.base_url(), KEY, &db);
+        cmd.arg("sync").env(
+            "KUSTOMER_MIRROR__DATABASE__URL",
+            url("kustomer_mirror", "choose-a-password"),
+        );
+        output(cmd)
+    };
+    let out = sync().await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_mirror_equals_fake(&db, &fake);
+
+    let queries = documented_queries();
+    assert_eq!(queries.len(), 12);
+    assert!(
+        queries.iter().filter(|q| q.postgres.is_some()).count() >= 4,
+        "the averaging queries have PostgreSQL forms"
+    );
+    let wanted: Vec<(String, String, Rows)> = queries
+        .iter()
+        .map(|q| {
+            (
+                q.title.clone(),
+                q.postgres().to_string(),
+                expected(&q.title, &fake),
+            )
+        })
+        .collect();
+    let reporting = url("reporting", "another-password");
+    let results = with_session(reporting.clone(), move |client| {
+        pg_rows(client, "SET search_path TO kustomer").unwrap();
+        let read: Vec<(String, PgResult, Rows)> = wanted
+            .into_iter()
+            .map(|(title, sql, want)| {
+                let got = pg_rows(client, &sql);
+                (title, got, want)
+            })
+            .collect();
+        // And it cannot write: rows, state, the log, new objects, or drop what is there.
+        let writes: Vec<(String, PgResult)> = [
+            "INSERT INTO customers (id, data, hash, first_synced_at, last_changed_at) VALUES ('x', '{}', 0, now(), now())",
+            "UPDATE sync_state SET cursor = NULL",
+            "DELETE FROM change_log",
+            "TRUNCATE sync_runs",
+            "CREATE TABLE kustomer.mine (x int)",
+            "CREATE VIEW kustomer.mine AS SELECT 1 AS x",
+            "DROP VIEW customers_live",
+            "ALTER TABLE customers ADD COLUMN x int",
+        ]
+        .into_iter()
+        .map(|sql| (sql.to_string(), pg_rows(client, sql)))
+        .collect();
+        (read, writes)
+    });
+    let (read, writes) = results;
+    for (title, got, want) in &read {
+        let got = got
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{title} on PostgreSQL as reporting: {e:?}"));
+        assert!(
+            !want.is_empty(),
+            "{title}: the fake gives nothing to compare"
+        );
+        same(title, "PostgreSQL", got, want);
+    }
+    for (sql, result) in &writes {
+        match result {
+            Err((code, _)) if code == "42501" => {}
+            other => panic!("reporting ran {sql:?}: {other:?}"),
+        }
+    }
+    // Views the mirror rebuilds later (a new custom attribute) stay readable (default privileges).
+    let id = live(fake.records("customers"))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut custom = fake.record("customers", &id).unwrap()["attributes"]["custom"].clone();
+    custom["seatsNum"] = serde_json::json!(42.5);
+    fake.update("customers", &id, serde_json::json!({ "custom": custom }));
+    let out = sync().await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let seats = with_session(reporting, move |client| {
+        pg_rows(
+            client,
+            &format!("SELECT seats FROM kustomer.customers_custom WHERE id = '{id}'"),
+        )
+    });
+    assert_eq!(seats, Ok(vec![vec!["42.5".to_string()]]));
 }
