@@ -175,3 +175,61 @@ async fn typed_columns_have_postgres_types_and_awkward_values_become_null() {
         ]
     );
 }
+
+/// PostgreSQL's name of a type, short where psql's is long.
+fn short(t: &str) -> String {
+    match t {
+        "timestamp with time zone" => "timestamptz".to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn docs_schema_md_gives_the_postgresql_type_of_every_table_column() {
+    let Some(cluster) = pg::shared() else { return };
+    let db = fresh(cluster);
+    let actual = cluster.query(
+        &db,
+        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'kustomer' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY c.relname, a.attnum",
+    );
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/schema.md")).unwrap();
+    let mut wrong = Vec::new();
+    for row in &actual {
+        let (table, column, pg_type) = (
+            row[0].as_deref().unwrap(),
+            row[1].as_deref().unwrap(),
+            short(row[2].as_deref().unwrap()),
+        );
+        if table == "schema_meta" {
+            continue;
+        }
+        // `| `column` | SQLite type | PostgreSQL type | meaning |` in the table's section.
+        let documented = doc
+            .split(&format!("### `{table}`\n"))
+            .nth(1)
+            .and_then(|section| section.split("\n### ").next())
+            .and_then(|section| {
+                section
+                    .lines()
+                    .find(|l| l.starts_with(&format!("| `{column}` |")))
+            })
+            .and_then(|line| line.split('|').nth(3))
+            .map(|cell| cell.trim().trim_matches('`').to_string());
+        if documented.as_deref() != Some(pg_type.as_str()) {
+            wrong.push(format!(
+                "{table}.{column}: {pg_type} (documented: {documented:?})"
+            ));
+        }
+    }
+    assert!(actual.len() > 100);
+    assert!(
+        wrong.is_empty(),
+        "docs/schema.md, PostgreSQL types:\n{}",
+        wrong.join("\n")
+    );
+}
