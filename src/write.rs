@@ -117,6 +117,17 @@ pub enum Outcome<'a> {
     Interrupted,
 }
 
+impl<'a> Outcome<'a> {
+    /// The `sync_runs.status` and `error` this outcome is recorded with.
+    pub fn status_and_error(self) -> (&'static str, Option<&'a str>) {
+        match self {
+            Outcome::Ok => ("ok", None),
+            Outcome::Failed(e) => ("failed", Some(e)),
+            Outcome::Interrupted => ("interrupted", Some("stopped by shutdown")),
+        }
+    }
+}
+
 /// Reads `sync_state.cursor_ids`. A damaged value (hand-edited, or written by something else) is
 /// logged and read as no ids: the next pass then re-reads the records at the cursor's timestamp
 /// instead of skipping them, which stores nothing twice (they are unchanged), so no data is lost.

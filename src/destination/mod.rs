@@ -94,7 +94,7 @@ pub trait Destination: Send {
         &mut self,
         entity: &str,
         requests: u64,
-        error: Option<&str>,
+        outcome: Outcome<'_>,
     ) -> Result<(), Error>;
 
     /// The saved strategy and cursor of `key`.

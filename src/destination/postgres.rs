@@ -72,11 +72,11 @@ impl Destination for Pg {
         &mut self,
         entity: &str,
         requests: u64,
-        error: Option<&str>,
+        outcome: Outcome<'_>,
     ) -> Result<(), Error> {
         let context = format!("recording the preflight requests of {entity}");
         Ok(self.with(&context, |c, _| {
-            runs::record_preflight(c, entity, requests, error)
+            runs::record_preflight(c, entity, requests, outcome)
         })?)
     }
 

@@ -62,9 +62,9 @@ impl Destination for Store {
         &mut self,
         entity: &str,
         requests: u64,
-        error: Option<&str>,
+        outcome: Outcome<'_>,
     ) -> Result<(), Error> {
-        Ok(runs::record_preflight(self, entity, requests, error)?)
+        Ok(runs::record_preflight(self, entity, requests, outcome)?)
     }
 
     fn read_state(&mut self, key: &str) -> Result<State, Error> {

@@ -36,9 +36,9 @@ pub fn record_preflight(
     c: &mut Client,
     entity: &str,
     requests: u64,
-    error: Option<&str>,
+    outcome: Outcome<'_>,
 ) -> Result<(), postgres::Error> {
-    let status = if error.is_some() { "failed" } else { "ok" };
+    let (status, error) = outcome.status_and_error();
     c.execute(
         "INSERT INTO sync_runs (entity, mode, started_at, finished_at, status, requests, error) \
          VALUES ($1, 'preflight', now(), now(), $2, $3, $4)",
@@ -56,11 +56,7 @@ pub fn finish_run(
     outcome: Outcome<'_>,
     requests: Option<u64>,
 ) -> Result<(), postgres::Error> {
-    let (status, error) = match outcome {
-        Outcome::Ok => ("ok", None),
-        Outcome::Failed(e) => ("failed", Some(e)),
-        Outcome::Interrupted => ("interrupted", Some("stopped by shutdown")),
-    };
+    let (status, error) = outcome.status_and_error();
     let error = error.map(|e| super::jsonb::text(e).into_owned());
     let mut tx = c.transaction()?;
     tx.execute(

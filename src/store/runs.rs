@@ -43,9 +43,10 @@ pub fn record_preflight(
     store: &mut Store,
     entity: &str,
     requests: u64,
-    error: Option<&str>,
+    outcome: Outcome<'_>,
 ) -> Result<(), StoreError> {
     let now = now_iso();
+    let (status, error) = outcome.status_and_error();
     store
         .conn_mut()
         .execute(
@@ -54,7 +55,7 @@ pub fn record_preflight(
             params![
                 entity,
                 now,
-                if error.is_some() { "failed" } else { "ok" },
+                status,
                 requests as i64,
                 error
             ],
@@ -76,11 +77,7 @@ pub fn finish_run(
     let err = |e| StoreError::sqlite(format!("finishing run {run_id} of {key}"), e);
     let now = now_iso();
     let tx = store.conn_mut().transaction().map_err(err)?;
-    let (status, error) = match outcome {
-        Outcome::Ok => ("ok", None),
-        Outcome::Failed(e) => ("failed", Some(e)),
-        Outcome::Interrupted => ("interrupted", Some("stopped by shutdown")),
-    };
+    let (status, error) = outcome.status_and_error();
     tx.execute(
         "UPDATE sync_runs SET status = ?2, finished_at = ?3, error = ?4, \
          requests = COALESCE(?5, requests) WHERE id = ?1",

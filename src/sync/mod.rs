@@ -389,17 +389,22 @@ impl Engine {
         }
         let body = search::query_body(target, None);
         let counter = Arc::new(AtomicU64::new(0));
-        let probe = counted(counter.clone(), self.client.search(&body, 1, 1, true)).await;
+        let probe = self
+            .unless_stopped(
+                &target.key,
+                counted(counter.clone(), self.client.search(&body, 1, 1, true)),
+            )
+            .await;
         let probe = match probe {
-            Ok(_) => Ok(true),
-            Err(ApiError::Rejected { status: 400, .. }) => {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(ApiError::Rejected { status: 400, .. })) => {
                 tracing::warn!(entity = %target.key, "the org rejects company search; companies will be fully refreshed each run");
                 Ok(false)
             }
-            Err(e) => Err(SyncError::api(&target.key, Some(1), e)),
+            Ok(Err(e)) => Err(SyncError::api(&target.key, Some(1), e)),
+            Err(stopped) => Err(stopped),
         };
-        let failed = probe.as_ref().err().map(ToString::to_string);
-        self.record_preflight(&target.key, counter.load(Ordering::Relaxed), failed)
+        self.record_preflight_of(&target.key, counter.load(Ordering::Relaxed), &probe)
             .await?;
         let supported = probe?;
         let key = target.key.clone();
@@ -413,9 +418,14 @@ impl Engine {
     /// `entity` (kobjects).
     async fn klass_names(&self, entity: &Entity) -> Result<Vec<String>, SyncError> {
         let counter = Arc::new(AtomicU64::new(0));
-        let names = counted(counter.clone(), full::klass_names(&self.client)).await;
-        let failed = names.as_ref().err().map(ToString::to_string);
-        self.record_preflight(entity.name, counter.load(Ordering::Relaxed), failed)
+        let names = self
+            .unless_stopped(
+                entity.name,
+                counted(counter.clone(), full::klass_names(&self.client)),
+            )
+            .await
+            .and_then(|names| names);
+        self.record_preflight_of(entity.name, counter.load(Ordering::Relaxed), &names)
             .await?;
         names
     }
@@ -429,12 +439,41 @@ impl Engine {
         requests: u64,
         error: Option<String>,
     ) -> Result<(), SyncError> {
+        self.store_preflight(entity, requests, error, false).await
+    }
+
+    /// Records the requests of a preflight that ended with `result`: a shutdown that stopped it
+    /// is recorded as interrupted, not as a failure.
+    async fn record_preflight_of<T>(
+        &self,
+        entity: &str,
+        requests: u64,
+        result: &Result<T, SyncError>,
+    ) -> Result<(), SyncError> {
+        let interrupted = matches!(result, Err(SyncError::Interrupted { .. }));
+        let error = result.as_ref().err().map(ToString::to_string);
+        self.store_preflight(entity, requests, error, interrupted)
+            .await
+    }
+
+    async fn store_preflight(
+        &self,
+        entity: &str,
+        requests: u64,
+        error: Option<String>,
+        interrupted: bool,
+    ) -> Result<(), SyncError> {
         if requests == 0 {
             return Ok(());
         }
         let key = entity.to_string();
         self.store(entity, move |s| {
-            s.record_preflight(&key, requests, error.as_deref())
+            let outcome = match (&error, interrupted) {
+                (_, true) => Outcome::Interrupted,
+                (Some(e), false) => Outcome::Failed(e),
+                (None, false) => Outcome::Ok,
+            };
+            s.record_preflight(&key, requests, outcome)
         })
         .await
     }
@@ -552,13 +591,20 @@ impl Engine {
             ),
             PassOutcome::Failed(e) => Some(e.to_string()),
         };
-        match &error {
-            None => tracing::info!(
+        match (&outcome, &error) {
+            (PassOutcome::Ok, _) | (_, None) => tracing::info!(
                 entity = %target.key, mode = mode.as_str(), rows = tally.fetched,
                 changed = tally.applied.changed(), requests = tally.requests,
                 duration_ms = duration.as_millis() as u64, "pass finished"
             ),
-            Some(e) => {
+            // A stop someone asked for is not a failure: INFO, so alerts on journal errors stay
+            // quiet through restarts.
+            (PassOutcome::Interrupted, Some(e)) => tracing::info!(
+                entity = %target.key, mode = mode.as_str(), rows = tally.fetched,
+                changed = tally.applied.changed(), requests = tally.requests,
+                message = %e, "pass interrupted"
+            ),
+            (PassOutcome::Failed(_), Some(e)) => {
                 tracing::error!(entity = %target.key, mode = mode.as_str(), error = %e, "pass failed")
             }
         }
