@@ -1,7 +1,7 @@
--- kustomer-mirror data model, schema version 3 (the whole model; see docs/schema.md).
+-- kustomer-mirror data model, schema version 4 (the whole model; see docs/schema.md).
 --
 -- Applied by the binary when it opens a database (never by hand): a new file gets this script and
--- PRAGMA user_version = 3; older versions are upgraded by the migrations in src/store/migrate.rs.
+-- PRAGMA user_version = 4; older versions are upgraded by the migrations in src/store/migrate.rs.
 --
 -- Every entity table has:
 --   id               the Kustomer id (24-hex), primary key
@@ -253,7 +253,8 @@ CREATE TABLE sync_runs (
     unchanged   INTEGER NOT NULL DEFAULT 0,
     deleted     INTEGER NOT NULL DEFAULT 0,
     error       TEXT,
-    rejected    INTEGER NOT NULL DEFAULT 0
+    rejected    INTEGER NOT NULL DEFAULT 0,
+    expected    INTEGER
 );
 CREATE INDEX sync_runs_entity ON sync_runs (entity, id);
 

@@ -39,6 +39,9 @@ pub struct PageWrite {
     pub fetched: u64,
     /// The cursor after this page, when the read is incremental; never moves backwards.
     pub cursor: Option<Cursor>,
+    /// Items the whole run is expected to fetch, as far as the server's totals tell; recorded in
+    /// `sync_runs.expected` for progress and ETAs (`None` leaves the recorded value).
+    pub expected: Option<u64>,
 }
 
 /// What applying writes changed.

@@ -233,3 +233,86 @@ fn docs_schema_md_gives_the_postgresql_type_of_every_table_column() {
         wrong.join("\n")
     );
 }
+
+/// Each table's columns with their types, in order, as the server describes them (positions left
+/// out: a dropped column leaves a gap in them).
+fn columns_of(cluster: &pg::Cluster, db: &str, schema: &str) -> Vec<Vec<Option<String>>> {
+    cluster.query(
+        db,
+        &format!(
+            "SELECT table_name::text, column_name::text, data_type::text, \
+             is_nullable::text, column_default::text FROM information_schema.columns \
+             WHERE table_schema = '{schema}' ORDER BY table_name, ordinal_position"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_version_1_schema_upgrades_to_the_current_one_with_its_rows() {
+    let Some(db) = common::Db::postgres() else {
+        return;
+    };
+    let cluster = pg::shared().unwrap();
+    let settings = db.settings().postgres.unwrap();
+    let name = db.url().unwrap();
+    let name = name.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        // A current schema as the binary creates it, taken back to version 1 by hand: version 2
+        // added `sync_runs.expected`.
+        drop(kustomer_mirror::pg::Pg::open(&settings, false).unwrap());
+        let current = columns_of(cluster, &name, "kustomer");
+        cluster.execute(
+            &name,
+            "SET search_path TO kustomer; \
+             ALTER TABLE sync_runs DROP COLUMN expected CASCADE; \
+             UPDATE schema_meta SET version = 1; \
+             INSERT INTO sync_runs (entity, mode, started_at, finished_at, status, requests, fetched, inserted) \
+             VALUES ('conversations', 'incremental', now(), now(), 'ok', 7, 5, 5);",
+        );
+        assert_ne!(columns_of(cluster, &name, "kustomer"), current);
+        drop(kustomer_mirror::pg::Pg::open(&settings, false).unwrap());
+        let upgraded = columns_of(cluster, &name, "kustomer");
+        let differ: Vec<_> = upgraded
+            .iter()
+            .zip(&current)
+            .filter(|(a, b)| a != b)
+            .take(3)
+            .collect();
+        assert!(
+            differ.is_empty() && upgraded.len() == current.len(),
+            "an upgraded schema has the same columns as a new one: {differ:?}"
+        );
+        assert_eq!(
+            cluster.query(&name, "SELECT version::text FROM kustomer.schema_meta"),
+            vec![vec![Some(
+                kustomer_mirror::pg::SCHEMA_VERSION.to_string()
+            )]]
+        );
+        assert_eq!(
+            cluster.query(
+                &name,
+                "SELECT entity, requests::text, fetched::text, inserted::text, expected::text \
+                 FROM kustomer.sync_runs"
+            ),
+            vec![vec![
+                Some("conversations".to_string()),
+                Some("7".to_string()),
+                Some("5".to_string()),
+                Some("5".to_string()),
+                None
+            ]]
+        );
+        // Every view is back (the views that read sync_runs were dropped with the column).
+        let views = |db: &str| {
+            cluster.query(
+                db,
+                "SELECT table_name::text FROM information_schema.views \
+                 WHERE table_schema = 'kustomer' ORDER BY 1",
+            )
+        };
+        assert_eq!(views(&name), views(&fresh(cluster)));
+    })
+    .await
+    .unwrap();
+}

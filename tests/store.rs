@@ -211,10 +211,12 @@ fn the_schema_opens_in_the_systems_older_sqlite3_cli() {
 
 /// The tables of versions 1 and 2, frozen.
 const V2_TABLES: &str = include_str!("fixtures/schema-v2-tables.sql");
+/// The tables of version 3, frozen.
+const V3_TABLES: &str = include_str!("fixtures/schema-v3-tables.sql");
 
 #[test]
-fn version_1_and_2_databases_upgrade_to_the_current_schema_with_their_rows() {
-    for version in [1, 2] {
+fn version_1_2_and_3_databases_upgrade_to_the_current_schema_with_their_rows() {
+    for version in [1, 2, 3] {
         upgrades_from(version);
     }
 }
@@ -224,7 +226,8 @@ fn upgrades_from(version: u32) {
     let old = dir.path().join(format!("v{version}.db"));
     {
         let conn = rusqlite::Connection::open(&old).unwrap();
-        conn.execute_batch(V2_TABLES).unwrap();
+        conn.execute_batch(if version < 3 { V2_TABLES } else { V3_TABLES })
+            .unwrap();
         conn.execute_batch(&format!("PRAGMA user_version = {version}"))
             .unwrap();
         conn.execute(

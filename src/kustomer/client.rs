@@ -234,6 +234,11 @@ impl Client {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// How much of the org and search budgets the current window uses.
+    pub fn budget_usage(&self) -> super::limiter::Usage {
+        self.limiter.usage()
+    }
+
     /// What this client sent and got back so far.
     pub fn stats(&self) -> ClientStats {
         let c = &self.counters;

@@ -62,8 +62,15 @@ impl Log {
         }
     }
 
-    /// When a request may go, counting from `now`; `None` means now.
-    fn wait(&mut self, now: Instant) -> Option<Instant> {
+    /// Requests sent within the window that ends `now`, and the window's budget.
+    fn usage(&mut self, now: Instant) -> (u32, u32) {
+        self.forget(now);
+        let used = u32::try_from(self.sent.len()).unwrap_or(u32::MAX);
+        (used, self.budget.requests)
+    }
+
+    /// Drops the requests that left the window.
+    fn forget(&mut self, now: Instant) {
         while self
             .sent
             .front()
@@ -71,6 +78,11 @@ impl Log {
         {
             self.sent.pop_front();
         }
+    }
+
+    /// When a request may go, counting from `now`; `None` means now.
+    fn wait(&mut self, now: Instant) -> Option<Instant> {
+        self.forget(now);
         let mut at = self.blocked_until.filter(|b| *b > now);
         if self.sent.len() >= self.budget.requests as usize {
             // Cannot fail: the log holds at least `requests` ≥ 1 entries here.
@@ -79,6 +91,25 @@ impl Log {
             at = Some(at.map_or(free, |a| a.max(free)));
         }
         at
+    }
+}
+
+/// Requests sent within the current window and the window's budget, per budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// The org budget (every request): used, allowed.
+    pub org: (u32, u32),
+    /// The search budget: used, allowed.
+    pub search: (u32, u32),
+}
+
+impl Usage {
+    /// The share of a budget in use, 0.0–1.0.
+    pub fn share((used, allowed): (u32, u32)) -> f64 {
+        if allowed == 0 {
+            return 0.0;
+        }
+        (f64::from(used) / f64::from(allowed)).min(1.0)
     }
 }
 
@@ -114,6 +145,23 @@ impl Limiter {
             window: Duration::from_secs(1),
         };
         Limiter::new(huge, huge)
+    }
+
+    /// How much of each budget the requests of the current window use, for progress displays.
+    pub fn usage(&self) -> Usage {
+        let now = Instant::now();
+        // A poisoned lock: see `acquire`.
+        let org = self
+            .org
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .usage(now);
+        let search = self
+            .search
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .usage(now);
+        Usage { org, search }
     }
 
     /// Waits until a request of `kind` may be sent, then records it.
@@ -228,6 +276,44 @@ mod tests {
         );
         limiter.acquire(Kind::Search).await;
         assert_eq!(start.elapsed(), Duration::from_secs(61));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn usage_counts_the_requests_of_the_current_window() {
+        let limiter = Limiter::new(
+            Budget {
+                requests: 10,
+                window: Duration::from_secs(60),
+            },
+            Budget {
+                requests: 4,
+                window: Duration::from_secs(60),
+            },
+        );
+        assert_eq!(
+            limiter.usage(),
+            Usage {
+                org: (0, 10),
+                search: (0, 4)
+            }
+        );
+        limiter.acquire(Kind::Search).await;
+        limiter.acquire(Kind::Read).await;
+        limiter.acquire(Kind::Read).await;
+        assert_eq!(
+            limiter.usage(),
+            Usage {
+                org: (3, 10),
+                search: (1, 4)
+            }
+        );
+        assert_eq!(Usage::share(limiter.usage().search), 0.25);
+        // The window is counted 2% long, at most a second longer (61 s): still in it at 60 s,
+        // gone at 61 s.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(limiter.usage().org, (3, 10));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(limiter.usage().org, (0, 10));
     }
 
     #[tokio::test(start_paused = true)]

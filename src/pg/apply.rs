@@ -82,7 +82,7 @@ fn attempt(
     tx.execute(
         "UPDATE sync_runs SET requests = requests + $2, fetched = fetched + $3, inserted = inserted + $4, \
          updated = updated + $5, unchanged = unchanged + $6, deleted = deleted + $7, \
-         rejected = rejected + $8 WHERE id = $1",
+         rejected = rejected + $8, expected = COALESCE($9, expected) WHERE id = $1",
         &[
             &page.run_id,
             &(page.requests as i64),
@@ -92,6 +92,7 @@ fn attempt(
             &(applied.unchanged as i64),
             &(applied.deleted as i64),
             &(applied.rejected as i64),
+            &page.expected.map(|e| e as i64),
         ],
     )?;
     if let Some(cursor) = &page.cursor {

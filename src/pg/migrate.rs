@@ -15,7 +15,7 @@ pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 pub const VIEWS_MARKER: &str = "-- @views";
 
 /// The version this binary writes. Upgrades from older versions go in `upgrade`.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The tables part and the views part of [`SCHEMA_SQL`].
 pub fn parts() -> (&'static str, &'static str) {
@@ -110,10 +110,13 @@ pub fn migrate(client: &mut Client, settings: &PgSettings) -> Result<(), PgError
     Ok(())
 }
 
-/// The steps from `from` to [`SCHEMA_VERSION`]. Version 1 is the first PostgreSQL data model, so
-/// there are none yet; each later version adds its step here, with a test that starts from a
-/// schema of the version before.
-fn upgrade(_tx: &mut postgres::Transaction<'_>, from: i32) -> Result<(), postgres::Error> {
-    tracing::debug!(from, "no upgrade steps below version 1");
+/// The steps from `from` to [`SCHEMA_VERSION`], each in the migration's transaction (the views are
+/// recreated after them). Each version's step comes with a test that starts from the version before
+/// (tests/pg_schema.rs).
+fn upgrade(tx: &mut postgres::Transaction<'_>, from: i32) -> Result<(), postgres::Error> {
+    if from < 2 {
+        // 1 → 2: `sync_runs.expected`, the items a running run expects to fetch (progress, ETAs).
+        tx.batch_execute("ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS expected bigint")?;
+    }
     Ok(())
 }

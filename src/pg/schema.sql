@@ -378,7 +378,8 @@ CREATE TABLE sync_runs (
     unchanged   bigint NOT NULL DEFAULT 0,
     deleted     bigint NOT NULL DEFAULT 0,
     error       text,
-    rejected    bigint NOT NULL DEFAULT 0
+    rejected    bigint NOT NULL DEFAULT 0,
+    expected    bigint
 );
 CREATE INDEX sync_runs_entity ON sync_runs (entity, id);
 

@@ -32,7 +32,7 @@ pub fn apply_page(store: &mut Store, page: &PageWrite) -> Result<Applied, StoreE
         custom_removed,
     )
     .map_err(|e| StoreError::sqlite(ctx("adding custom attributes to their view"), e))?;
-    add_counters(&tx, page.run_id, page.requests, page.fetched, applied)
+    add_counters(&tx, page, applied)
         .map_err(|e| StoreError::sqlite(ctx("updating run counters"), e))?;
     if let Some(cursor) = &page.cursor {
         advance_cursor(&tx, &page.state_key, cursor)
@@ -323,27 +323,22 @@ fn quarantine<'a>(
     Ok(n)
 }
 
-fn add_counters(
-    tx: &Transaction<'_>,
-    run_id: i64,
-    requests: u64,
-    fetched: u64,
-    a: Applied,
-) -> rusqlite::Result<()> {
+fn add_counters(tx: &Transaction<'_>, page: &PageWrite, a: Applied) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE sync_runs SET requests = requests + ?2, fetched = fetched + ?3, inserted = inserted + ?4, \
          updated = updated + ?5, unchanged = unchanged + ?6, deleted = deleted + ?7, \
-         rejected = rejected + ?8 WHERE id = ?1",
+         rejected = rejected + ?8, expected = COALESCE(?9, expected) WHERE id = ?1",
     )?
     .execute(params![
-        run_id,
-        requests as i64,
-        fetched as i64,
+        page.run_id,
+        page.requests as i64,
+        page.fetched as i64,
         a.inserted as i64,
         a.updated as i64,
         a.unchanged as i64,
         a.deleted as i64,
-        a.rejected as i64
+        a.rejected as i64,
+        page.expected.map(|e| e as i64)
     ])?;
     Ok(())
 }

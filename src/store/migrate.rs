@@ -16,7 +16,7 @@ use super::StoreError;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` describes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Upgrade steps for tables: `UPGRADES[i]` takes a database at version `i + 1` to version `i + 2`.
 /// Views are not upgraded step by step: after the steps, the views section of `schema.sql` (after
@@ -67,6 +67,36 @@ const UPGRADES: &[&str] = &[
     times_seen    INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (entity, record_key)
 );",
+    // 3 → 4: `sync_runs.expected`, the items a running run expects to fetch (progress, ETAs).
+    // Rebuilt as in 2 → 3 rather than `ADD COLUMN`, so the stored definition reads exactly as in
+    // `schema.sql` (a test compares an upgraded file's schema with a new one's, text for text).
+    "PRAGMA legacy_alter_table = ON;
+     ALTER TABLE sync_runs RENAME TO sync_runs_v3;
+     DROP INDEX sync_runs_entity;
+     CREATE TABLE sync_runs (
+    id          INTEGER PRIMARY KEY,
+    entity      TEXT NOT NULL,
+    mode        TEXT NOT NULL CHECK (mode IN ('incremental', 'full', 'reconcile', 'preflight')),
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),
+    requests    INTEGER NOT NULL DEFAULT 0,
+    fetched     INTEGER NOT NULL DEFAULT 0,
+    inserted    INTEGER NOT NULL DEFAULT 0,
+    updated     INTEGER NOT NULL DEFAULT 0,
+    unchanged   INTEGER NOT NULL DEFAULT 0,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    rejected    INTEGER NOT NULL DEFAULT 0,
+    expected    INTEGER
+);
+     CREATE INDEX sync_runs_entity ON sync_runs (entity, id);
+     INSERT INTO sync_runs (id, entity, mode, started_at, finished_at, status, requests, fetched,
+                            inserted, updated, unchanged, deleted, error, rejected)
+       SELECT id, entity, mode, started_at, finished_at, status, requests, fetched,
+              inserted, updated, unchanged, deleted, error, rejected FROM sync_runs_v3;
+     DROP TABLE sync_runs_v3;
+     PRAGMA legacy_alter_table = OFF;",
 ];
 
 /// The line in `schema.sql` after which only views follow.

@@ -64,6 +64,8 @@ async fn read(
             requests: u64::from(page.attempts),
             fetched,
             cursor: None,
+            // The customers list reports the whole list's total; the other lists do not.
+            expected: page.total,
         };
         sink.send(batch, tally).await?;
         match page.next {

@@ -52,6 +52,9 @@ pub struct ProgressEvent {
     pub key: String,
     /// Records fetched so far in this pass.
     pub fetched: u64,
+    /// Records the pass is expected to fetch in all, when the server reports totals (search and
+    /// the customers list do).
+    pub expected: Option<u64>,
     /// Rows written so far in this pass.
     pub changed: u64,
     /// Whether the pass has ended.
@@ -173,6 +176,8 @@ pub(crate) struct Tally {
     pub applied: Applied,
     pub fetched: u64,
     pub requests: u64,
+    /// Items the pass is expected to fetch in all, once a page said (`meta.total`).
+    pub expected: Option<u64>,
 }
 
 impl Engine {
@@ -626,6 +631,7 @@ impl Engine {
             progress(ProgressEvent {
                 key: key.to_string(),
                 fetched: tally.fetched,
+                expected: tally.expected,
                 changed: tally.applied.changed(),
                 done,
             });

@@ -31,6 +31,8 @@ pub(super) struct Batch {
     pub fetched: u64,
     /// Where an incremental read has got to after this page (`None` for full reads).
     pub cursor: Option<Cursor>,
+    /// Items the whole pass is expected to serve, from the server's `meta.total`, when it says.
+    pub expected: Option<u64>,
 }
 
 /// A page handed to the writer and not yet accounted for.
@@ -38,6 +40,7 @@ struct InFlight {
     written: Written,
     requests: u64,
     fetched: u64,
+    expected: Option<u64>,
 }
 
 /// Sends one pass's pages to the writer, one in flight at a time.
@@ -69,7 +72,7 @@ impl<'a> PageSink<'a> {
         let pending = self.in_flight.take();
         let written = async move {
             match pending {
-                Some(p) => Some((p.written.await, p.requests, p.fetched)),
+                Some(p) => Some((p.written.await, p.requests, p.fetched, p.expected)),
                 None => None,
             }
         };
@@ -96,6 +99,7 @@ impl<'a> PageSink<'a> {
             requests,
             fetched,
             cursor,
+            expected,
         } = batch;
         let page = PageWrite {
             table: self.target.entity.name,
@@ -108,12 +112,14 @@ impl<'a> PageSink<'a> {
             requests,
             fetched,
             cursor,
+            expected,
         };
         let written = self.engine.writer.submit(move |s| s.apply_page(&page));
         self.in_flight = Some(InFlight {
             written: Box::pin(written),
             requests,
             fetched,
+            expected,
         });
         Ok(())
     }
@@ -121,7 +127,7 @@ impl<'a> PageSink<'a> {
     /// Waits for the page in flight, if any, and accounts for it.
     pub async fn finish(&mut self, tally: &mut Tally) -> Result<(), SyncError> {
         let written = match self.in_flight.take() {
-            Some(p) => Some((p.written.await, p.requests, p.fetched)),
+            Some(p) => Some((p.written.await, p.requests, p.fetched, p.expected)),
             None => None,
         };
         self.settle(written, tally)
@@ -129,10 +135,10 @@ impl<'a> PageSink<'a> {
 
     fn settle(
         &self,
-        written: Option<(Outcome, u64, u64)>,
+        written: Option<(Outcome, u64, u64, Option<u64>)>,
         tally: &mut Tally,
     ) -> Result<(), SyncError> {
-        let Some((result, requests, fetched)) = written else {
+        let Some((result, requests, fetched, expected)) = written else {
             return Ok(());
         };
         let applied = result
@@ -141,6 +147,9 @@ impl<'a> PageSink<'a> {
         tally.applied.add(applied);
         tally.requests += requests;
         tally.fetched += fetched;
+        if expected.is_some() {
+            tally.expected = expected;
+        }
         self.engine.emit(&self.target.key, tally, false);
         Ok(())
     }

@@ -127,6 +127,8 @@ async fn read(
     // they are quarantined (and counted) once per pass.
     let mut skip_rejected: HashSet<String> = HashSet::new();
     let mut page_no = 1u32;
+    // Items served by the queries before the current anchor's, and by the current one so far.
+    let (mut served_before_query, mut served_in_query) = (0u64, 0u64);
     loop {
         if page_no > MAX_PAGES || page_no.saturating_mul(page_size) > MAX_WINDOW {
             return Err(SyncError::data(
@@ -228,6 +230,13 @@ async fn read(
             })
             .collect();
         let next = page.next.clone();
+        // Every query counts from its anchor, boundary records included, so the pass serves what
+        // earlier queries served plus this query's total. Uncertain: a total Kustomer caps (at its
+        // result window) would make this an underestimate, so it never drops below what was served.
+        served_in_query += fetched;
+        let expected = page
+            .total
+            .map(|total| served_before_query + total.max(served_in_query));
         let batch = Batch {
             records: fresh,
             rejected,
@@ -235,6 +244,7 @@ async fn read(
             requests,
             fetched,
             cursor: Some(cursor),
+            expected,
         };
         sink.send(batch, tally).await?;
         if next.is_none() {
@@ -247,6 +257,7 @@ async fn read(
             page_no += 1;
         } else {
             anchor = Some(last_at);
+            served_before_query += std::mem::take(&mut served_in_query);
             skip = ids_at_last.into_iter().collect();
             skip_rejected = rejected_at_last.into_iter().collect();
             page_no = 1;
