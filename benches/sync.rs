@@ -191,6 +191,7 @@ fn floor(scale: Scale) -> (usize, Duration) {
                 requests: 1,
                 fetched: chunk.len() as u64,
                 cursor: None,
+                expected: None,
             };
             apply_page(&mut store, &page).expect("apply");
         }

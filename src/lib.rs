@@ -23,6 +23,9 @@
 //!   systemd notify and watchdog, `/healthz` and `/metrics`.
 //! - [`entity`]: the eleven entities as data: table, API paths, strategy, search attributes.
 //! - [`logging`]: tracing setup (human or JSON, level from config).
+//! - [`progress`]: what `sync` shows while it runs: live bars per entity on a terminal (totals,
+//!   records/s, ETA, the rate budgets' use), a log line per entity every `log.progress_interval`
+//!   elsewhere, nothing with `--quiet`.
 //! - [`record`]: a served resource object as the mirror keeps it: the exact canonical decoder
 //!   (numbers as their served text, lone surrogate escapes kept), quarantined items, the change-log
 //!   diff. Knows neither HTTP nor SQL.
@@ -59,6 +62,7 @@ pub mod fake;
 pub mod kustomer;
 pub mod logging;
 pub mod pg;
+pub mod progress;
 pub mod record;
 pub mod status;
 pub mod store;

@@ -38,6 +38,51 @@ pub struct RunSummary {
     pub rejected: i64,
     /// Why it failed.
     pub error: Option<String>,
+    /// Records the run expects to fetch in all, from the server's totals (NULL when unknown).
+    pub expected: Option<i64>,
+}
+
+impl RunSummary {
+    /// Progress of a running run: records per second since it started and, when the total is
+    /// known, the seconds left at that pace. `None` unless the run is `running`.
+    pub fn progress(&self, now: chrono::DateTime<chrono::Utc>) -> Option<Progress> {
+        if self.status != "running" {
+            return None;
+        }
+        let started = chrono::DateTime::parse_from_rfc3339(&self.started_at).ok()?;
+        let elapsed =
+            (now - started.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0;
+        let rate = if elapsed > 0.0 {
+            self.fetched as f64 / elapsed
+        } else {
+            0.0
+        };
+        let eta_seconds = match self.expected {
+            Some(expected) if rate > 0.0 => {
+                Some(((expected - self.fetched).max(0) as f64 / rate).round() as i64)
+            }
+            _ => None,
+        };
+        Some(Progress {
+            fetched: self.fetched,
+            expected: self.expected,
+            per_second: rate,
+            eta_seconds,
+        })
+    }
+}
+
+/// How far a running run has got (see [`RunSummary::progress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Progress {
+    /// Records fetched and committed so far.
+    pub fetched: i64,
+    /// Records expected in all, when the server reports totals.
+    pub expected: Option<i64>,
+    /// Records per second since the run started.
+    pub per_second: f64,
+    /// Seconds left at that pace, when the total is known.
+    pub eta_seconds: Option<i64>,
 }
 
 /// Status of one `sync_state` key (an entity, or one klass of kobjects).
@@ -160,7 +205,7 @@ fn read_one(conn: &Connection, state: &StateKey, scope: Scope) -> rusqlite::Resu
         None => None,
         Some(id) => conn
             .query_row(
-                "SELECT id, mode, status, started_at, finished_at, requests, fetched, inserted, updated, unchanged, deleted, error, rejected FROM sync_runs WHERE id = ?1",
+                "SELECT id, mode, status, started_at, finished_at, requests, fetched, inserted, updated, unchanged, deleted, error, rejected, expected FROM sync_runs WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(RunSummary {
@@ -177,6 +222,7 @@ fn read_one(conn: &Connection, state: &StateKey, scope: Scope) -> rusqlite::Resu
                         deleted: r.get(10)?,
                         error: r.get(11)?,
                         rejected: r.get(12)?,
+                        expected: r.get(13)?,
                     })
                 },
             )
@@ -275,6 +321,37 @@ pub fn render_table(statuses: &[EntityStatus]) -> String {
             run.map_or(0, |r| r.inserted + r.updated + r.deleted),
             s.lag_seconds.map_or("-".to_string(), human_secs),
             s.last_error.as_deref().unwrap_or(""),
+        ));
+    }
+    out.push_str(&render_in_progress(statuses, chrono::Utc::now()));
+    out
+}
+
+/// The runs going on now (in this process or another: the counters move with every committed
+/// page), one line each with records, pace and ETA; empty when nothing runs.
+pub fn render_in_progress(statuses: &[EntityStatus], now: chrono::DateTime<chrono::Utc>) -> String {
+    let mut out = String::new();
+    for s in statuses {
+        let Some(run) = &s.last_run else { continue };
+        let Some(p) = run.progress(now) else { continue };
+        if out.is_empty() {
+            out.push_str("\nIn progress:\n");
+        }
+        let of = match p.expected {
+            Some(e) if e > 0 => format!(
+                "{} of {} records ({:.0}%)",
+                p.fetched,
+                e,
+                100.0 * (p.fetched as f64 / e as f64).min(1.0)
+            ),
+            _ => format!("{} records", p.fetched),
+        };
+        let eta = p.eta_seconds.map_or("ETA unknown".to_string(), |s| {
+            format!("ETA {}", human_secs(s))
+        });
+        out.push_str(&format!(
+            "  {:<28} {} run {} since {}: {of}, {:.0}/s, {eta}, {} requests\n",
+            s.entity, run.mode, run.id, run.started_at, p.per_second, run.requests
         ));
     }
     out

@@ -31,6 +31,7 @@ fn page(run_id: i64, records: Vec<Record>, cursor: Option<&str>) -> PageWrite {
             at: at.into(),
             ids: vec![],
         }),
+        expected: None,
     }
 }
 

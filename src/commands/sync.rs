@@ -1,6 +1,7 @@
 //! `sync [--entity E]… [--full] [--wait]`: one pass over the chosen entities, then exit 0 (all ok), 1
 //! (a pass failed, the others still ran and committed; or another process is writing the database)
-//! or 2 (bad usage or configuration).
+//! or 2 (bad usage or configuration). Shows progress while it runs (`progress`): bars on a terminal,
+//! periodic log lines otherwise, errors only with `--quiet`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::entity::{self, Entity};
 use crate::exit::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
 use crate::kustomer::counted;
+use crate::progress::{Mode, Progress};
 
 /// Arguments of `sync`.
 #[derive(Debug, clap::Args)]
@@ -24,6 +26,9 @@ pub struct SyncArgs {
     /// When another kustomer-mirror is writing the database, wait for it instead of exiting 1.
     #[arg(long)]
     pub wait: bool,
+    /// Print errors only: no progress, no log lines below ERROR, no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// The `sync_runs.entity` of the access check's `preflight` row.
@@ -35,7 +40,18 @@ pub fn run(config: Option<&Path>, args: SyncArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    crate::logging::init(&settings.log.level, settings.log.format);
+    let mut progress = Progress::new(Mode::detect(args.quiet, settings.log.progress_interval));
+    let level = if args.quiet {
+        "error"
+    } else {
+        settings.log.level.as_str()
+    };
+    crate::logging::init_with_writer(
+        level,
+        settings.log.format,
+        progress.log_writer(),
+        !args.quiet,
+    );
     let names: Vec<String> = if args.entities.is_empty() {
         settings.sync.entities.clone()
     } else {
@@ -96,8 +112,13 @@ pub fn run(config: Option<&Path>, args: SyncArgs) -> ExitCode {
     if let Err(e) = runtime.block_on(checked) {
         tracing::warn!(error = %e, "could not record the access check's requests");
     }
+    progress.start(engine.client().clone());
+    let engine = engine.with_progress(progress.callback());
     let report = runtime.block_on(engine.run(&chosen));
-    super::print_report(&report);
+    progress.finish();
+    if !args.quiet {
+        super::print_report(&report);
+    }
     if report.ok() {
         ExitCode::from(EXIT_OK)
     } else {

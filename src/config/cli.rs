@@ -144,6 +144,10 @@ pub fn render(s: &Settings) -> String {
         crate::logging::Format::Json => "json",
     };
     out.push_str(&format!("format = {}\n", q(format)));
+    out.push_str(&format!(
+        "progress_interval = {}\n",
+        q(&format_duration(s.log.progress_interval))
+    ));
     if s.kustomer.transport != crate::config::Transport::Direct {
         let m = &s.membrane;
         out.push_str("\n[membrane]\n");

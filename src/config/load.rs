@@ -45,6 +45,7 @@ pub const KEYS: &[&str] = &[
     "sync.concurrency",
     "log.level",
     "log.format",
+    "log.progress_interval",
     "membrane.api_uri",
     "membrane.connection_id",
     "membrane.token",
@@ -692,9 +693,15 @@ impl Reader {
                 Format::Auto
             }
         };
+        let progress_interval = self.duration(
+            "log.progress_interval",
+            Duration::from_secs(10),
+            Duration::from_secs(24 * 3600),
+        );
         LogSettings {
             level: level.trim().to_string(),
             format,
+            progress_interval,
         }
     }
 }

@@ -189,6 +189,8 @@ pub struct LogSettings {
     pub level: String,
     /// Output format.
     pub format: crate::logging::Format,
+    /// How often `sync` without a terminal logs a progress line per running entity.
+    pub progress_interval: std::time::Duration,
 }
 
 /// Why settings could not be loaded.

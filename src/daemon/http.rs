@@ -122,6 +122,7 @@ pub fn render(
     statuses: &[EntityStatus],
     totals: &[RunTotals],
     client: &crate::kustomer::ClientStats,
+    usage: crate::kustomer::limiter::Usage,
 ) -> String {
     let mut o = String::new();
     family(
@@ -297,13 +298,64 @@ pub fn render(
             s.entity, s.consecutive_failures
         );
     }
+    // Passes under way: their committed counters move page by page, whichever process runs them.
+    let running: Vec<_> = statuses
+        .iter()
+        .filter_map(|s| Some((s, s.last_run.as_ref().filter(|r| r.status == "running")?)))
+        .collect();
+    family(
+        &mut o,
+        "kustomer_mirror_pass_records_fetched",
+        "gauge",
+        "Records fetched so far by the entity's running pass (committed pages).",
+    );
+    for (s, run) in &running {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_pass_records_fetched{{entity=\"{}\",mode=\"{}\"}} {}",
+            s.entity, run.mode, run.fetched
+        );
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_pass_records_expected",
+        "gauge",
+        "Records the entity's running pass expects to fetch in all (when Kustomer reports totals).",
+    );
+    for (s, run) in &running {
+        if let Some(expected) = run.expected {
+            let _ = writeln!(
+                o,
+                "kustomer_mirror_pass_records_expected{{entity=\"{}\",mode=\"{}\"}} {}",
+                s.entity, run.mode, expected
+            );
+        }
+    }
+    family(
+        &mut o,
+        "kustomer_mirror_rate_budget_used_ratio",
+        "gauge",
+        "Share of each rate budget (org: every request; search) this process used in the current window.",
+    );
+    for (budget, used) in [("org", usage.org), ("search", usage.search)] {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_rate_budget_used_ratio{{budget=\"{budget}\"}} {:.4}",
+            crate::kustomer::limiter::Usage::share(used)
+        );
+    }
     o
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
     match statuses(&state, Scope::Full).await {
         Ok((statuses, totals)) => {
-            let body = render(&statuses, &totals, &state.client.stats());
+            let body = render(
+                &statuses,
+                &totals,
+                &state.client.stats(),
+                state.client.budget_usage(),
+            );
             let mut r = (StatusCode::OK, body).into_response();
             r.headers_mut().insert(
                 "content-type",

@@ -181,7 +181,7 @@ fn read_one(
         Some(id) => c
             .query_opt(
                 &format!(
-                    "SELECT id, mode, status, {}, {}, requests, fetched, inserted, updated, unchanged, deleted, error, rejected \
+                    "SELECT id, mode, status, {}, {}, requests, fetched, inserted, updated, unchanged, deleted, error, rejected, expected \
                      FROM sync_runs WHERE id = $1",
                     iso("started_at"),
                     iso("finished_at")
@@ -202,6 +202,7 @@ fn read_one(
                 deleted: r.get(10),
                 error: r.get(11),
                 rejected: r.get(12),
+                expected: r.get(13),
             }),
     };
     Ok(EntityStatus {

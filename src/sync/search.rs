@@ -73,6 +73,39 @@ fn clock_limited(target: &Target, page: &Page, last_at: &str) -> String {
     }
 }
 
+/// Items the pass will serve in all, for progress and ETAs. Exact when the current query's `total`
+/// is within the result window: what earlier queries served plus that total. Beyond the window
+/// Kustomer's total is (uncertain, as Elasticsearch's `track_total_hits`) only a lower bound, so
+/// the whole is extrapolated through time: results come sorted by `updatedAt`, so the items served
+/// from `first_at` to `last_at` scale to the span from `first_at` to `now`. Never below what is
+/// known for certain.
+pub(super) fn expected_total(
+    served_before: u64,
+    served_in_query: u64,
+    total: Option<u64>,
+    first_at: Option<&str>,
+    last_at: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<u64> {
+    let total = total?;
+    let known = served_before + total.max(served_in_query);
+    if total <= u64::from(MAX_WINDOW) {
+        return Some(known);
+    }
+    let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+    let (Some(first), Some(last)) = (first_at.and_then(parse), parse(last_at)) else {
+        return Some(known);
+    };
+    let done = (last.with_timezone(&chrono::Utc) - first.with_timezone(&chrono::Utc))
+        .num_milliseconds() as f64;
+    let all = (now - first.with_timezone(&chrono::Utc)).num_milliseconds() as f64;
+    if done <= 0.0 || all <= done {
+        return Some(known);
+    }
+    let served = (served_before + served_in_query) as f64;
+    Some(((served * all / done).round() as u64).max(known))
+}
+
 /// `at − overlap` as ISO-8601 UTC; `at` itself when it does not parse (then the overlap is lost but
 /// nothing is skipped: the cursor came from Kustomer verbatim).
 pub fn minus(at: &str, overlap: Duration) -> String {
@@ -129,6 +162,8 @@ async fn read(
     let mut page_no = 1u32;
     // Items served by the queries before the current anchor's, and by the current one so far.
     let (mut served_before_query, mut served_in_query) = (0u64, 0u64);
+    // The earliest `updatedAt` the pass served, for estimates beyond the result window.
+    let mut first_at: Option<String> = None;
     loop {
         if page_no > MAX_PAGES || page_no.saturating_mul(page_size) > MAX_WINDOW {
             return Err(SyncError::data(
@@ -187,6 +222,13 @@ async fn read(
                 ),
             ));
         };
+        if first_at.is_none() {
+            first_at = page
+                .records
+                .iter()
+                .filter_map(|r| r.updated_at.clone())
+                .min();
+        }
         let whole_page_at_anchor = anchor.as_deref() == Some(last_at.as_str());
         let ids_at = |at: &str| -> Vec<String> {
             page.records
@@ -231,12 +273,16 @@ async fn read(
             .collect();
         let next = page.next.clone();
         // Every query counts from its anchor, boundary records included, so the pass serves what
-        // earlier queries served plus this query's total. Uncertain: a total Kustomer caps (at its
-        // result window) would make this an underestimate, so it never drops below what was served.
+        // earlier queries served plus this query's total (estimated beyond the result window).
         served_in_query += fetched;
-        let expected = page
-            .total
-            .map(|total| served_before_query + total.max(served_in_query));
+        let expected = expected_total(
+            served_before_query,
+            served_in_query,
+            page.total,
+            first_at.as_deref(),
+            &last_at,
+            page.server_time.unwrap_or_else(chrono::Utc::now),
+        );
         let batch = Batch {
             records: fresh,
             rejected,
@@ -267,8 +313,47 @@ async fn read(
 
 #[cfg(test)]
 mod tests {
-    use super::minus;
+    use super::{expected_total, minus};
     use std::time::Duration;
+
+    #[test]
+    fn the_expected_total_is_exact_within_the_window_and_extrapolated_beyond_it() {
+        let now = chrono::DateTime::parse_from_rfc3339("2024-01-11T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let first = Some("2024-01-01T00:00:00.000Z");
+        // Within the window: earlier queries' items plus this query's total.
+        assert_eq!(
+            expected_total(1_500, 500, Some(4_210), first, "2024-01-02T00:00:00Z", now),
+            Some(5_710)
+        );
+        // Never below what was served (a total that lags behind the reads).
+        assert_eq!(
+            expected_total(0, 900, Some(800), first, "2024-01-02T00:00:00Z", now),
+            Some(900)
+        );
+        // Beyond the window (10,001 = "more"): 20,000 items over 2 of 10 days → 100,000.
+        assert_eq!(
+            expected_total(
+                19_500,
+                500,
+                Some(10_001),
+                first,
+                "2024-01-03T00:00:00Z",
+                now
+            ),
+            Some(100_000)
+        );
+        // No usable times: the lower bound.
+        assert_eq!(
+            expected_total(19_500, 500, Some(10_001), None, "2024-01-03T00:00:00Z", now),
+            Some(29_501)
+        );
+        assert_eq!(
+            expected_total(0, 500, None, first, "2024-01-03T00:00:00Z", now),
+            None
+        );
+    }
 
     #[test]
     fn the_overlap_is_subtracted_in_utc_with_milliseconds() {
