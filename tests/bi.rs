@@ -818,3 +818,423 @@ async fn every_documented_query_runs_on_postgresql_as_the_readme_reporting_role_
     });
     assert_eq!(seats, Ok(vec![vec!["42.5".to_string()]]));
 }
+
+/// The uid the mirror's writer runs as in the cross-uid test, the BI tool's uid, and the group
+/// they share (numbers need no /etc/passwd entry).
+const WRITER_UID: u32 = 4241;
+const READER_UID: u32 = 4243;
+const SHARED_GID: u32 = 4242;
+
+/// `cmd` as `uid` with the shared group as its only group (util-linux `setpriv`).
+fn as_uid(uid: u32, program: &Path) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={SHARED_GID}"))
+        .arg("--clear-groups")
+        .arg(program);
+    cmd
+}
+
+/// Root and `setpriv` are needed to act as other users; CI has both.
+fn can_switch_users() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(root && setpriv) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with util-linux's setpriv"
+        );
+        eprintln!("not root or no setpriv; skipping the cross-uid test");
+    }
+    root && setpriv
+}
+
+fn mode_and_group(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.mode() & 0o7777, m.gid())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_in_the_mirrors_group_reads_it_while_a_sync_writes_and_cannot_write() {
+    if !can_switch_users() || !sqlite3_available() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let server = fake(Scale::Medium).await;
+    let fake = server.handle();
+    // Slow answers: the sync is still writing while the reader runs the queries.
+    fake.set_faults(kustomer_mirror::fake::Faults {
+        slow: 1.0,
+        slow_delay: std::time::Duration::from_millis(40),
+        ..Default::default()
+    });
+    // The state directory as the unit makes it: the writer's, group-readable, 0750.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(WRITER_UID), Some(SHARED_GID)).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The binary where the writer's uid may run it.
+    let binary = dir.path().join("kustomer-mirror");
+    std::fs::copy(env!("CARGO_BIN_EXE_kustomer-mirror"), &binary).unwrap();
+    let db = state.join("kustomer-mirror.db");
+    // The writer, as the unit runs it: its own uid and group, UMask=0027.
+    let mut writer = as_uid(WRITER_UID, Path::new("/bin/sh"));
+    writer
+        .args(["-c", "umask 0027; exec \"$0\" sync"])
+        .arg(&binary)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .env("KUSTOMER_MIRROR__KUSTOMER__BASE_URL", server.base_url())
+        .env("KUSTOMER_API_KEY", KEY)
+        .env("KUSTOMER_MIRROR__DATABASE__PATH", &db)
+        .env("KUSTOMER_MIRROR__SYNC__REQUESTS_PER_MINUTE", "100000")
+        .env("KUSTOMER_MIRROR__SYNC__SEARCH_REQUESTS_PER_MINUTE", "10000");
+    let writer = writer
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sqlite3 = PathBuf::from(
+        String::from_utf8(
+            Command::new("sh")
+                .args(["-c", "command -v sqlite3"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim(),
+    );
+    let read = |sql: &str| {
+        as_uid(READER_UID, &sqlite3)
+            .args(["-readonly", "-csv", "-noheader", "-bail"])
+            .arg(&db)
+            .arg(sql)
+            .output()
+            .unwrap()
+    };
+    // Wait for rows, then read while the sync goes on.
+    let started = std::time::Instant::now();
+    loop {
+        let out = read("SELECT COUNT(*) FROM messages");
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() != "0" {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the reader never saw rows: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let queries = documented_queries();
+    for q in &queries {
+        let out = read(&q.sql);
+        assert!(
+            out.status.success(),
+            "{} as the reader during the sync: {}",
+            q.title,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let done = tokio::task::spawn_blocking(move || writer.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        queries.len() >= 12,
+        "the sync ended before the reader got through the queries"
+    );
+    // The files as the unit leaves them: the writer's group, group-readable, nothing for others,
+    // and the -wal and -shm files kept for readers between syncs.
+    for suffix in ["", "-wal", "-shm"] {
+        let path = PathBuf::from(format!("{}{suffix}", db.display()));
+        assert_eq!(
+            mode_and_group(&path),
+            (0o640, SHARED_GID),
+            "{}",
+            path.display()
+        );
+    }
+    // Between syncs the reader still gets the documented answers.
+    for q in &queries {
+        let out = read(&q.sql);
+        assert!(
+            out.status.success(),
+            "{} as the reader after the sync: {}",
+            q.title,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: Rows = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(parse_csv_line)
+            .collect();
+        same(
+            &q.title,
+            "sqlite3 as the reader",
+            &got,
+            &expected(&q.title, &fake),
+        );
+    }
+    // And it cannot write, with or without -readonly.
+    let tags = fake.count("tags").to_string();
+    for sql in [
+        "DELETE FROM tags",
+        "UPDATE tags SET hash = 'x'",
+        "CREATE TABLE mine (a)",
+    ] {
+        for readonly in [true, false] {
+            let mut cmd = as_uid(READER_UID, &sqlite3);
+            if readonly {
+                cmd.arg("-readonly");
+            }
+            let out = cmd.arg("-bail").arg(&db).arg(sql).output().unwrap();
+            assert!(!out.status.success(), "the reader could run {sql}");
+        }
+    }
+    let out = read("SELECT COUNT(*) FROM tags");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), tags);
+    // Others (not in the group) cannot even open it.
+    let out = Command::new("setpriv")
+        .args(["--reuid=4244", "--regid=4244", "--clear-groups"])
+        .arg(&sqlite3)
+        .arg("-readonly")
+        .arg(&db)
+        .arg("SELECT COUNT(*) FROM tags")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "someone outside the group read the mirror"
+    );
+}
+
+/// Datasette from the CI virtualenv (`KUSTOMER_MIRROR_DATASETTE`, else .ci/venv/bin/datasette).
+fn datasette() -> Option<PathBuf> {
+    let path = std::env::var_os("KUSTOMER_MIRROR_DATASETTE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/.ci/venv/bin/datasette"
+            ))
+        });
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install Datasette into the virtualenv (.ci/run)"
+    );
+    eprintln!(
+        "no Datasette at {}; skipping (run .ci/run once)",
+        path.display()
+    );
+    None
+}
+
+/// `datasette serve` on a free port, stopped when dropped.
+struct Datasette {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Datasette {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Datasette {
+    async fn start(program: &Path, db: &Path) -> Datasette {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(program)
+            .arg("serve")
+            .arg(db)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--setting", "sql_time_limit_ms", "10000"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Datasette { child, port };
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "Datasette did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        d
+    }
+
+    /// GET `path`: the status and the JSON body.
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"));
+        (status, body)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datasette_serves_the_demo_mirror_tables_and_views_through_its_json_api() {
+    let Some(program) = datasette() else { return };
+    // The README's first command, on a file of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mirror.db");
+    let out = output({
+        let mut cmd = bin();
+        cmd.arg("demo")
+            .arg("--db")
+            .arg(&db)
+            .args(["--scale", "small"]);
+        cmd
+    })
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let conn = open(&db);
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let datasette = Datasette::start(&program, &db).await;
+    let base = "/mirror";
+    // A table, a link view, the facts view and a custom-attribute view, each with its columns in
+    // the order the mirror defines them and every row Datasette counts.
+    for (name, count_sql) in [
+        ("conversations", "SELECT COUNT(*) FROM conversations"),
+        (
+            "conversation_tags",
+            "SELECT COUNT(*) FROM conversation_tags",
+        ),
+        (
+            "conversation_facts",
+            "SELECT COUNT(*) FROM conversation_facts",
+        ),
+        ("customers_custom", "SELECT COUNT(*) FROM customers_custom"),
+    ] {
+        let (status, body) = datasette
+            .get(&format!("{base}/{name}.json?_size=5&_shape=objects"))
+            .await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert!(
+            body.get("error").is_none_or(Value::is_null),
+            "{name}: {body}"
+        );
+        let columns: Vec<String> = body["columns"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no columns in {body}"))
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        let mine: Vec<String> = conn
+            .prepare(&format!(
+                "SELECT name FROM pragma_table_xinfo('{name}') ORDER BY cid"
+            ))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        // Datasette lists a table's rowid-less columns as they are; views likewise.
+        assert_eq!(columns, mine, "{name}: the columns Datasette shows");
+        let rows = body["rows"].as_array().unwrap();
+        assert_eq!(rows.len() as i64, count(count_sql).min(5), "{name}");
+        // Row counts through its SQL API agree with the file.
+        let (status, counted) = datasette
+            .get(&format!(
+                "{base}.json?_shape=array&sql={}",
+                url_escape(&format!("select count(*) as n from {name}"))
+            ))
+            .await;
+        assert_eq!(status, 200, "{counted}");
+        assert_eq!(counted[0]["n"].as_i64(), Some(count(count_sql)), "{name}");
+    }
+    // Types come through as BI tools need them: numbers as numbers, dates as ISO text.
+    let (_, facts) = datasette
+        .get(&format!(
+            "{base}.json?_shape=array&sql={}",
+            url_escape(
+                "select conversation_id, message_count, first_response_minutes, created_at \
+                 from conversation_facts where first_response_minutes is not null \
+                 order by conversation_id limit 3"
+            )
+        ))
+        .await;
+    let facts = facts.as_array().unwrap();
+    assert!(!facts.is_empty(), "no conversation with a first response");
+    for row in facts {
+        assert!(row["message_count"].is_i64(), "{row}");
+        assert!(row["first_response_minutes"].is_number(), "{row}");
+        let created = row["created_at"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+            "{created}"
+        );
+        let id = row["conversation_id"].as_str().unwrap();
+        let (n, minutes): (i64, f64) = conn
+            .query_row(
+                "SELECT message_count, first_response_minutes FROM conversation_facts WHERE conversation_id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(row["message_count"].as_i64(), Some(n));
+        assert_eq!(row["first_response_minutes"].as_f64(), Some(minutes));
+    }
+    // Views are listed as views, and nothing failed to load.
+    let (status, listing) = datasette.get(&format!("{base}.json")).await;
+    assert_eq!(status, 200);
+    let views: Vec<&str> = listing["views"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|x| x["name"].as_str().or(x.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for view in [
+        "conversation_facts",
+        "conversation_tags",
+        "customers_custom",
+    ] {
+        assert!(
+            views.contains(&view),
+            "{view} not among Datasette's views: {listing}"
+        );
+    }
+}
+
+/// Percent-encodes a query-string value.
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -134,6 +134,30 @@ pub struct Store {
     views: views::Known,
 }
 
+/// Keeps the `-wal` and `-shm` files when the writer closes. A reader that may not create files in
+/// the database's directory (a BI tool's user in the mirror's group, with the directory 0750) can
+/// open a WAL database read-only only while both files exist; SQLite would otherwise delete them
+/// at the last close, and the next reader between two syncs would fail to open the file.
+fn persist_wal(conn: &Connection) {
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: the handle is this live connection's; "main" is a NUL-terminated database name;
+    // SQLITE_FCNTL_PERSIST_WAL takes a pointer to an int that lives for the call.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut on).cast(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        tracing::warn!(
+            code = rc,
+            "cannot keep the -wal and -shm files between syncs; readers without write access to the directory may fail to open the mirror while no sync runs"
+        );
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path`, switches it to WAL mode with a busy timeout,
     /// and creates or upgrades the schema to [`SCHEMA_VERSION`] in one transaction.
@@ -159,6 +183,7 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(journal_mode = %mode, "database did not switch to WAL mode; readers may block syncs");
         }
+        persist_wal(&conn);
         // NORMAL is safe in WAL mode: a power loss may lose the last commits but never corrupts, and a
         // page's rows and cursor commit together, so a lost commit is simply fetched again.
         conn.execute_batch(
