@@ -393,8 +393,70 @@ async fn metrics_are_prometheus_text_and_match_sync_runs(db) {
         values.contains_key("kustomer_mirror_last_success_timestamp_seconds{entity=\"users\"}")
     );
     assert!(values.contains_key("kustomer_mirror_last_run_duration_seconds{entity=\"messages\"}"));
+    // The Grafana dashboard and the alert rules use only metrics this endpoint serves.
+    for file in ["contrib/grafana-dashboard.json", "contrib/prometheus-alerts.yml"] {
+        let used = metric_names_in(file);
+        assert!(!used.is_empty(), "{file} uses no metric");
+        for name in used {
+            assert!(typed.contains(&name), "{file} uses {name}, which /metrics does not serve");
+        }
+    }
     daemon.stop().await;
 }
+}
+
+/// The `kustomer_mirror_*` names `file` (under the crate) mentions.
+fn metric_names_in(file: &str) -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("kustomer_mirror_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn the_grafana_dashboard_is_json_with_a_query_in_every_panel() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6);
+    for panel in panels {
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{}", panel["title"]);
+        for t in targets {
+            assert!(
+                t["expr"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("kustomer_mirror_")),
+                "{t}"
+            );
+        }
+    }
+    // What the issue asks the dashboard to show.
+    for wanted in [
+        "kustomer_mirror_last_success_timestamp_seconds",
+        "kustomer_mirror_runs_total",
+        "kustomer_mirror_rate_budget_used_ratio",
+        "kustomer_mirror_rate_limited_total",
+        "kustomer_mirror_retries_total",
+        "kustomer_mirror_run_rows_changed_total",
+    ] {
+        assert!(
+            text.contains(wanted),
+            "the dashboard does not show {wanted}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
