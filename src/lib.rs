@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (clap): parses arguments and dispatches to commands.
+//! - [`cli`]: the command line (clap): parses arguments and dispatches to commands; the shell
+//!   completions and the man page, generated from the same definitions.
 //! - [`exit`]: the exit codes every command answers with (0 ok, 1 sync failed or another writer,
 //!   2 bad usage or config, 130 second signal).
 //! - [`commands`]: `sync`, `run`, `status`, `demo` and `fake-api`: settings to engine, the writer
