@@ -73,17 +73,21 @@ fn clock_limited(target: &Target, page: &Page, last_at: &str) -> String {
     }
 }
 
+/// How many items recent pages cover when the pace is extrapolated (about 20 pages of 500).
+const RECENT_ITEMS: u64 = 10_000;
+
 /// Items the pass will serve in all, for progress and ETAs. Exact when the current query's `total`
 /// is within the result window: what earlier queries served plus that total. Beyond the window
 /// Kustomer's total is (uncertain, as Elasticsearch's `track_total_hits`) only a lower bound, so
-/// the whole is extrapolated through time: results come sorted by `updatedAt`, so the items served
-/// from `first_at` to `last_at` scale to the span from `first_at` to `now`. Never below what is
-/// known for certain.
+/// the rest is extrapolated through time: results come sorted by `updatedAt`, and the recent pace
+/// (`served` minus the items served at `since`, over the time from `since`'s `updatedAt` to
+/// `last_at`) carries on to `now`. Recent rather than overall: an org's activity usually grows, so
+/// the early years would understate the rest. Never below what is known for certain.
 pub(super) fn expected_total(
     served_before: u64,
     served_in_query: u64,
     total: Option<u64>,
-    first_at: Option<&str>,
+    since: Option<(u64, &str)>,
     last_at: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<u64> {
@@ -92,18 +96,25 @@ pub(super) fn expected_total(
     if total <= u64::from(MAX_WINDOW) {
         return Some(known);
     }
-    let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
-    let (Some(first), Some(last)) = (first_at.and_then(parse), parse(last_at)) else {
+    let parse = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let served = served_before + served_in_query;
+    let (Some((served_then, then)), Some(last)) = (
+        since.and_then(|(n, at)| Some((n, parse(at)?))),
+        parse(last_at),
+    ) else {
         return Some(known);
     };
-    let done = (last.with_timezone(&chrono::Utc) - first.with_timezone(&chrono::Utc))
-        .num_milliseconds() as f64;
-    let all = (now - first.with_timezone(&chrono::Utc)).num_milliseconds() as f64;
-    if done <= 0.0 || all <= done {
+    let span = (last - then).num_milliseconds() as f64;
+    let left = (now - last).num_milliseconds().max(0) as f64;
+    if span <= 0.0 || served <= served_then {
         return Some(known);
     }
-    let served = (served_before + served_in_query) as f64;
-    Some(((served * all / done).round() as u64).max(known))
+    let pace = (served - served_then) as f64 / span;
+    Some((served + (pace * left).round() as u64).max(known))
 }
 
 /// `at − overlap` as ISO-8601 UTC; `at` itself when it does not parse (then the overlap is lost but
@@ -162,8 +173,9 @@ async fn read(
     let mut page_no = 1u32;
     // Items served by the queries before the current anchor's, and by the current one so far.
     let (mut served_before_query, mut served_in_query) = (0u64, 0u64);
-    // The earliest `updatedAt` the pass served, for estimates beyond the result window.
-    let mut first_at: Option<String> = None;
+    // (items served, `updatedAt` reached) after recent pages, the first entry the pass's start:
+    // the pace of estimates beyond the result window.
+    let mut recent: std::collections::VecDeque<(u64, String)> = std::collections::VecDeque::new();
     loop {
         if page_no > MAX_PAGES || page_no.saturating_mul(page_size) > MAX_WINDOW {
             return Err(SyncError::data(
@@ -222,12 +234,14 @@ async fn read(
                 ),
             ));
         };
-        if first_at.is_none() {
-            first_at = page
+        if recent.is_empty()
+            && let Some(first) = page
                 .records
                 .iter()
                 .filter_map(|r| r.updated_at.clone())
-                .min();
+                .min()
+        {
+            recent.push_back((0, first));
         }
         let whole_page_at_anchor = anchor.as_deref() == Some(last_at.as_str());
         let ids_at = |at: &str| -> Vec<String> {
@@ -279,10 +293,19 @@ async fn read(
             served_before_query,
             served_in_query,
             page.total,
-            first_at.as_deref(),
+            recent.front().map(|(n, at)| (*n, at.as_str())),
             &last_at,
             page.server_time.unwrap_or_else(chrono::Utc::now),
         );
+        let served = served_before_query + served_in_query;
+        recent.push_back((served, last_at.clone()));
+        while recent.len() > 2
+            && recent
+                .get(1)
+                .is_some_and(|(n, _)| served - n >= RECENT_ITEMS)
+        {
+            recent.pop_front();
+        }
         let batch = Batch {
             records: fresh,
             rejected,
@@ -321,36 +344,48 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2024-01-11T00:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let first = Some("2024-01-01T00:00:00.000Z");
+        let since = Some((10_000, "2024-01-02T00:00:00.000Z"));
         // Within the window: earlier queries' items plus this query's total.
         assert_eq!(
-            expected_total(1_500, 500, Some(4_210), first, "2024-01-02T00:00:00Z", now),
+            expected_total(1_500, 500, Some(4_210), since, "2024-01-03T00:00:00Z", now),
             Some(5_710)
         );
         // Never below what was served (a total that lags behind the reads).
         assert_eq!(
-            expected_total(0, 900, Some(800), first, "2024-01-02T00:00:00Z", now),
+            expected_total(0, 900, Some(800), since, "2024-01-03T00:00:00Z", now),
             Some(900)
         );
-        // Beyond the window (10,001 = "more"): 20,000 items over 2 of 10 days → 100,000.
+        // Beyond the window (10,001 = "more"): 10,000 items in the last day served, 8 days to go
+        // at that pace → 20,000 + 80,000.
         assert_eq!(
             expected_total(
                 19_500,
                 500,
                 Some(10_001),
-                first,
+                since,
                 "2024-01-03T00:00:00Z",
                 now
             ),
             Some(100_000)
         );
-        // No usable times: the lower bound.
+        // No usable pace: the lower bound.
         assert_eq!(
             expected_total(19_500, 500, Some(10_001), None, "2024-01-03T00:00:00Z", now),
             Some(29_501)
         );
         assert_eq!(
-            expected_total(0, 500, None, first, "2024-01-03T00:00:00Z", now),
+            expected_total(
+                19_500,
+                500,
+                Some(10_001),
+                Some((20_000, "2024-01-03T00:00:00Z")),
+                "2024-01-03T00:00:00Z",
+                now
+            ),
+            Some(29_501)
+        );
+        assert_eq!(
+            expected_total(0, 500, None, since, "2024-01-03T00:00:00Z", now),
             None
         );
     }
