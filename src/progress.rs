@@ -68,7 +68,11 @@ impl Entry {
     fn eta(&self) -> Option<Duration> {
         let rate = self.per_second();
         let left = self.expected?.saturating_sub(self.fetched);
-        (rate > 0.0).then(|| Duration::from_secs_f64(left as f64 / rate))
+        if rate > 0.0 {
+            Duration::try_from_secs_f64(left as f64 / rate).ok()
+        } else {
+            None
+        }
     }
 }
 
@@ -178,7 +182,7 @@ impl Progress {
                     fetched: 0,
                     expected: None,
                     changed: 0,
-                    started: Instant::now(),
+                    started: event.started.unwrap_or_else(Instant::now),
                     done: false,
                     bar: multi.as_ref().map(|m| new_bar(m, &event.key)),
                 });
@@ -201,14 +205,11 @@ impl Progress {
         }
     }
 
-    /// Stops the display: bars are left as their final lines.
+    /// Stops the display: bars are left as their final lines (the header goes).
     pub fn finish(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
-        }
-        if let Some(multi) = &self.multi {
-            let _ = multi.clear();
         }
     }
 }

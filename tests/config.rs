@@ -166,6 +166,14 @@ fn each_bad_setting_gives_one_line_naming_the_key() {
         rate,
         "invalid sync.requests_per_minute \"fast\": expected a whole number between 1 and 100000"
     );
+    let path = toml_file(
+        &dir,
+        "[kustomer]\nbase_url = \"http://x\"\n[log]\nprogress_interval = \"0s\"\n",
+    );
+    assert_eq!(
+        errors(Some(&path), &[]),
+        "invalid log.progress_interval \"0s\": expected a duration of at least 100ms, such as 10s"
+    );
     let many = errors(
         None,
         &[

@@ -240,14 +240,16 @@ async fn status_and_metrics_show_a_sync_in_progress_in_another_process() {
     let server = slow_fake(150).await;
     let db = Db::sqlite();
     let port = free_port();
-    let mut daemon = mirror_cmd_db(&server.base_url(), KEY, &db)
-        .env("KUSTOMER_MIRROR__SYNC__PAGE_SIZE", "100")
-        .env("KUSTOMER_MIRROR__HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = KillOnDrop(Some(
+        mirror_cmd_db(&server.base_url(), KEY, &db)
+            .env("KUSTOMER_MIRROR__SYNC__PAGE_SIZE", "100")
+            .env("KUSTOMER_MIRROR__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
     let status = || {
         let out = bin()
             .args(["status", "--db"])
@@ -302,14 +304,27 @@ async fn status_and_metrics_show_a_sync_in_progress_in_another_process() {
         body.contains("kustomer_mirror_rate_budget_used_ratio{budget=\"search\"}"),
         "{body}"
     );
+    let mut child = daemon.0.take().unwrap();
     Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
+        .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let code = tokio::task::spawn_blocking(move || daemon.wait().unwrap().code())
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code())
         .await
         .unwrap();
     assert_eq!(code, Some(0));
+}
+
+/// A child process killed if the test fails before it stops it.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// A plain HTTP/1.0 GET on 127.0.0.1:`port`, the body.

@@ -693,11 +693,21 @@ impl Reader {
                 Format::Auto
             }
         };
-        let progress_interval = self.duration(
+        let mut progress_interval = self.duration(
             "log.progress_interval",
             Duration::from_secs(10),
             Duration::from_secs(24 * 3600),
         );
+        // A zero interval would log in a busy loop.
+        if progress_interval < Duration::from_millis(100) {
+            let text = self.text("log.progress_interval").unwrap_or_default();
+            self.bad(
+                "log.progress_interval",
+                &text,
+                "a duration of at least 100ms, such as 10s",
+            );
+            progress_interval = Duration::from_secs(10);
+        }
         LogSettings {
             level: level.trim().to_string(),
             format,

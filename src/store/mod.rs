@@ -184,6 +184,10 @@ impl Store {
             tracing::warn!(journal_mode = %mode, "database did not switch to WAL mode; readers may block syncs");
         }
         persist_wal(&conn);
+        // The kept -wal file is cut back to 64 MiB after checkpoints instead of staying at its
+        // largest size for good.
+        conn.execute_batch("PRAGMA journal_size_limit = 67108864")
+            .map_err(open_err)?;
         // NORMAL is safe in WAL mode: a power loss may lose the last commits but never corrupts, and a
         // page's rows and cursor commit together, so a lost commit is simply fetched again.
         conn.execute_batch(

@@ -59,6 +59,8 @@ pub struct ProgressEvent {
     pub changed: u64,
     /// Whether the pass has ended.
     pub done: bool,
+    /// When the pass started (its first page arrives later), for records/s and ETAs.
+    pub started: Option<Instant>,
 }
 
 /// Receives progress events.
@@ -178,6 +180,8 @@ pub(crate) struct Tally {
     pub requests: u64,
     /// Items the pass is expected to fetch in all, once a page said (`meta.total`).
     pub expected: Option<u64>,
+    /// When the pass started, for the pace of progress displays.
+    pub started: Option<Instant>,
 }
 
 impl Engine {
@@ -519,7 +523,10 @@ impl Engine {
             }
             Mode::Reconcile | Mode::Preflight => false,
         };
-        let mut tally = Tally::default();
+        let mut tally = Tally {
+            started: Some(started),
+            ..Tally::default()
+        };
         // Every request the pass sends is counted here, failed attempts included, and the run's
         // row gets the exact total when it finishes.
         let counter = Arc::new(AtomicU64::new(0));
@@ -607,7 +614,7 @@ impl Engine {
             (PassOutcome::Interrupted, Some(e)) => tracing::info!(
                 entity = %target.key, mode = mode.as_str(), rows = tally.fetched,
                 changed = tally.applied.changed(), requests = tally.requests,
-                message = %e, "pass interrupted"
+                reason = %e, "pass interrupted"
             ),
             (PassOutcome::Failed(_), Some(e)) => {
                 tracing::error!(entity = %target.key, mode = mode.as_str(), error = %e, "pass failed")
@@ -634,6 +641,7 @@ impl Engine {
                 expected: tally.expected,
                 changed: tally.applied.changed(),
                 done,
+                started: tally.started,
             });
         }
     }
