@@ -72,6 +72,21 @@ impl RunSummary {
     }
 }
 
+/// Marks the runs left `running` as `interrupted` when no process writes the mirror (a killed or
+/// crashed `sync` or daemon): they are not in progress, and the next run of each entity marks them
+/// so in the database too.
+pub fn mark_cut_off(statuses: &mut [EntityStatus]) {
+    for run in statuses.iter_mut().filter_map(|s| s.last_run.as_mut()) {
+        if run.status == "running" {
+            run.status = "interrupted".to_string();
+            run.error = Some(
+                "cut off: no process is writing the mirror; the next run continues from the saved cursor"
+                    .to_string(),
+            );
+        }
+    }
+}
+
 /// How far a running run has got (see [`RunSummary::progress`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Progress {

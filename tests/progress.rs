@@ -4,6 +4,7 @@
 //! process sees a sync in progress: `status` shows its counters moving page by page with an ETA, and
 //! the daemon's `/metrics` has gauges for the records fetched by running passes and their totals.
 
+#[macro_use]
 mod common;
 
 use std::process::{Command, Stdio};
@@ -343,4 +344,73 @@ async fn reqwest_get(port: u16, path: &str) -> String {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
+}
+
+on_every_destination! {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_run_cut_off_by_kill_9_as_interrupted_not_in_progress(db) {
+    let server = slow_fake(150).await;
+    let mut sync = KillOnDrop(Some(
+        mirror_cmd_db(&server.base_url(), KEY, &db)
+            .env("KUSTOMER_MIRROR__SYNC__PAGE_SIZE", "100")
+            .arg("sync")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let status = |json: bool| {
+        let mut cmd = mirror_cmd_db(&server.base_url(), KEY, &db);
+        cmd.arg("status");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // While the sync runs, its run is in progress (the writer is seen alive).
+    let started = Instant::now();
+    while in_progress(&status(false)).is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "status never showed the sync in progress:\n{}",
+            status(false)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut child = sync.0.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The database still says running; status knows nobody writes and says interrupted.
+    assert!(
+        scalar(&db, "SELECT COUNT(*) FROM sync_runs WHERE status = 'running'") >= 1
+    );
+    let started = Instant::now();
+    loop {
+        let text = status(false);
+        if !text.contains("In progress:") {
+            break;
+        }
+        // PostgreSQL may take a moment to end the killed process's session and its lock.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "a killed sync still shows in progress:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let json: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    let messages = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["entity"] == "messages")
+        .unwrap();
+    assert_eq!(messages["last_run"]["status"], "interrupted", "{messages}");
+    assert!(
+        messages["last_run"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cut off")),
+        "{messages}"
+    );
+}
 }

@@ -1,5 +1,7 @@
 //! `status [--json]`: per entity, live and deleted rows, cursor, last run and its counters, last
 //! error and lag — read from the database only (no API call, no key needed), SQLite or PostgreSQL.
+//! Runs in progress in any process show with an ETA; runs left `running` by a process that is gone
+//! (no writer holds the mirror) show as interrupted.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,17 +24,31 @@ pub struct StatusArgs {
 
 /// Runs `status`.
 pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
-    let statuses = match args.db {
-        Some(path) => sqlite(&path),
+    let (statuses, writer) = match args.db {
+        Some(path) => (sqlite(&path), crate::store::lock::held(&path)),
         None => match super::load_settings(config) {
-            Ok(s) if s.database.postgres.is_some() => Reader::new(&s.database)
-                .read(Scope::Full)
-                .map(|(statuses, _)| statuses)
-                .map_err(|e| e.to_string()),
-            Ok(s) => sqlite(&s.database.path),
+            Ok(s) if s.database.postgres.is_some() => {
+                let reader = Reader::new(&s.database);
+                let statuses = reader
+                    .read(Scope::Full)
+                    .map(|(statuses, _)| statuses)
+                    .map_err(|e| e.to_string());
+                (statuses, reader.writer_active())
+            }
+            Ok(s) => (
+                sqlite(&s.database.path),
+                crate::store::lock::held(&s.database.path),
+            ),
             Err(code) => return code,
         },
     };
+    // Runs left `running` by a process that is gone are not in progress.
+    let statuses = statuses.map(|mut statuses| {
+        if writer == Some(false) {
+            crate::status::mark_cut_off(&mut statuses);
+        }
+        statuses
+    });
     match statuses {
         Ok(statuses) if args.json => match serde_json::to_string_pretty(&statuses) {
             Ok(text) => {

@@ -55,6 +55,20 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Whether a writer (`sync`, `run`, `demo`) holds the mirror now; `None` when it cannot be told.
+    /// A run left `running` with no writer was cut off (the next run marks it interrupted).
+    pub fn writer_active(&self) -> Option<bool> {
+        match self {
+            Reader::Sqlite(path) => crate::store::lock::held(path),
+            Reader::Postgres(reader) => reader
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .writer_active(),
+        }
+    }
+}
+
 fn read_only(path: &PathBuf) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,

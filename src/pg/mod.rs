@@ -34,7 +34,7 @@ const RECONNECT_FOR: Duration = Duration::from_secs(60);
 const LOCK_GRACE: Duration = Duration::from_secs(3);
 
 /// The advisory lock's first key: "kmir" in ASCII, so other applications' locks do not collide.
-const LOCK_CLASS: i32 = 0x6b6d_6972;
+pub(crate) const LOCK_CLASS: i32 = 0x6b6d_6972;
 
 /// The writer's session and what it knows between pages.
 pub struct Pg {

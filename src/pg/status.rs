@@ -62,6 +62,28 @@ impl StatusReader {
     }
 }
 
+impl StatusReader {
+    /// Whether a mirror holds the schema's advisory lock now (from `pg_locks`; takes no lock).
+    /// `None` when it cannot be told.
+    pub fn writer_active(&mut self) -> Option<bool> {
+        let client = match &mut self.client {
+            Some(c) if !c.0.is_closed() => c,
+            _ => self
+                .client
+                .insert(ClientBox(super::connect::connect(&self.settings).ok()?)),
+        };
+        client
+            .0
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+                 AND classid = $1::int::oid AND objid = hashtext($2)::oid AND granted)",
+                &[&super::LOCK_CLASS, &self.settings.schema],
+            )
+            .ok()
+            .map(|row| row.get(0))
+    }
+}
+
 fn read_all(
     c: &mut Client,
     scope: Scope,

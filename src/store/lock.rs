@@ -94,6 +94,25 @@ impl WriterLock {
     }
 }
 
+/// Whether a process holds the writer lock of `db` now, read from `/proc/locks` without taking the
+/// lock (even a shared lock, held for a moment, would make a writer starting at that moment fail).
+/// `None` when it cannot be told: no lock file, or no `/proc/locks`.
+pub fn held(db: &Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(lock_path(db)).ok()?;
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let dev = meta.dev();
+    // glibc's dev_t encoding (gnu_dev_major / gnu_dev_minor); /proc/locks prints them in hex.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let file = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    // `1: FLOCK  ADVISORY  WRITE 11928 fe:00:10010936 0 EOF`; waiters show `->` and hold nothing.
+    Some(locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&file.as_str())
+    }))
+}
+
 fn open(db: &Path) -> Result<(File, PathBuf), LockError> {
     let path = lock_path(db);
     // Not truncated on open: the holder's pid must stay readable for the one who is refused.
