@@ -10,74 +10,28 @@
 
 #[path = "../tests/common/pg.rs"]
 mod pg;
+#[path = "../tests/common/process.rs"]
+mod process;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kustomer-mirror");
 const KEY: &str = "bench-key";
 const PG_SCHEMA: &str = include_str!("../src/pg/schema.sql");
 
-/// The tables a first sync fills.
-const TABLES: &[&str] = &[
-    "customers",
-    "companies",
-    "conversations",
-    "messages",
-    "notes",
-    "users",
-    "teams",
-    "tags",
-    "queues",
-    "klasses",
-    "kobjects",
-    "change_log",
-];
-
-struct Fake {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_fake(scale: &str) -> Fake {
-    let mut child = Command::new(BIN)
-        .args([
-            "fake-api",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-key",
-            KEY,
-            "--scale",
-            scale,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start fake-api");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    let url = first.rsplit(' ').next().unwrap_or_default().to_string();
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Fake { child, url }
+/// The tables a first sync fills: every entity's, and the change log.
+fn tables() -> Vec<&'static str> {
+    kustomer_mirror::entity::ENTITIES
+        .iter()
+        .map(|e| e.name)
+        .chain(["change_log"])
+        .collect()
 }
 
 /// One `sync` of the real binary.
-struct Run {
-    wall: Duration,
-    cpu: Duration,
-    peak_rss_kb: i64,
-    ok: bool,
-}
-
-fn sync(url: &str, db_url: &str) -> Run {
+fn sync(url: &str, db_url: &str) -> process::Measured {
     let started = Instant::now();
     let child = Command::new(BIN)
         .env_clear()
@@ -92,22 +46,7 @@ fn sync(url: &str, db_url: &str) -> Run {
         .stdout(Stdio::null())
         .spawn()
         .expect("start sync");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own child; status and usage point at live locals. std's Child is not waited
-    // on afterwards, so the pid is reaped exactly once.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let ok = waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    std::mem::forget(child);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Run {
-        wall: started.elapsed(),
-        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        peak_rss_kb: usage.ru_maxrss,
-        ok,
-    }
+    process::wait_measured(child, started)
 }
 
 /// CPU seconds the server has used so far: the postmaster's own and its reaped children's (every
@@ -159,12 +98,12 @@ fn server_cpu(data_dir: &Path) -> f64 {
 fn export(cluster: &pg::Cluster, db: &str, dir: &Path) -> Vec<(String, String, PathBuf)> {
     let mut client = cluster.client(db);
     let mut out = Vec::new();
-    for table in TABLES {
+    for table in tables() {
         let columns: Vec<String> = client
             .query(
                 "SELECT column_name::text FROM information_schema.columns WHERE table_schema = 'kustomer' \
                  AND table_name = $1 AND is_generated = 'NEVER' ORDER BY ordinal_position",
-                &[table],
+                &[&table],
             )
             .expect("columns")
             .iter()
@@ -230,7 +169,7 @@ fn floor(cluster: &pg::Cluster, rows: &[(String, String, PathBuf)]) -> Duration 
 }
 
 fn count(cluster: &pg::Cluster, db: &str) -> i64 {
-    let sql = TABLES
+    let sql = tables()
         .iter()
         .filter(|t| **t != "change_log")
         .map(|t| format!("(SELECT COUNT(*) FROM kustomer.{t})"))
@@ -278,7 +217,7 @@ fn main() {
     text.push_str("\nfsync = on\n");
     std::fs::write(&conf, text).expect("write postgresql.conf");
     cluster.restart();
-    let fake = start_fake(&scale);
+    let fake = process::FakeProcess::start(Path::new(BIN), KEY, &scale, &[]);
     let mut rows_per_s = Vec::new();
     let mut walls = Vec::new();
     let mut mirror_cpu = Vec::new();

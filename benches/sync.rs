@@ -10,9 +10,9 @@
 //! after so figures from different moments can be compared. See BENCHMARKS.md.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kustomer_mirror::entity::ENTITIES;
@@ -22,52 +22,15 @@ use kustomer_mirror::store::Store;
 use kustomer_mirror::store::apply::{PageWrite, apply_page};
 use kustomer_mirror::store::runs::{Mode, begin_run};
 
+#[path = "../tests/common/process.rs"]
+mod process;
+
+use process::FakeProcess;
+
 const BIN: &str = env!("CARGO_BIN_EXE_kustomer-mirror");
 const KEY: &str = "bench-key";
 
-struct Fake {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_fake(scale: &str, extra: &[&str]) -> Fake {
-    let mut child = Command::new(BIN)
-        .args([
-            "fake-api",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-key",
-            KEY,
-            "--scale",
-            scale,
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start fake-api");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    let url = first.rsplit(' ').next().unwrap_or_default().to_string();
-    // Keep draining its stdout so the fake never writes into a closed pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Fake { child, url }
-}
-
-/// Result of one `sync` run of the real binary.
-struct Run {
-    wall: Duration,
-    peak_rss_kb: i64,
-    ok: bool,
-}
-
-fn sync(url: &str, db: &Path, extra_env: &[(&str, &str)]) -> Run {
+fn sync(url: &str, db: &Path, extra_env: &[(&str, &str)]) -> process::Measured {
     let started = Instant::now();
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
@@ -83,20 +46,7 @@ fn sync(url: &str, db: &Path, extra_env: &[(&str, &str)]) -> Run {
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("start sync");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own child; status and usage point at live locals. std's Child is not waited
-    // on afterwards, so the pid is reaped exactly once.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let ok = waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    std::mem::forget(child);
-    Run {
-        wall: started.elapsed(),
-        peak_rss_kb: usage.ru_maxrss,
-        ok,
-    }
+    process::wait_measured(child, started)
 }
 
 fn q(db: &Path, sql: &str) -> i64 {
@@ -239,7 +189,7 @@ fn main() {
 
     let calibration_before = calibrate();
     eprintln!("starting the fake ({scale_name})…");
-    let fake = start_fake(&scale_name, &[]);
+    let fake = FakeProcess::start(Path::new(BIN), KEY, &scale_name, &[]);
     // Initial syncs into fresh files, each followed by a floor run, so every pair shares the
     // machine's mood of the moment; the last file stays for the incremental steps.
     let mut initials = Vec::new();
@@ -370,7 +320,9 @@ fn main() {
     // Rate limited: a search budget per short window; the limiter set to the same budget.
     let window = 2u64;
     let budget = 30u32;
-    let limited = start_fake(
+    let limited = FakeProcess::start(
+        Path::new(BIN),
+        KEY,
         "medium",
         &[
             "--search-rate-limit",

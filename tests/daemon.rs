@@ -185,11 +185,7 @@ async fn sigterm_mid_sync_exits_0_and_the_next_start_continues(db) {
             .is_some_and(|n| n > 500)
     })
     .await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&child);
     let stopped = Instant::now();
     let code = tokio::task::spawn_blocking(move || {
         let out = child.wait_with_output().unwrap();
@@ -229,10 +225,7 @@ async fn sigterm_mid_sync_exits_0_and_the_next_start_continues(db) {
         async || first_pass_done(&db),
     )
     .await;
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    sigterm(&child);
     let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code())
         .await
         .unwrap();

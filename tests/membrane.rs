@@ -100,20 +100,6 @@ except urllib.error.HTTPError as e:
     bin
 }
 
-fn python_available() -> bool {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have python3 for the fake membrane CLI"
-        );
-    }
-    ok
-}
-
 #[derive(Clone, Copy)]
 enum Way {
     Direct,
@@ -201,7 +187,7 @@ fn snapshot(db: &Db) -> BTreeMap<String, Vec<String>> {
 on_every_destination! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_proxy_and_cli_syncs_produce_identical_mirrors(db) {
-    if !python_available() {
+    if !tool_available("python3", "the fake membrane CLI") {
         eprintln!("python3 missing: skipping");
         return;
     }

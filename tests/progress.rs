@@ -113,22 +113,6 @@ async fn quiet_prints_nothing_on_success_and_the_error_on_failure() {
     assert!(!err.contains(" INFO "), "{err}");
 }
 
-/// Whether `script` (util-linux) can give the sync a terminal.
-fn have_script() -> bool {
-    let ok = Command::new("script")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "`script` (util-linux/bsdutils) missing in CI"
-        );
-        eprintln!("`script` not installed; skipping the terminal test");
-    }
-    ok
-}
-
 /// Quotes `s` for `sh -c`.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -136,7 +120,7 @@ fn sh_quote(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_terminal_sync_draws_bars_with_totals_pace_eta_and_budgets() {
-    if !have_script() {
+    if !tool_available("script", "the progress bar test gives sync a terminal") {
         return;
     }
     let server = slow_fake(40).await;
@@ -306,10 +290,7 @@ async fn status_and_metrics_show_a_sync_in_progress_in_another_process() {
         "{body}"
     );
     let mut child = daemon.0.take().unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    sigterm(&child);
     let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code())
         .await
         .unwrap();

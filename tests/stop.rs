@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,11 +36,7 @@ fn daemon(base_url: &str, db: &Db, extra: &[(&str, &str)]) -> Child {
 
 /// Sends SIGTERM and returns the exit code, the time to exit and everything the daemon logged.
 async fn terminate(child: Child) -> (Option<i32>, Duration, String) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&child);
     let sent = Instant::now();
     tokio::task::spawn_blocking(move || {
         let out = child.wait_with_output().unwrap();
@@ -143,34 +138,15 @@ async fn sigterm_during_a_rate_limit_wait_exits_0_within_2s_without_errors() {
     );
 }
 
-/// A `fake-api` in its own process, to kill -9.
-fn fake_process() -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kustomer-mirror"))
-        .args([
-            "fake-api",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-key",
-            KEY,
-            "--scale",
-            "small",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://"), "{first}");
-    (child, url)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_retry_backoff_against_a_dead_server_exits_0_within_2s_without_errors() {
-    let (mut server, url) = fake_process();
+    let mut server = FakeProcess::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_kustomer-mirror")),
+        KEY,
+        "small",
+        &[],
+    );
+    let url = server.url.clone();
     let db = Db::sqlite();
     // A pass every two seconds; a failed request waits 30 s before its next try.
     let child = daemon(
@@ -194,8 +170,8 @@ async fn sigterm_during_retry_backoff_against_a_dead_server_exits_0_within_2s_wi
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
     // The next tick's passes find the server gone and back off.
     let died = Instant::now();
     while count(

@@ -1,8 +1,13 @@
 //! Shared test support: a fake Kustomer on 127.0.0.1:0, an engine writing to a temp SQLite file, and
-//! comparisons of the mirror with the fake's data.
+//! comparisons of the mirror with the fake's data; `pg` for private PostgreSQL servers and `process`
+//! for the binary's processes (a fake-api to kill, SIGTERM, tools CI must have).
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod process;
+
+#[allow(unused_imports)]
+pub use process::{FakeProcess, sigterm, tool_available};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
