@@ -63,6 +63,8 @@ fn the_example_config_parses_to_the_defaults() {
     assert_eq!(s.sync.entities.len(), 11);
     assert_eq!(s.sync.concurrency, d.sync.concurrency);
     assert_eq!(s.log.level, d.log.level);
+    assert_eq!(s.log.progress_interval, d.log.progress_interval);
+    assert_eq!(d.log.progress_interval, Duration::from_secs(10));
     // Every key the loader knows is documented in the example.
     let text = std::fs::read_to_string(example()).unwrap();
     for key in kustomer_mirror::config::KEYS {
