@@ -29,6 +29,10 @@ pub enum Error {
     /// The PostgreSQL server (boxed: its messages make it the largest error of a sync).
     #[error(transparent)]
     Postgres(Box<PgError>),
+    /// A page not written because an earlier page of the same pass failed (that page's error is
+    /// the one reported).
+    #[error("not written: an earlier page of the same pass failed")]
+    Halted,
     /// The writer thread stopped (it panicked or was shut down) before answering.
     #[error("the database writer thread stopped unexpectedly; restart kustomer-mirror")]
     WriterGone,
@@ -50,7 +54,21 @@ pub trait Destination: Send {
 
     /// Applies one page in one transaction: rows (an unchanged record writes nothing), change log,
     /// quarantined items, run counters and cursor.
-    fn apply_page(&mut self, page: &PageWrite) -> Result<Applied, Error>;
+    fn apply_page(&mut self, page: &PageWrite) -> Result<Applied, Error> {
+        // One page in, one answer out: the first page of a batch is always applied.
+        let applied = self.apply_pages(std::slice::from_ref(page), None)?;
+        Ok(applied.into_iter().next().unwrap_or_default())
+    }
+
+    /// Applies `pages` in order in one transaction, each page's rows, change log, counters and
+    /// cursor as [`Destination::apply_page`] would. The first page is always applied; after it,
+    /// pages are added only until `deadline` passes. Answers what each applied page changed, in
+    /// order (fewer than `pages` when the deadline cut the batch); on error nothing committed.
+    fn apply_pages(
+        &mut self,
+        pages: &[PageWrite],
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<Applied>, Error>;
 
     /// After a complete full read: tombstones the live rows of `table` (of `klass`) not in `seen`.
     fn tombstone_unseen(

@@ -11,9 +11,22 @@ impl Destination for Pg {
         Pg::describe(self)
     }
 
-    fn apply_page(&mut self, page: &PageWrite) -> Result<Applied, Error> {
-        let context = format!("storing a {} page of run {}", page.state_key, page.run_id);
-        Ok(self.with(&context, |c, s| apply::apply_page(c, s, page))?)
+    fn apply_pages(
+        &mut self,
+        pages: &[PageWrite],
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<Applied>, Error> {
+        let first = pages.first();
+        let context = format!(
+            "storing a {} page of run {}{}",
+            first.map(|p| p.state_key.as_str()).unwrap_or(""),
+            first.map(|p| p.run_id).unwrap_or(0),
+            match pages.len() {
+                0 | 1 => String::new(),
+                n => format!(" with {} pages queued behind it", n - 1),
+            }
+        );
+        Ok(self.with(&context, |c, s| apply::apply_pages(c, s, pages, deadline))?)
     }
 
     fn tombstone_unseen(

@@ -10,8 +10,12 @@ impl Destination for Store {
         self.path().display().to_string()
     }
 
-    fn apply_page(&mut self, page: &PageWrite) -> Result<Applied, Error> {
-        Ok(apply::apply_page(self, page)?)
+    fn apply_pages(
+        &mut self,
+        pages: &[PageWrite],
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<Applied>, Error> {
+        Ok(apply::apply_pages(self, pages, deadline)?)
     }
 
     fn tombstone_unseen(

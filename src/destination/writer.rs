@@ -1,16 +1,77 @@
-//! The one writer: a dedicated thread that owns the [`Destination`] and runs closures sent to it, so
-//! that async sync code never holds a blocking database connection across `.await`.
+//! The one writer: a dedicated thread that owns the [`Destination`] and runs the jobs sent to it in
+//! the order they arrive, so that async sync code never holds a blocking database connection across
+//! `.await`. Pages get a job kind of their own so the thread can batch them: when several pages are
+//! queued (a first sync or a catch-up, where fetching outpaces writing), it commits them in one
+//! transaction, bounded by [`BATCH_TIME`] of work and by size. Each page's rows, change log,
+//! counters and cursor stay together in whichever transaction holds them, and pages commit in the
+//! order they were queued, so the cursor rule holds as with one page per transaction.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use super::{Destination, Error};
+use crate::write::{Applied, PageWrite};
 
-type Job = Box<dyn FnOnce(&mut dyn Destination) + Send>;
+/// About how much work one transaction of queued pages may hold: more pages are added to it only
+/// while it has run for less than this. A crash loses at most this much work, and readers see the
+/// mirror move at least this often during a backlog.
+pub const BATCH_TIME: Duration = Duration::from_secs(1);
+
+/// At most this many pages are taken from the queue for one transaction.
+pub const BATCH_PAGES: usize = 16;
+
+/// At most this many bytes of record text are taken from the queue for one transaction (the first
+/// page always goes, whatever its size).
+pub const BATCH_BYTES: usize = 32 << 20;
+
+type Run = Box<dyn FnOnce(&mut dyn Destination) + Send>;
+
+enum Job {
+    Run(Run),
+    /// Boxed: a page job is much larger than a closure's pointer.
+    Page(Box<PageJob>),
+}
+
+/// A page to write and where its answer goes.
+struct PageJob {
+    page: PageWrite,
+    /// Set when a page of the same pass failed: the pass stops there, so later pages are answered
+    /// with [`Error::Halted`] instead of being written after the failure.
+    halt: Arc<AtomicBool>,
+    reply: tokio::sync::oneshot::Sender<Result<Applied, Error>>,
+}
+
+impl PageJob {
+    fn bytes(&self) -> usize {
+        self.page.records.iter().map(|r| r.data.len()).sum()
+    }
+
+    fn answer(self, result: Result<Applied, Error>) {
+        if result.is_err() {
+            self.halt.store(true, Ordering::SeqCst);
+        }
+        // The receiver is gone only when the caller's future was dropped (cancelled): the work
+        // is done either way, and its transaction committed or rolled back on its own.
+        let _ = self.reply.send(result);
+    }
+}
 
 /// Handle to the writer thread. Cloning shares the same thread; it stops when the last handle drops.
 #[derive(Debug, Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Run(_) => f.write_str("Job::Run"),
+            Job::Page(p) => write!(f, "Job::Page({})", p.page.state_key),
+        }
+    }
 }
 
 impl Writer {
@@ -24,12 +85,7 @@ impl Writer {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("kustomer-mirror-writer".to_string())
-            .spawn(move || {
-                let mut destination = destination;
-                while let Ok(job) = queue.recv() {
-                    job(destination.as_mut());
-                }
-            })
+            .spawn(move || work(destination, &queue))
             .map_err(Error::Thread)?;
         Ok(Writer { jobs })
     }
@@ -55,15 +111,147 @@ impl Writer {
         F: FnOnce(&mut dyn Destination) -> R + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |destination| {
-            // The receiver is gone only when the caller's future was dropped (cancelled): the work
-            // is done either way, and its transaction committed or rolled back on its own.
+        let job = Job::Run(Box::new(move |destination| {
+            // As in `PageJob::answer`: a dropped receiver means the caller stopped waiting.
             let _ = reply.send(f(destination));
-        });
+        }));
         let queued = self.jobs.send(job).map_err(|_| Error::WriterGone);
         async move {
             queued?;
             answer.await.map_err(|_| Error::WriterGone)
+        }
+    }
+
+    /// Queues one page of a pass and returns a future of what writing it changed. The page may
+    /// share a transaction with pages queued before or after it. `halt` is the pass's own flag:
+    /// once a page of the pass fails, its later pages are not written (they answer
+    /// [`Error::Halted`]). Dropping the future does not cancel the write.
+    pub fn submit_page(
+        &self,
+        page: PageWrite,
+        halt: Arc<AtomicBool>,
+    ) -> impl std::future::Future<Output = Result<Applied, Error>> + Send + 'static {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = self
+            .jobs
+            .send(Job::Page(Box::new(PageJob { page, halt, reply })))
+            .map_err(|_| Error::WriterGone);
+        async move {
+            queued?;
+            answer.await.map_err(|_| Error::WriterGone)?
+        }
+    }
+}
+
+/// The writer thread's loop: jobs in order, queued pages batched.
+fn work(mut destination: Box<dyn Destination>, queue: &mpsc::Receiver<Job>) {
+    // Jobs taken from the queue but not run yet (a non-page job met while gathering a batch, pages
+    // a batch's deadline left): they go before anything still in the queue.
+    let mut pending: VecDeque<Job> = VecDeque::new();
+    loop {
+        let job = match pending.pop_front() {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        match job {
+            Job::Run(f) => f(destination.as_mut()),
+            Job::Page(first) => {
+                let mut bytes = first.bytes();
+                let mut batch = vec![*first];
+                while batch.len() < BATCH_PAGES && bytes < BATCH_BYTES {
+                    let next = match pending.pop_front() {
+                        Some(job) => job,
+                        None => match queue.try_recv() {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        },
+                    };
+                    match next {
+                        Job::Page(page) => {
+                            bytes += page.bytes();
+                            batch.push(*page);
+                        }
+                        other => {
+                            pending.push_front(other);
+                            break;
+                        }
+                    }
+                }
+                let left = write_batch(destination.as_mut(), batch);
+                for page in left.into_iter().rev() {
+                    pending.push_front(Job::Page(Box::new(page)));
+                }
+            }
+        }
+    }
+}
+
+/// Writes `batch` in one transaction (as much of it as [`BATCH_TIME`] allows) and answers each
+/// page written; returns the pages left for the next transaction. When the transaction fails, it
+/// cannot tell which page was at fault, so each page is written again on its own and only the
+/// failing page's pass gets the error.
+fn write_batch(destination: &mut dyn Destination, batch: Vec<PageJob>) -> Vec<PageJob> {
+    let mut live = Vec::with_capacity(batch.len());
+    for job in batch {
+        if job.halt.load(Ordering::SeqCst) {
+            job.answer(Err(Error::Halted));
+        } else {
+            live.push(job);
+        }
+    }
+    if live.is_empty() {
+        return Vec::new();
+    }
+    let (pages, tails): (Vec<PageWrite>, Vec<_>) = live
+        .into_iter()
+        .map(|j| (j.page, (j.halt, j.reply)))
+        .unzip();
+    let deadline = Instant::now() + BATCH_TIME;
+    match destination.apply_pages(&pages, Some(deadline)) {
+        Ok(applied) => {
+            tracing::debug!(
+                pages = applied.len(),
+                queued = pages.len(),
+                elapsed_ms = (BATCH_TIME
+                    .saturating_sub(deadline.saturating_duration_since(Instant::now())))
+                .as_millis() as u64,
+                "pages committed in one transaction"
+            );
+            let mut left = Vec::new();
+            for (i, (page, (halt, reply))) in pages.into_iter().zip(tails).enumerate() {
+                let job = PageJob { page, halt, reply };
+                // `applied` answers the first pages in order; the deadline left the others.
+                match applied.get(i) {
+                    Some(a) => job.answer(Ok(*a)),
+                    None => left.push(job),
+                }
+            }
+            left
+        }
+        Err(e) if pages.len() == 1 => {
+            if let (Some(page), Some((halt, reply))) =
+                (pages.into_iter().next(), tails.into_iter().next())
+            {
+                PageJob { page, halt, reply }.answer(Err(e));
+            }
+            Vec::new()
+        }
+        Err(_) => {
+            for (page, (halt, reply)) in pages.into_iter().zip(tails) {
+                let job = PageJob { page, halt, reply };
+                if job.halt.load(Ordering::SeqCst) {
+                    job.answer(Err(Error::Halted));
+                    continue;
+                }
+                let result = destination
+                    .apply_pages(std::slice::from_ref(&job.page), None)
+                    .map(|a| a.into_iter().next().unwrap_or_default());
+                job.answer(result);
+            }
+            Vec::new()
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Writing what a sync read into PostgreSQL, with SQLite's rules (see `store::apply`): one page in
-//! one transaction — rows, change log, quarantined items, run counters and cursor — and an unchanged
-//! record writes nothing. Set-based: one lookup of the page's ids, new rows and their change-log rows
+//! Writing what a sync read into PostgreSQL, with SQLite's rules (see `store::apply`): a page's
+//! rows, change log, quarantined items, run counters and cursor in one transaction (several pages in
+//! one when the writer has a backlog), and an unchanged record writes nothing. Set-based: one lookup of the page's ids, new rows and their change-log rows
 //! by binary `COPY`, changed rows by one `UPDATE … FROM unnest(…)`. A record whose value the server
 //! refuses makes the page run again record by record under savepoints, so only that record is set
 //! aside in `rejected_records`.
@@ -19,39 +19,67 @@ use crate::record::diff::Diff;
 use crate::record::{Record, Rejected};
 use crate::write::{Applied, PageWrite};
 
-/// Applies one page in one transaction.
-pub fn apply_page(
+/// Applies `pages` in order in one transaction, each page's rows, change log, counters and cursor
+/// with it (see `store::apply::apply_pages`). The first page is always applied; after it, pages are
+/// added only until `deadline` passes. Each page runs in a savepoint, so a record the server refuses
+/// makes only its own page run again record by record. Answers what each applied page changed.
+pub fn apply_pages(
     c: &mut Client,
     session: &mut Session,
-    page: &PageWrite,
-) -> Result<Applied, postgres::Error> {
-    match attempt(c, session, page, false) {
-        Err(e) if refused_record(&e) => {
-            tracing::warn!(
-                entity = %page.state_key, error = %super::error::explain(&e),
-                "PostgreSQL refused a record of this page; storing the page record by record"
-            );
-            attempt(c, session, page, true)
+    pages: &[PageWrite],
+    deadline: Option<std::time::Instant>,
+) -> Result<Vec<Applied>, postgres::Error> {
+    // Views planned by earlier pages of the batch must be seen by later ones, but only kept once
+    // the transaction commits.
+    let mut working = session.views.clone();
+    let mut tx = c.transaction()?;
+    let mut out = Vec::with_capacity(pages.len());
+    for page in pages {
+        if !out.is_empty() && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
         }
-        other => other,
+        let now = Utc::now();
+        let mut sp = tx.transaction()?;
+        let applied = match write_page(&mut sp, &mut working, page, now, false) {
+            Ok(applied) => {
+                sp.commit()?;
+                applied
+            }
+            Err(e) if refused_record(&e) => {
+                sp.rollback()?;
+                tracing::warn!(
+                    entity = %page.state_key, error = %super::error::explain(&e),
+                    "PostgreSQL refused a record of this page; storing the page record by record"
+                );
+                let mut sp = tx.transaction()?;
+                let applied = write_page(&mut sp, &mut working, page, now, true)?;
+                sp.commit()?;
+                applied
+            }
+            Err(e) => return Err(e),
+        };
+        out.push(applied);
     }
+    tx.commit()?;
+    session.views = working;
+    Ok(out)
 }
 
-fn attempt(
-    c: &mut Client,
-    session: &mut Session,
+/// One page's writes inside its savepoint.
+fn write_page(
+    tx: &mut Transaction<'_>,
+    views: &mut super::views::Known,
     page: &PageWrite,
+    now: DateTime<Utc>,
     one_by_one: bool,
 ) -> Result<Applied, postgres::Error> {
-    let now = Utc::now();
-    let mut tx = c.transaction()?;
     let (mut applied, removed, refused) = if one_by_one {
-        records_one_by_one(&mut tx, page, now)?
+        records_one_by_one(tx, page, now)?
     } else {
-        let (applied, removed) = write_records(&mut tx, page, &page.records, now)?;
+        let (applied, removed) = write_records(tx, page, &page.records, now)?;
         (applied, removed, Vec::new())
     };
-    applied.rejected = quarantine(&mut tx, page, page.rejected.iter().chain(&refused))?;
+    applied.rejected = quarantine(tx, page, page.rejected.iter().chain(&refused))?;
     let stored: Vec<&Record> = page
         .records
         .iter()
@@ -72,8 +100,8 @@ fn attempt(
         &stored_records[..]
     };
     let view = super::views::plan_page(
-        &mut tx,
-        &session.views,
+        tx,
+        views,
         page.table,
         page.klass.as_deref(),
         view_records,
@@ -96,11 +124,10 @@ fn attempt(
         ],
     )?;
     if let Some(cursor) = &page.cursor {
-        super::runs::advance_cursor(&mut tx, &page.state_key, cursor)?;
+        super::runs::advance_cursor(tx, &page.state_key, cursor)?;
     }
-    tx.commit()?;
     if let Some(view) = view {
-        session.views.remember(view);
+        views.remember(view);
     }
     Ok(applied)
 }

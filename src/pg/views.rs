@@ -124,7 +124,7 @@ fn write(
 }
 
 /// What the writer knows about the custom views: their attribute sets, and which need a rescan.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Known {
     names: BTreeMap<String, BTreeSet<String>>,
     rescan: BTreeSet<(String, Option<String>)>,

@@ -13,18 +13,68 @@ pub use crate::write::{Applied, Cursor, PageWrite};
 /// Applies one page in one transaction: rows, change log, counters and cursor commit together or not
 /// at all.
 pub fn apply_page(store: &mut Store, page: &PageWrite) -> Result<Applied, StoreError> {
-    let ctx = |what: &str| format!("{what} ({} page of run {})", page.state_key, page.run_id);
-    let insert_first = store.bulk.is_loading(page.table);
-    let Store { conn, views, .. } = store;
+    // One page in, one answer out: the first page of a batch is always applied.
+    let applied = apply_pages(store, std::slice::from_ref(page), None)?;
+    Ok(applied.into_iter().next().unwrap_or_default())
+}
+
+/// Applies `pages` in order in one transaction, each page's rows, change log, counters and cursor
+/// with it, so a page's cursor never commits without its rows. The first page is always applied;
+/// after it, pages are added only until `deadline` passes. Answers what each applied page changed
+/// (in order; fewer than `pages` when the deadline cut the batch) and nothing on error: then the
+/// whole transaction rolled back and the error names the page it came from.
+pub fn apply_pages(
+    store: &mut Store,
+    pages: &[PageWrite],
+    deadline: Option<std::time::Instant>,
+) -> Result<Vec<Applied>, StoreError> {
+    let Store {
+        conn,
+        views,
+        bulk,
+        ..
+    } = store;
+    // Views planned by earlier pages of the batch must be seen by later ones, but only kept once
+    // the transaction commits.
+    let mut working = views.clone();
     let tx = conn
         .transaction()
-        .map_err(|e| StoreError::sqlite(ctx("starting the transaction"), e))?;
-    let (mut applied, custom_removed, refused) = apply_records(&tx, page, insert_first)
+        .map_err(|e| StoreError::sqlite("starting the transaction", e))?;
+    let mut out = Vec::with_capacity(pages.len());
+    for page in pages {
+        if !out.is_empty() && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
+        }
+        out.push(apply_in(
+            &tx,
+            &mut working,
+            bulk.is_loading(page.table),
+            page,
+        )?);
+    }
+    tx.commit().map_err(|e| {
+        let first = pages.first().map(|p| p.state_key.as_str()).unwrap_or("");
+        let more = out.len().saturating_sub(1);
+        StoreError::sqlite(format!("committing ({first} page and {more} more)"), e)
+    })?;
+    *views = working;
+    Ok(out)
+}
+
+/// One page's writes inside the batch's transaction.
+fn apply_in(
+    tx: &Transaction<'_>,
+    views: &mut super::views::Known,
+    insert_first: bool,
+    page: &PageWrite,
+) -> Result<Applied, StoreError> {
+    let ctx = |what: &str| format!("{what} ({} page of run {})", page.state_key, page.run_id);
+    let (mut applied, custom_removed, refused) = apply_records(tx, page, insert_first)
         .map_err(|e| StoreError::sqlite(ctx("storing records"), e))?;
-    applied.rejected = quarantine(&tx, page, page.rejected.iter().chain(&refused))
+    applied.rejected = quarantine(tx, page, page.rejected.iter().chain(&refused))
         .map_err(|e| StoreError::sqlite(ctx("setting aside rejected records"), e))?;
     let view = super::views::plan_page(
-        &tx,
+        tx,
         views,
         page.table,
         page.klass.as_deref(),
@@ -32,14 +82,12 @@ pub fn apply_page(store: &mut Store, page: &PageWrite) -> Result<Applied, StoreE
         custom_removed,
     )
     .map_err(|e| StoreError::sqlite(ctx("adding custom attributes to their view"), e))?;
-    add_counters(&tx, page, applied)
+    add_counters(tx, page, applied)
         .map_err(|e| StoreError::sqlite(ctx("updating run counters"), e))?;
     if let Some(cursor) = &page.cursor {
-        advance_cursor(&tx, &page.state_key, cursor)
+        advance_cursor(tx, &page.state_key, cursor)
             .map_err(|e| StoreError::sqlite(ctx("saving the cursor"), e))?;
     }
-    tx.commit()
-        .map_err(|e| StoreError::sqlite(ctx("committing"), e))?;
     if let Some(view) = view {
         views.remember(view);
     }

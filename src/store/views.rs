@@ -112,7 +112,7 @@ fn current_sql(conn: &Connection, view: &str) -> rusqlite::Result<Option<String>
 }
 
 /// What the writer knows about the custom views: their attribute sets, and which need a rescan.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Known {
     names: BTreeMap<String, BTreeSet<String>>,
     /// (table, klass) of views a name may have left.

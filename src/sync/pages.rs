@@ -1,19 +1,31 @@
-//! Writing a pass's pages: each page goes to the writer as one transaction (rows, change log, run
-//! counters and cursor together), and the next page is fetched while the previous one is written, so
-//! HTTP and SQLite overlap. At most one page is in flight, and a page is queued only after the one
-//! before it committed: pages commit in the order read, and a failed write stops the pass before
-//! anything after it is stored.
+//! Writing a pass's pages: each page goes to the writer with its rows, change log, run counters and
+//! cursor (committed together, alone or with other queued pages in one transaction), and fetching
+//! goes on while pages are written, so HTTP and the database overlap. Up to [`IN_FLIGHT`] pages of a
+//! pass are queued at once, which lets the writer batch them when fetching outpaces it. The writer
+//! runs jobs in order, so pages commit in the order read; a failed write sets the pass's halt flag,
+//! so nothing the pass queued after it is stored, and the pass stops with that error.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use futures_util::FutureExt;
 
 use super::{Engine, SyncError, Tally, Target};
 use crate::destination::Error as StoreError;
 use crate::record::{Record, Rejected};
 use crate::write::{Applied, Cursor, PageWrite};
 
-/// What the writer answers for one page: the job's own result inside the writer's.
-type Outcome = Result<Result<Applied, StoreError>, StoreError>;
+/// Pages of one pass queued for the writer and not yet accounted for, at most. Each holds a page of
+/// decoded records in memory (about a megabyte at 500 records), so this bounds what a pass that
+/// fetches faster than the database writes keeps waiting; four are enough for the writer to find
+/// a backlog to batch.
+pub(super) const IN_FLIGHT: usize = 4;
+
+/// What the writer answers for one page.
+type Outcome = Result<Applied, StoreError>;
 type Written = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// One page for the writer: what to store, what to set aside and what it cost.
@@ -43,12 +55,15 @@ struct InFlight {
     expected: Option<u64>,
 }
 
-/// Sends one pass's pages to the writer, one in flight at a time.
+/// Sends one pass's pages to the writer, up to [`IN_FLIGHT`] at a time.
 pub(super) struct PageSink<'a> {
     engine: &'a Engine,
     target: &'a Target,
     run_id: i64,
-    in_flight: Option<InFlight>,
+    /// Oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Set by the writer when a page of this pass failed.
+    halt: Arc<AtomicBool>,
 }
 
 impl<'a> PageSink<'a> {
@@ -58,33 +73,38 @@ impl<'a> PageSink<'a> {
             engine,
             target,
             run_id,
-            in_flight: None,
+            in_flight: VecDeque::new(),
+            halt: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Runs `fetch` while the page in flight is written, and returns what `fetch` returned once both
-    /// are done. A failed write wins over whatever the fetch brought (it happened first).
+    /// Runs `fetch` while the pages in flight are written, and returns what `fetch` returned after
+    /// accounting for the pages written meanwhile. A failed write wins over whatever the fetch
+    /// brought (it happened first).
     pub async fn overlap<T>(
         &mut self,
         fetch: impl Future<Output = T>,
         tally: &mut Tally,
     ) -> Result<T, SyncError> {
-        let pending = self.in_flight.take();
-        let written = async move {
-            match pending {
-                Some(p) => Some((p.written.await, p.requests, p.fetched, p.expected)),
-                None => None,
+        let out = fetch.await;
+        while let Some(front) = self.in_flight.front_mut() {
+            let Some(result) = (&mut front.written).now_or_never() else {
+                break;
+            };
+            if let Some(done) = self.in_flight.pop_front() {
+                self.settle(result, &done, tally)?;
             }
-        };
-        let (out, written) = tokio::join!(fetch, written);
-        self.settle(written, tally)?;
+        }
         Ok(out)
     }
 
-    /// Queues a page behind the one in flight, after that one committed. Quarantined items are
-    /// logged here, naming the entity and the request that served them.
+    /// Queues a page behind the ones in flight, first waiting for the oldest when [`IN_FLIGHT`]
+    /// are queued. Quarantined items are logged here, naming the entity and the request that
+    /// served them.
     pub async fn send(&mut self, batch: Batch, tally: &mut Tally) -> Result<(), SyncError> {
-        self.finish(tally).await?;
+        while self.in_flight.len() >= IN_FLIGHT {
+            self.settle_oldest(tally).await?;
+        }
         for item in &batch.rejected {
             tracing::warn!(
                 entity = %self.target.key, page = %batch.source,
@@ -114,8 +134,8 @@ impl<'a> PageSink<'a> {
             cursor,
             expected,
         };
-        let written = self.engine.writer.submit(move |s| s.apply_page(&page));
-        self.in_flight = Some(InFlight {
+        let written = self.engine.writer.submit_page(page, self.halt.clone());
+        self.in_flight.push_back(InFlight {
             written: Box::pin(written),
             requests,
             fetched,
@@ -124,31 +144,32 @@ impl<'a> PageSink<'a> {
         Ok(())
     }
 
-    /// Waits for the page in flight, if any, and accounts for it.
+    /// Waits for every page in flight and accounts for them; the first failure is the answer.
     pub async fn finish(&mut self, tally: &mut Tally) -> Result<(), SyncError> {
-        let written = match self.in_flight.take() {
-            Some(p) => Some((p.written.await, p.requests, p.fetched, p.expected)),
-            None => None,
-        };
-        self.settle(written, tally)
+        let mut first_error = None;
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.settle_oldest(tally).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
-    fn settle(
-        &self,
-        written: Option<(Outcome, u64, u64, Option<u64>)>,
-        tally: &mut Tally,
-    ) -> Result<(), SyncError> {
-        let Some((result, requests, fetched, expected)) = written else {
+    async fn settle_oldest(&mut self, tally: &mut Tally) -> Result<(), SyncError> {
+        let Some(mut oldest) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let applied = result
-            .and_then(|r| r)
-            .map_err(|e| SyncError::store(&self.target.key, e))?;
+        let result = (&mut oldest.written).await;
+        self.settle(result, &oldest, tally)
+    }
+
+    fn settle(&self, result: Outcome, page: &InFlight, tally: &mut Tally) -> Result<(), SyncError> {
+        let applied = result.map_err(|e| SyncError::store(&self.target.key, e))?;
         tally.applied.add(applied);
-        tally.requests += requests;
-        tally.fetched += fetched;
-        if expected.is_some() {
-            tally.expected = expected;
+        tally.requests += page.requests;
+        tally.fetched += page.fetched;
+        if page.expected.is_some() {
+            tally.expected = page.expected;
         }
         self.engine.emit(&self.target.key, tally, false);
         Ok(())
