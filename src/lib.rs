@@ -19,7 +19,8 @@
 //! - [`ddl`]: reading the index definitions out of a schema file, for the first-sync bulk loads.
 //! - [`destination`]: the seam between the engine and the database: the `Destination` trait (what
 //!   the writer does with a batch), its SQLite and PostgreSQL implementations, the writer thread
-//!   that owns one, and the `Reader` behind `status`, `/healthz` and `/metrics`.
+//!   that owns one (and commits queued pages together), and the `Reader` behind `status`,
+//!   `/healthz` and `/metrics`.
 //! - [`daemon`]: `run`: cron jobs feeding one dispatcher over the sync engine, backoff, graceful stop,
 //!   systemd notify and watchdog, `/healthz` and `/metrics`.
 //! - [`entity`]: the eleven entities as data: table, API paths, strategy, search attributes.
@@ -40,8 +41,9 @@
 //!   with backoff, first-sync index deferral, custom views and status reads.
 //! - [`store`]: the SQLite mirror: opening (WAL, busy timeout), schema versions and upgrades, page
 //!   writes (rows, change log, quarantine, counters and cursor in one
-//!   transaction), first-sync bulk loading with deferred indexes (`store::bulk`), the one-writer lock
-//!   (`store::lock`) and the per-org custom attribute views (`store::views`).
+//!   transaction, or several queued pages in one), first-sync bulk loading with deferred indexes
+//!   (`store::bulk`), WAL checkpoints on a thread of their own (`store::checkpoint`), the one-writer
+//!   lock (`store::lock`) and the per-org custom attribute views (`store::views`).
 //! - [`write`](mod@write): what the engine hands a destination to write (a page of records with its cursor) and
 //!   the run bookkeeping types; shared by every destination, knows no SQL.
 //! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding

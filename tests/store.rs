@@ -278,3 +278,62 @@ fn upgrades_from(version: u32) {
         "an upgraded database has the same schema as a new one"
     );
 }
+
+#[test]
+fn committed_pages_are_checkpointed_into_the_file_in_the_background_and_the_wal_is_kept() {
+    use kustomer_mirror::record::Record;
+    use kustomer_mirror::store::apply::{PageWrite, apply_page};
+    use kustomer_mirror::store::runs::{Mode, begin_run};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let mut store = Store::open(&path).unwrap();
+    let file_size = || std::fs::metadata(&path).unwrap().len();
+    let empty = file_size();
+    let run = begin_run(&mut store, "notes", Mode::Full).unwrap();
+    // About 6 MB of rows: far below the writer's own autocheckpoint (8000 pages of 8 KiB), so only
+    // the background checkpoints copy them into the database file while the store stays open.
+    let body = "x".repeat(2000);
+    for p in 0..6 {
+        let records = (0..500)
+            .map(|i| {
+                Record::from_value(&serde_json::json!({
+                    "type": "note", "id": format!("n{p}-{i}"),
+                    "attributes": {"body": body, "updatedAt": "2025-01-01T00:00:00.000Z"}
+                }))
+                .unwrap()
+            })
+            .collect();
+        let page = PageWrite {
+            table: "notes",
+            state_key: "notes".into(),
+            klass: None,
+            run_id: run,
+            records,
+            rejected: vec![],
+            source: "test".into(),
+            requests: 1,
+            fetched: 500,
+            cursor: None,
+            expected: None,
+        };
+        apply_page(&mut store, &page).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while file_size() < empty + 5_000_000 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        file_size() >= empty + 5_000_000,
+        "the database file is still {} bytes with the store open: no background checkpoint ran",
+        file_size()
+    );
+    drop(store);
+    // Both connections are closed, and the -wal and -shm files stay for group readers.
+    assert!(dir.path().join("m.db-wal").exists());
+    assert!(dir.path().join("m.db-shm").exists());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM notes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 3000);
+}

@@ -32,6 +32,7 @@ pub fn apply_pages(
         conn,
         views,
         bulk,
+        checkpoint,
         ..
     } = store;
     // Views planned by earlier pages of the batch must be seen by later ones, but only kept once
@@ -58,6 +59,9 @@ pub fn apply_pages(
         StoreError::sqlite(format!("committing ({first} page and {more} more)"), e)
     })?;
     *views = working;
+    if let Some(checkpoint) = checkpoint {
+        checkpoint.poke();
+    }
     Ok(out)
 }
 

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod bulk;
+mod checkpoint;
 pub mod lock;
 mod migrate;
 pub mod runs;
@@ -132,6 +133,8 @@ pub struct Store {
     bulk: bulk::Bulk,
     /// The custom attribute views' names, kept up to date page by page.
     views: views::Known,
+    /// Background checkpoints (`None`: the writer's own autocheckpoints do all of it).
+    checkpoint: Option<checkpoint::Checkpointer>,
 }
 
 /// Keeps the `-wal` and `-shm` files when the writer closes. A reader that may not create files in
@@ -201,8 +204,12 @@ impl Store {
             path,
             bulk: bulk::Bulk::default(),
             views: views::Known::default(),
+            checkpoint: None,
         };
         migrate::migrate(&mut store.conn, &store.path)?;
+        if mode.eq_ignore_ascii_case("wal") {
+            store.checkpoint = checkpoint::Checkpointer::start(&store.path);
+        }
         Ok(store)
     }
 
