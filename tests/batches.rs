@@ -203,7 +203,7 @@ on_every_destination! {
             .map(|i| {
                 writer.submit_page(
                     conversation_page(conversations, &format!("a{i}"), 3, &format!("2025-01-0{}T00:00:00.000Z", i + 1)),
-                    halt.clone(),
+                    halt.clone(), None,
                 )
             })
             .collect();
@@ -223,12 +223,12 @@ on_every_destination! {
         let release = hold(&writer);
         let halt_conv = Arc::new(AtomicBool::new(false));
         let halt_cust = Arc::new(AtomicBool::new(false));
-        let c1 = writer.submit_page(conversation_page(conversations, "b1", 2, "2025-02-01T00:00:00.000Z"), halt_conv.clone());
-        let k1 = writer.submit_page(page("customers", customers, "k1", 2, "2025-02-01T00:00:00.000Z"), halt_cust.clone());
-        let c2 = writer.submit_page(conversation_page(conversations, "b2", 2, "2025-02-02T00:00:00.000Z"), halt_conv.clone());
-        let k2 = writer.submit_page(page("no_such_table", customers, "k2", 2, "2025-02-02T00:00:00.000Z"), halt_cust.clone());
-        let c3 = writer.submit_page(conversation_page(conversations, "b3", 2, "2025-02-03T00:00:00.000Z"), halt_conv.clone());
-        let k3 = writer.submit_page(page("customers", customers, "k3", 2, "2025-02-03T00:00:00.000Z"), halt_cust.clone());
+        let c1 = writer.submit_page(conversation_page(conversations, "b1", 2, "2025-02-01T00:00:00.000Z"), halt_conv.clone(), None);
+        let k1 = writer.submit_page(page("customers", customers, "k1", 2, "2025-02-01T00:00:00.000Z"), halt_cust.clone(), None);
+        let c2 = writer.submit_page(conversation_page(conversations, "b2", 2, "2025-02-02T00:00:00.000Z"), halt_conv.clone(), None);
+        let k2 = writer.submit_page(page("no_such_table", customers, "k2", 2, "2025-02-02T00:00:00.000Z"), halt_cust.clone(), None);
+        let c3 = writer.submit_page(conversation_page(conversations, "b3", 2, "2025-02-03T00:00:00.000Z"), halt_conv.clone(), None);
+        let k3 = writer.submit_page(page("customers", customers, "k3", 2, "2025-02-03T00:00:00.000Z"), halt_cust.clone(), None);
         drop(release);
         assert_eq!(c1.await.unwrap().inserted, 2);
         assert_eq!(k1.await.unwrap().inserted, 2);

@@ -105,7 +105,7 @@ async fn signals(stop: tokio::sync::watch::Sender<bool>) {
         _ = int.recv() => {}
     }
     eprintln!(
-        "second signal: exiting now; the page in flight rolls back and is fetched again next time"
+        "second signal: exiting now; the pages in flight roll back and are fetched again next time"
     );
     std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
 }

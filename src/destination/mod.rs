@@ -33,12 +33,48 @@ pub enum Error {
     /// the one reported).
     #[error("not written: an earlier page of the same pass failed")]
     Halted,
+    /// A page of a batch that failed as a whole for a reason about the database, not the page: the
+    /// message is the batch's error.
+    #[error("{0}")]
+    Failed(String),
     /// The writer thread stopped (it panicked or was shut down) before answering.
     #[error("the database writer thread stopped unexpectedly; restart kustomer-mirror")]
     WriterGone,
     /// The operating system would not start the writer thread.
     #[error("cannot start the database writer thread: {0}")]
     Thread(std::io::Error),
+}
+
+impl Error {
+    /// True when the error is about the database as a whole (unreachable, full, read-only, locked,
+    /// damaged, the writer gone) rather than about what a page holds: trying the pages of a failed
+    /// batch again one by one would only fail again, slowly.
+    pub fn about_the_database(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            Error::Sqlite(StoreError::Sqlite { source, .. }) => matches!(
+                source.sqlite_error_code(),
+                Some(
+                    ErrorCode::DiskFull
+                        | ErrorCode::SystemIoFailure
+                        | ErrorCode::ReadOnly
+                        | ErrorCode::PermissionDenied
+                        | ErrorCode::CannotOpen
+                        | ErrorCode::DatabaseBusy
+                        | ErrorCode::DatabaseLocked
+                        | ErrorCode::DatabaseCorrupt
+                        | ErrorCode::NotADatabase
+                        | ErrorCode::OutOfMemory
+                )
+            ),
+            Error::Sqlite(_) => true,
+            // A statement the server answered with an error may be about one page; anything else
+            // (no connection after the reconnect attempts, the lock lost) is about the server.
+            Error::Postgres(e) => !matches!(**e, PgError::Query { .. }),
+            Error::Halted => false,
+            Error::Failed(_) | Error::WriterGone | Error::Thread(_) => true,
+        }
+    }
 }
 
 impl From<PgError> for Error {

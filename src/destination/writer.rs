@@ -42,6 +42,8 @@ struct PageJob {
     /// with [`Error::Halted`] instead of being written after the failure.
     halt: Arc<AtomicBool>,
     reply: tokio::sync::oneshot::Sender<Result<Applied, Error>>,
+    /// The caller's share of its queue budget, given back once the page is answered.
+    budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl PageJob {
@@ -126,15 +128,23 @@ impl Writer {
     /// share a transaction with pages queued before or after it. `halt` is the pass's own flag:
     /// once a page of the pass fails, its later pages are not written (they answer
     /// [`Error::Halted`]). Dropping the future does not cancel the write.
+    /// `budget` is released once the page is answered, here on the writer's thread, whether or not
+    /// the caller is awaiting the answer yet.
     pub fn submit_page(
         &self,
         page: PageWrite,
         halt: Arc<AtomicBool>,
+        budget: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> impl std::future::Future<Output = Result<Applied, Error>> + Send + 'static {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let queued = self
             .jobs
-            .send(Job::Page(Box::new(PageJob { page, halt, reply })))
+            .send(Job::Page(Box::new(PageJob {
+                page,
+                halt,
+                reply,
+                budget,
+            })))
             .map_err(|_| Error::WriterGone);
         async move {
             queued?;
@@ -190,9 +200,9 @@ fn work(mut destination: Box<dyn Destination>, queue: &mpsc::Receiver<Job>) {
 }
 
 /// Writes `batch` in one transaction (as much of it as [`BATCH_TIME`] allows) and answers each
-/// page written; returns the pages left for the next transaction. When the transaction fails, it
-/// cannot tell which page was at fault, so each page is written again on its own and only the
-/// failing page's pass gets the error.
+/// page written; returns the pages left for the next transaction. When a transaction holding
+/// several passes' pages fails for a reason a page may have caused, it cannot tell which page, so
+/// each page is written again on its own and only the failing page's pass gets the error.
 fn write_batch(destination: &mut dyn Destination, batch: Vec<PageJob>) -> Vec<PageJob> {
     let mut live = Vec::with_capacity(batch.len());
     for job in batch {
@@ -207,8 +217,11 @@ fn write_batch(destination: &mut dyn Destination, batch: Vec<PageJob>) -> Vec<Pa
     }
     let (pages, tails): (Vec<PageWrite>, Vec<_>) = live
         .into_iter()
-        .map(|j| (j.page, (j.halt, j.reply)))
+        .map(|j| (j.page, (j.halt, j.reply, j.budget)))
         .unzip();
+    let one_pass = tails
+        .iter()
+        .all(|(halt, _, _)| Arc::ptr_eq(halt, &tails[0].0));
     let deadline = Instant::now() + BATCH_TIME;
     match destination.apply_pages(&pages, Some(deadline)) {
         Ok(applied) => {
@@ -221,8 +234,13 @@ fn write_batch(destination: &mut dyn Destination, batch: Vec<PageJob>) -> Vec<Pa
                 "pages committed in one transaction"
             );
             let mut left = Vec::new();
-            for (i, (page, (halt, reply))) in pages.into_iter().zip(tails).enumerate() {
-                let job = PageJob { page, halt, reply };
+            for (i, (page, (halt, reply, budget))) in pages.into_iter().zip(tails).enumerate() {
+                let job = PageJob {
+                    page,
+                    halt,
+                    reply,
+                    budget,
+                };
                 // `applied` answers the first pages in order; the deadline left the others.
                 match applied.get(i) {
                     Some(a) => job.answer(Ok(*a)),
@@ -231,17 +249,36 @@ fn write_batch(destination: &mut dyn Destination, batch: Vec<PageJob>) -> Vec<Pa
             }
             left
         }
-        Err(e) if pages.len() == 1 => {
-            if let (Some(page), Some((halt, reply))) =
-                (pages.into_iter().next(), tails.into_iter().next())
-            {
-                PageJob { page, halt, reply }.answer(Err(e));
+        // One pass's pages, or an error about the database rather than a page: the first page
+        // answers the error, and the rest (halted with it, or failing alike) the same way, without
+        // trying each again.
+        Err(e) if one_pass || e.about_the_database() => {
+            let message = e.to_string();
+            let mut first = Some(e);
+            for (page, (halt, reply, budget)) in pages.into_iter().zip(tails) {
+                let job = PageJob {
+                    page,
+                    halt,
+                    reply,
+                    budget,
+                };
+                let error = match first.take() {
+                    Some(e) => e,
+                    None if job.halt.load(Ordering::SeqCst) => Error::Halted,
+                    None => Error::Failed(message.clone()),
+                };
+                job.answer(Err(error));
             }
             Vec::new()
         }
         Err(_) => {
-            for (page, (halt, reply)) in pages.into_iter().zip(tails) {
-                let job = PageJob { page, halt, reply };
+            for (page, (halt, reply, budget)) in pages.into_iter().zip(tails) {
+                let job = PageJob {
+                    page,
+                    halt,
+                    reply,
+                    budget,
+                };
                 if job.halt.load(Ordering::SeqCst) {
                     job.answer(Err(Error::Halted));
                     continue;

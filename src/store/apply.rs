@@ -1,6 +1,7 @@
-//! Writing what a sync read: one page of records applied in one transaction — upserts by id with a
-//! content hash, a `change_log` row only for a real change, quarantined items in `rejected_records`,
-//! the run's counters and the entity's cursor — plus tombstoning rows that upstream no longer has.
+//! Writing what a sync read: a page of records (or several queued pages) applied in one
+//! transaction — upserts by id with a content hash, a `change_log` row only for a real change,
+//! quarantined items in `rejected_records`, the run's counters and the entity's cursor — plus
+//! tombstoning rows that upstream no longer has.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
@@ -28,19 +29,20 @@ pub fn apply_pages(
     pages: &[PageWrite],
     deadline: Option<std::time::Instant>,
 ) -> Result<Vec<Applied>, StoreError> {
+    let first = pages.first().map(|p| p.state_key.as_str()).unwrap_or("");
+    let more = pages.len().saturating_sub(1);
     let Store {
-        conn,
-        views,
-        bulk,
-        checkpoint,
-        ..
+        conn, views, bulk, ..
     } = store;
     // Views planned by earlier pages of the batch must be seen by later ones, but only kept once
     // the transaction commits.
     let mut working = views.clone();
-    let tx = conn
-        .transaction()
-        .map_err(|e| StoreError::sqlite("starting the transaction", e))?;
+    let tx = conn.transaction().map_err(|e| {
+        StoreError::sqlite(
+            format!("starting the transaction ({first} page and {more} queued behind it)"),
+            e,
+        )
+    })?;
     let mut out = Vec::with_capacity(pages.len());
     for page in pages {
         if !out.is_empty() && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
@@ -53,15 +55,11 @@ pub fn apply_pages(
             page,
         )?);
     }
-    tx.commit().map_err(|e| {
-        let first = pages.first().map(|p| p.state_key.as_str()).unwrap_or("");
-        let more = out.len().saturating_sub(1);
-        StoreError::sqlite(format!("committing ({first} page and {more} more)"), e)
-    })?;
+    let more = out.len().saturating_sub(1);
+    tx.commit()
+        .map_err(|e| StoreError::sqlite(format!("committing ({first} page and {more} more)"), e))?;
     *views = working;
-    if let Some(checkpoint) = checkpoint {
-        checkpoint.poke();
-    }
+    store.committed();
     Ok(out)
 }
 

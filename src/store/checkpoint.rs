@@ -46,6 +46,14 @@ impl Checkpointer {
         // The last connection to close would otherwise delete the -wal and -shm files that group
         // readers need (see `persist_wal`).
         super::persist_wal(&conn);
+        // Should this connection close last, it cuts the kept -wal file back as the writer would.
+        if let Err(e) = conn.execute_batch(&format!(
+            "PRAGMA journal_size_limit = {}",
+            super::JOURNAL_SIZE_LIMIT
+        )) {
+            tracing::debug!(error = %e, "no background checkpoints: cannot set the journal size limit");
+            return None;
+        }
         let (wake, woken) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("kustomer-mirror-checkpoint".to_string())

@@ -93,7 +93,7 @@ fn hint(e: &rusqlite::Error) -> &'static str {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => {
-            "; the disk holding database.path is full: free space and run again (the page in flight was rolled back and will be fetched again)"
+            "; the disk holding database.path is full: free space and run again (the pages in flight were rolled back and will be fetched again)"
         }
         Some(ErrorCode::ReadOnly)
         | Some(ErrorCode::PermissionDenied)
@@ -120,6 +120,9 @@ impl StoreError {
     }
 }
 
+/// The size, in bytes, the kept `-wal` file is cut back to after a checkpoint resets it.
+const JOURNAL_SIZE_LIMIT: u64 = 64 << 20;
+
 /// The writer's page cache in KiB: big enough for the hot index pages of large tables, small enough
 /// to keep the process well under 100 MB.
 pub const CACHE_KIB: u32 = 32_000;
@@ -127,14 +130,19 @@ pub const CACHE_KIB: u32 = 32_000;
 /// The mirror database: one writer connection, schema at [`SCHEMA_VERSION`].
 #[derive(Debug)]
 pub struct Store {
+    /// Background checkpoints, started with the first page written (`None` before, or when the
+    /// writer's own autocheckpoints do all of it). Declared before `conn` so it closes first: the
+    /// writer's connection, closing last, checkpoints and cuts the `-wal` file back to the size
+    /// limit.
+    checkpoint: Option<checkpoint::Checkpointer>,
+    /// Whether starting the checkpoint thread was tried (it is not retried after a failure).
+    checkpoint_tried: bool,
     conn: Connection,
     path: PathBuf,
     /// Tables in their first sync, whose indexes are deferred.
     bulk: bulk::Bulk,
     /// The custom attribute views' names, kept up to date page by page.
     views: views::Known,
-    /// Background checkpoints (`None`: the writer's own autocheckpoints do all of it).
-    checkpoint: Option<checkpoint::Checkpointer>,
 }
 
 /// Keeps the `-wal` and `-shm` files when the writer closes. A reader that may not create files in
@@ -189,7 +197,7 @@ impl Store {
         persist_wal(&conn);
         // The kept -wal file is cut back to 64 MiB after checkpoints instead of staying at its
         // largest size for good.
-        conn.execute_batch("PRAGMA journal_size_limit = 67108864")
+        conn.execute_batch(&format!("PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}"))
             .map_err(open_err)?;
         // NORMAL is safe in WAL mode: a power loss may lose the last commits but never corrupts, and a
         // page's rows and cursor commit together, so a lost commit is simply fetched again.
@@ -205,12 +213,23 @@ impl Store {
             bulk: bulk::Bulk::default(),
             views: views::Known::default(),
             checkpoint: None,
+            // Only a WAL database has checkpoints to run.
+            checkpoint_tried: !mode.eq_ignore_ascii_case("wal"),
         };
         migrate::migrate(&mut store.conn, &store.path)?;
-        if mode.eq_ignore_ascii_case("wal") {
-            store.checkpoint = checkpoint::Checkpointer::start(&store.path);
-        }
         Ok(store)
+    }
+
+    /// Says a transaction committed pages: starts the checkpoint thread the first time (a store
+    /// opened only to read, as `status` does, never starts it) and wakes it.
+    fn committed(&mut self) {
+        if !self.checkpoint_tried {
+            self.checkpoint_tried = true;
+            self.checkpoint = checkpoint::Checkpointer::start(&self.path);
+        }
+        if let Some(checkpoint) = &self.checkpoint {
+            checkpoint.poke();
+        }
     }
 
     /// The database path this store was opened with.

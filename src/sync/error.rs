@@ -26,7 +26,7 @@ pub enum SyncError {
         source: StoreError,
     },
     /// The process is shutting down; the pass stopped between pages (everything fetched so far is
-    /// committed, the page in flight was abandoned).
+    /// committed, the pages still in flight were abandoned and are fetched again next time).
     #[error("{entity}: stopped by shutdown; the next run continues from the saved cursor")]
     Interrupted {
         /// `sync_state` key.

@@ -20,8 +20,8 @@ pub(super) async fn run(
     let mut sink = PageSink::new(engine, target, run_id);
     let read = read(engine, target, &mut sink, tally).await;
     let written = sink.finish(tally).await;
-    let seen = read?;
     written?;
+    let seen = read?;
     let table = target.entity.name;
     let klass = target.klass.clone();
     let deleted = engine

@@ -139,6 +139,8 @@ pub struct Engine {
     options: SyncOptions,
     progress: Option<ProgressFn>,
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// KiB of record text the passes may have queued for the writer together (`pages::QUEUED_KIB`).
+    queued: Arc<tokio::sync::Semaphore>,
 }
 
 /// What one pass reads: an entity, or one klass of kobjects.
@@ -193,6 +195,7 @@ impl Engine {
             options,
             progress: None,
             shutdown: None,
+            queued: Arc::new(tokio::sync::Semaphore::new(pages::QUEUED_KIB as usize)),
         }
     }
 

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::FutureExt;
 
@@ -23,6 +23,11 @@ use crate::write::{Applied, Cursor, PageWrite};
 /// fetches faster than the database writes keeps waiting; four are enough for the writer to find
 /// a backlog to batch.
 pub(super) const IN_FLIGHT: usize = 4;
+
+/// Record text queued for the writer by all passes together, at most, in KiB: what keeps peak
+/// memory flat when several passes fetch faster than the database writes (a page past the budget
+/// waits until the writer has answered enough of the pages before it).
+pub(super) const QUEUED_KIB: u32 = 3 * 1024;
 
 /// What the writer answers for one page.
 type Outcome = Result<Applied, StoreError>;
@@ -102,9 +107,24 @@ impl<'a> PageSink<'a> {
     /// are queued. Quarantined items are logged here, naming the entity and the request that
     /// served them.
     pub async fn send(&mut self, batch: Batch, tally: &mut Tally) -> Result<(), SyncError> {
+        if self.halt.load(Ordering::SeqCst) {
+            // A page of this pass failed: nothing more is queued; its error is the answer.
+            self.finish(tally).await?;
+        }
         while self.in_flight.len() >= IN_FLIGHT {
             self.settle_oldest(tally).await?;
         }
+        let kib: usize = batch.records.iter().map(|r| r.data.len()).sum::<usize>() / 1024;
+        let kib = u32::try_from(kib).unwrap_or(u32::MAX).clamp(1, QUEUED_KIB);
+        // Released by the writer thread as it answers each page, so waiting here always ends; the
+        // semaphore is never closed, so `acquire` only fails if it were.
+        let budget = self
+            .engine
+            .queued
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .ok();
         for item in &batch.rejected {
             tracing::warn!(
                 entity = %self.target.key, page = %batch.source,
@@ -134,7 +154,10 @@ impl<'a> PageSink<'a> {
             cursor,
             expected,
         };
-        let written = self.engine.writer.submit_page(page, self.halt.clone());
+        let written = self
+            .engine
+            .writer
+            .submit_page(page, self.halt.clone(), budget);
         self.in_flight.push_back(InFlight {
             written: Box::pin(written),
             requests,
@@ -145,11 +168,18 @@ impl<'a> PageSink<'a> {
     }
 
     /// Waits for every page in flight and accounts for them; the first failure is the answer.
+    /// Pages not written because an earlier one failed are not failures of their own: when the
+    /// earlier one was already reported, this answers `Ok`.
     pub async fn finish(&mut self, tally: &mut Tally) -> Result<(), SyncError> {
         let mut first_error = None;
-        while !self.in_flight.is_empty() {
-            if let Err(e) = self.settle_oldest(tally).await {
-                first_error.get_or_insert(e);
+        while let Some(mut oldest) = self.in_flight.pop_front() {
+            match (&mut oldest.written).await {
+                Err(StoreError::Halted) => {}
+                result => {
+                    if let Err(e) = self.settle(result, &oldest, tally) {
+                        first_error.get_or_insert(e);
+                    }
+                }
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -173,5 +203,27 @@ impl<'a> PageSink<'a> {
         }
         self.engine.emit(&self.target.key, tally, false);
         Ok(())
+    }
+}
+
+/// The write error of a pass that also failed to read: a failed write happened first and is
+/// the one to report, unless it is only a page not written after it.
+pub(super) fn first_failure(
+    read: Result<(), SyncError>,
+    written: Result<(), SyncError>,
+) -> Result<(), SyncError> {
+    match (read, written) {
+        (_, Err(w)) => Err(w),
+        (r, Ok(())) => r,
+    }
+}
+
+impl Drop for PageSink<'_> {
+    /// A pass dropped mid-way (the daemon aborting its tasks) queues nothing more, and the pages
+    /// it queued that the writer has not reached are not written.
+    fn drop(&mut self) {
+        if !self.in_flight.is_empty() {
+            self.halt.store(true, Ordering::SeqCst);
+        }
     }
 }

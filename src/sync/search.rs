@@ -130,8 +130,8 @@ pub fn minus(at: &str, overlap: Duration) -> String {
     }
 }
 
-/// Runs one incremental pass of `target`: pages are written while the next one is fetched, and the
-/// page in flight is waited for however the read ends.
+/// Runs one incremental pass of `target`: pages are written while the next ones are fetched, and
+/// the pages in flight are waited for however the read ends.
 pub(super) async fn run(
     engine: &Engine,
     target: &Target,
@@ -141,7 +141,7 @@ pub(super) async fn run(
     let mut sink = PageSink::new(engine, target, run_id);
     let read = read(engine, target, &mut sink, tally).await;
     let written = sink.finish(tally).await;
-    read.and(written)
+    super::pages::first_failure(read, written)
 }
 
 async fn read(
