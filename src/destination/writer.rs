@@ -223,24 +223,29 @@ fn write_batch(destination: &mut dyn Destination, batch: Vec<PageJob>) -> Vec<Pa
         .iter()
         .all(|(halt, _, _)| Arc::ptr_eq(halt, &tails[0].0));
     let deadline = Instant::now() + BATCH_TIME;
-    match destination.apply_pages(&pages, Some(deadline)) {
+    let result = destination.apply_pages(&pages, Some(deadline));
+    // The pages go back into their jobs once, whatever the outcome, to be answered or kept.
+    let jobs = pages
+        .into_iter()
+        .zip(tails)
+        .map(|(page, (halt, reply, budget))| PageJob {
+            page,
+            halt,
+            reply,
+            budget,
+        });
+    match result {
         Ok(applied) => {
             tracing::debug!(
                 pages = applied.len(),
-                queued = pages.len(),
+                queued = jobs.len(),
                 elapsed_ms = (BATCH_TIME
                     .saturating_sub(deadline.saturating_duration_since(Instant::now())))
                 .as_millis() as u64,
                 "pages committed in one transaction"
             );
             let mut left = Vec::new();
-            for (i, (page, (halt, reply, budget))) in pages.into_iter().zip(tails).enumerate() {
-                let job = PageJob {
-                    page,
-                    halt,
-                    reply,
-                    budget,
-                };
+            for (i, job) in jobs.enumerate() {
                 // `applied` answers the first pages in order; the deadline left the others.
                 match applied.get(i) {
                     Some(a) => job.answer(Ok(*a)),
@@ -255,13 +260,7 @@ fn write_batch(destination: &mut dyn Destination, batch: Vec<PageJob>) -> Vec<Pa
         Err(e) if one_pass || e.about_the_database() => {
             let message = e.to_string();
             let mut first = Some(e);
-            for (page, (halt, reply, budget)) in pages.into_iter().zip(tails) {
-                let job = PageJob {
-                    page,
-                    halt,
-                    reply,
-                    budget,
-                };
+            for job in jobs {
                 let error = match first.take() {
                     Some(e) => e,
                     None if job.halt.load(Ordering::SeqCst) => Error::Halted,
@@ -272,13 +271,7 @@ fn write_batch(destination: &mut dyn Destination, batch: Vec<PageJob>) -> Vec<Pa
             Vec::new()
         }
         Err(_) => {
-            for (page, (halt, reply, budget)) in pages.into_iter().zip(tails) {
-                let job = PageJob {
-                    page,
-                    halt,
-                    reply,
-                    budget,
-                };
+            for job in jobs {
                 if job.halt.load(Ordering::SeqCst) {
                     job.answer(Err(Error::Halted));
                     continue;
