@@ -3,12 +3,10 @@
 //! reaches only its own pass, whose later pages are not written, while the other pass's pages in the
 //! same batch commit; a batch stops taking pages at its deadline. On every destination.
 
-mod common;
-
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::destination::{Destination, Error, Writer};
 use kustomer_mirror::record::Record;
 use kustomer_mirror::status::EntityStatus;

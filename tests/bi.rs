@@ -2,13 +2,11 @@
 //! DuckDB's SQLite reader and returns what the fake's data says it should; custom attributes become
 //! columns; the status history shows the transitions made upstream, in order.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::fake::{FakeHandle, Scale};
 use kustomer_mirror::sync::SyncOptions;
 use serde_json::Value;

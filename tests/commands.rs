@@ -1,11 +1,9 @@
 //! The `sync`, `status` and `demo` commands as users run them: the real binary, real HTTP to the
 //! built-in fake, real SQLite files, and Debian's `sqlite3` for the demo's printed queries.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::fake::Scale;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,9 @@
 //! exactly what a scan of its rows would make of it; names come with the page that brings them and
 //! leave once no row carries them.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::entity::custom_view_tables;
 use kustomer_mirror::fake::Scale;
 use kustomer_mirror::store::views::{view_name, view_sql};

@@ -2,14 +2,11 @@
 //! between pages, `/healthz` follows failures and recovery, `/metrics` is Prometheus text that
 //! matches `sync_runs`.
 
-#[macro_use]
-mod common;
-
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::config::Settings;
 use kustomer_mirror::fake::{Faults, Scale};
 

@@ -4,12 +4,10 @@
 //! text the fake served, from Rust's own float parser, from Python's `json` with `Decimal`, or from
 //! literals, never from the mirror's decoder.
 
-mod common;
-
 use std::io::Write;
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::fake::Scale;
 use kustomer_mirror::sync::SyncOptions;
 use rusqlite::types::Value as Sql;

@@ -1,12 +1,10 @@
 //! The built-in fake Kustomer API over real HTTP: auth, paging and links, search, the page cap, rate
 //! limits, every fault kind, mutations, and the `fake-api` command.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{KEY, fake, fake_with};
+use crate::common::{KEY, fake, fake_with};
 use kustomer_mirror::fake::{FakeOptions, Faults, RateLimit, ResetStyle, Scale};
 use serde_json::{Value, json};
 

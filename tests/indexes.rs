@@ -2,11 +2,9 @@
 //! receives its first sync and are always back, exactly as `schema.sql` defines them, once a sync of
 //! it ends — including after a sync that was killed half-way or a crash that lost an index.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::fake::Scale;
 use kustomer_mirror::store::Store;
 use kustomer_mirror::sync::SyncOptions;

@@ -2,16 +2,13 @@
 //! `membrane` CLI (a fake executable first on PATH, HOME in a temp dir) give the same mirror as direct
 //! access; a revoked connection says what to do; no Membrane secret or token leaks.
 
-#[macro_use]
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::config::Secret;
 use kustomer_mirror::destination::Writer;
 use kustomer_mirror::fake::{FakeOptions, FakeServer, Faults, MembraneFake, Scale};

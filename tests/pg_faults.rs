@@ -5,16 +5,13 @@
 //! mid-upsert end with a mirror equal to the fake. Expected texts are literals; expected data
 //! comes from the fake.
 
-#[macro_use]
-mod common;
-
 use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::pg::{Cluster, SUPERUSER_PASSWORD};
-use common::*;
+use crate::common::pg::{Cluster, SUPERUSER_PASSWORD};
+use crate::common::*;
 use kustomer_mirror::fake::{FakeServer, Scale};
 use kustomer_mirror::sync::SyncOptions;
 

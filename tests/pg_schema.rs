@@ -3,9 +3,7 @@
 //! the same order, the views part re-runs on a live schema, typed columns hold PostgreSQL types with
 //! hand-written expected values, and awkward values insert as NULL instead of failing the row.
 
-mod common;
-
-use common::pg;
+use crate::common::pg;
 use kustomer_mirror::store::Store;
 
 const PG_SCHEMA: &str = include_str!("../src/pg/schema.sql");
@@ -249,7 +247,7 @@ fn columns_of(cluster: &pg::Cluster, db: &str, schema: &str) -> Vec<Vec<Option<S
 
 #[tokio::test]
 async fn a_version_1_schema_upgrades_to_the_current_one_with_its_rows() {
-    let Some(db) = common::Db::postgres() else {
+    let Some(db) = crate::common::Db::postgres() else {
         return;
     };
     let cluster = pg::shared().unwrap();

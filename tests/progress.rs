@@ -4,13 +4,10 @@
 //! process sees a sync in progress: `status` shows its counters moving page by page with an ETA, and
 //! the daemon's `/metrics` has gauges for the records fetched by running passes and their totals.
 
-#[macro_use]
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::fake::{Faults, Scale};
 
 /// A fake whose every answer takes `delay`, so a medium sync lasts a few seconds.

@@ -1,14 +1,11 @@
 //! Rate limits, faults, kills and storage trouble: the mirror stays equal to the source, nothing is
 //! logged twice, secrets never leak, and every failure ends in one actionable message.
 
-#[macro_use]
-mod common;
-
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::destination::Writer;
 use kustomer_mirror::fake::{FakeOptions, Faults, RateLimit, Scale};
 use kustomer_mirror::kustomer::{Budget, Client, ClientOptions, Limiter};

@@ -4,12 +4,10 @@
 //! tests/daemon.rs on both destinations; what these tests stop is waiting, not writing, so SQLite
 //! alone serves.)
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::fake::Scale;
 
 /// The daemon as systemd runs it, logging JSON lines (as under the journal) at INFO.

@@ -1,12 +1,9 @@
 //! The sync engine against the built-in fake over real HTTP, writing a real SQLite file and a real
 //! PostgreSQL database: every test runs on both destinations (`on_every_destination!`).
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::entity;
 use kustomer_mirror::fake::{FakeOptions, Faults, Scale};
 use kustomer_mirror::sync::SyncOptions;

@@ -2,13 +2,11 @@
 //! the first, or waits with `--wait`; a SIGKILLed holder leaves no stale lock), and the requests a
 //! sync records add up to the requests the server counted. The real binary against the fake.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use kustomer_mirror::fake::{Faults, Scale};
 
 /// Waits until `check` holds (polling), or fails naming `what`.
