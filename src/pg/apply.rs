@@ -1,9 +1,9 @@
 //! Writing what a sync read into PostgreSQL, with SQLite's rules (see `store::apply`): a page's
-//! rows, change log, quarantined items, run counters and cursor in one transaction (several pages in
-//! one when the writer has a backlog), and an unchanged record writes nothing. Set-based: one lookup of the page's ids, new rows and their change-log rows
-//! by binary `COPY`, changed rows by one `UPDATE … FROM unnest(…)`. A record whose value the server
-//! refuses makes the page run again record by record under savepoints, so only that record is set
-//! aside in `rejected_records`.
+//! rows, change log, quarantined items, run counters and cursor in one transaction (several pages
+//! in one when the writer has a backlog), and an unchanged record writes nothing. Set-based: one
+//! lookup of the page's ids, new rows and their change-log rows by binary `COPY`, changed rows by
+//! one `UPDATE … FROM unnest(…)`. A record whose value the server refuses makes the page run again
+//! record by record under savepoints, so only that record is set aside in `rejected_records`.
 
 use std::collections::HashMap;
 

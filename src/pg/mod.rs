@@ -125,7 +125,8 @@ impl Pg {
     ///
     /// A lost connection during COMMIT is the one case where the transaction may have committed
     /// and runs again: its rows are then unchanged (nothing is written or logged twice, the cursor
-    /// only moves forward), but the run's counters count the page twice.
+    /// only moves forward), but the run's counters count its pages twice (up to a writer batch,
+    /// `destination::writer::BATCH_PAGES`).
     pub(crate) fn with<R>(
         &mut self,
         context: &str,
