@@ -1,9 +1,9 @@
 //! PostgreSQL faults, through the real binary and a real server: each problem a user can meet
 //! (refused, wrong password, missing database, no CREATE privilege, a statement_timeout, TLS not
 //! offered, a certificate that does not verify, a second mirror on the schema) gives one `error:`
-//! line that names it, exit 1, and never the password; a server restart mid-sync and a SIGKILL
-//! mid-upsert end with a mirror equal to the fake. Expected texts are literals; expected data
-//! comes from the fake.
+//! line that names it, exit 1, and never the password; a server restart mid-sync, a SIGKILL
+//! mid-upsert and a connection cut during COMMIT end with a mirror equal to the fake. Expected
+//! texts are literals; expected data comes from the fake.
 
 use std::process::{Output, Stdio};
 use std::sync::Arc;
@@ -518,4 +518,119 @@ async fn a_mirror_killed_mid_upsert_shows_nothing_half_written_and_the_next_run_
     assert_mirror_equals_fake(&db, &fake);
     assert_no_duplicate_log_rows(&db);
     assert_eq!(scalar(&db, logged), n);
+}
+
+/// A TCP proxy in front of PostgreSQL that cuts one connection in the middle of a `COMMIT`: the
+/// first `COMMIT` sent on a connection after it sent a `COPY` (a batch of pages with new rows) is
+/// passed on to the server, which commits it, and the server's answer is never passed back; both
+/// sides are then closed. The client cannot tell whether its transaction committed.
+struct CommitCutter {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl CommitCutter {
+    fn start(server_port: u16) -> CommitCutter {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let fired = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Ok(mut server) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                    return;
+                };
+                // Set when this connection's COMMIT is on its way: the answer must not get back.
+                let silenced = Arc::new(AtomicBool::new(false));
+                let (mut client_r, mut server_w) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (fired, quiet) = (fired.clone(), silenced.clone());
+                std::thread::spawn(move || {
+                    // A simple-protocol query message: 'Q', length 4 + 7, "COMMIT\0".
+                    const COMMIT: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
+                    let mut copied = false;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client_r.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        copied |= chunk.windows(5).any(|w| w == b"COPY ");
+                        let cut_here = copied
+                            && chunk.windows(COMMIT.len()).any(|w| w == COMMIT)
+                            && !fired.swap(true, Ordering::SeqCst);
+                        if cut_here {
+                            quiet.store(true, Ordering::SeqCst);
+                        }
+                        if server_w.write_all(chunk).is_err() {
+                            break;
+                        }
+                        if cut_here {
+                            // Give the server time to commit, then cut both sides.
+                            std::thread::sleep(Duration::from_millis(500));
+                            let _ = server_w.shutdown(Shutdown::Both);
+                            let _ = client_r.shutdown(Shutdown::Both);
+                            break;
+                        }
+                    }
+                });
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match server.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if silenced.load(Ordering::SeqCst) || client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        CommitCutter { port, cut }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_during_commit_neither_loses_nor_recounts_the_batch() {
+    let Some(db) = Db::postgres() else { return };
+    let pg = db.pg.as_ref().unwrap();
+    let cutter = CommitCutter::start(pg.cluster.port());
+    let url = pg.cluster.url(&pg.name).replace(
+        &format!(":{}/", pg.cluster.port()),
+        &format!(":{}/", cutter.port),
+    );
+    let server = fake(Scale::Small).await;
+    let fake = server.handle();
+    let out = sync_with(&server, &db, &[("KUSTOMER_MIRROR__DATABASE__URL", url)]).await;
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        cutter.cut.load(Ordering::SeqCst),
+        "no COMMIT was cut:\n{all}"
+    );
+    assert!(all.contains("lost the connection to PostgreSQL"), "{all}");
+    assert!(!all.contains(SUPERUSER_PASSWORD), "{all}");
+    assert_mirror_equals_fake(&db, &fake);
+    assert_no_duplicate_log_rows(&db);
+    // A first sync inserts every record once: the runs' counters say so, whether or not the cut
+    // batch had committed before the connection went.
+    let upstream: i64 = kustomer_mirror::entity::ENTITIES
+        .iter()
+        .map(|e| fake.records(e.name).len() as i64)
+        .sum();
+    assert_eq!(scalar(&db, "SELECT SUM(inserted) FROM sync_runs"), upstream);
+    assert_eq!(scalar(&db, "SELECT SUM(unchanged) FROM sync_runs"), 0);
+    let summary = format!("{upstream} inserted, 0 updated, 0 deleted, 0 unchanged");
+    assert!(all.contains(&summary), "{summary:?} expected in:\n{all}");
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(*) FROM change_log WHERE op = 'insert'"),
+        upstream
+    );
 }

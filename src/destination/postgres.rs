@@ -26,7 +26,20 @@ impl Destination for Pg {
                 n => format!(" with {} pages queued behind it", n - 1),
             }
         );
-        Ok(self.with(&context, |c, s| apply::apply_pages(c, s, pages, deadline))?)
+        // Set while a COMMIT is unanswered: after a reconnect, whether it committed decides
+        // between answering its result and running the pages again.
+        let mut committing = None;
+        Ok(self.with(&context, |c, s| {
+            // Kept until answered: a connection lost while asking asks again on the next one.
+            if let Some(sent) = &committing {
+                let answer = apply::committed(c, sent)?;
+                committing = None;
+                if let Some(applied) = answer {
+                    return Ok(applied);
+                }
+            }
+            apply::apply_pages(c, s, pages, deadline, &mut committing)
+        })?)
     }
 
     fn tombstone_unseen(

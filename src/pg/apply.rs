@@ -19,15 +19,29 @@ use crate::record::diff::Diff;
 use crate::record::{Record, Rejected};
 use crate::write::{Applied, PageWrite};
 
+/// A transaction of [`apply_pages`] whose `COMMIT` was sent: its server transaction id, and what it
+/// answers should it turn out to have committed.
+#[derive(Debug)]
+pub struct Committing {
+    xid: i64,
+    applied: Vec<Applied>,
+}
+
 /// Applies `pages` in order in one transaction, each page's rows, change log, counters and cursor
 /// with it (see `store::apply::apply_pages`). The first page is always applied; after it, pages are
 /// added only until `deadline` passes. Each page runs in a savepoint, so a record the server refuses
 /// makes only its own page run again record by record. Answers what each applied page changed.
+///
+/// `committing` is set just before `COMMIT` and cleared once the server confirms it: when the
+/// connection is lost in between, the caller asks [`committed`] before running the pages again,
+/// since a rerun of a committed transaction would store nothing but count its pages again (as
+/// unchanged records, and a second time in the run's counters).
 pub fn apply_pages(
     c: &mut Client,
     session: &mut Session,
     pages: &[PageWrite],
     deadline: Option<std::time::Instant>,
+    committing: &mut Option<Committing>,
 ) -> Result<Vec<Applied>, postgres::Error> {
     // Views planned by earlier pages of the batch must be seen by later ones, but only kept once
     // the transaction commits.
@@ -60,9 +74,55 @@ pub fn apply_pages(
         };
         out.push(applied);
     }
+    // txid_current (PostgreSQL 10+; pg_current_xact_id needs 13, and 12 is supported) gives the
+    // transaction an id that txid_status can look up from another session.
+    let xid: i64 = tx.query_one("SELECT txid_current()", &[])?.get(0);
+    *committing = Some(Committing {
+        xid,
+        applied: out.clone(),
+    });
     tx.commit()?;
+    *committing = None;
     session.views = working;
     Ok(out)
+}
+
+/// What a transaction of [`apply_pages`] whose `COMMIT` got no answer answers, when it did commit:
+/// asked on the new connection before the pages run again. `None` when it did not commit (or its
+/// fate cannot be known), and the pages must run again.
+pub fn committed(
+    c: &mut Client,
+    committing: &Committing,
+) -> Result<Option<Vec<Applied>>, postgres::Error> {
+    // The old session's backend may still be finishing the COMMIT: wait for it a little.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status: Option<String> = c
+            .query_one("SELECT txid_status($1)", &[&committing.xid])?
+            .get(0);
+        match status.as_deref() {
+            Some("committed") => {
+                tracing::info!(
+                    xid = committing.xid,
+                    "the batch whose COMMIT went unanswered had committed; not storing it again"
+                );
+                return Ok(Some(committing.applied.clone()));
+            }
+            Some("in progress") if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            // "aborted", still in progress after the wait (running the pages again then waits on
+            // its row locks), or too old to tell (NULL): run them again.
+            other => {
+                tracing::info!(
+                    xid = committing.xid,
+                    status = other.unwrap_or("unknown"),
+                    "the batch whose COMMIT went unanswered did not commit; storing it again"
+                );
+                return Ok(None);
+            }
+        }
+    }
 }
 
 /// One page's writes inside its savepoint.

@@ -124,9 +124,10 @@ impl Pg {
     /// from the start: `f` must be one transaction, which either committed or left nothing.
     ///
     /// A lost connection during COMMIT is the one case where the transaction may have committed
-    /// and runs again: its rows are then unchanged (nothing is written or logged twice, the cursor
-    /// only moves forward), but the run's counters count its pages twice (up to a writer batch,
-    /// `destination::writer::BATCH_PAGES`).
+    /// and runs again. Batches of pages avoid that: `f` then first asks whether the unanswered
+    /// COMMIT took effect (`apply::committed`). Other transactions simply run again: their rows end
+    /// the same, but a rerun `runs::begin_run` leaves one extra run row (marked interrupted), and
+    /// a rerun that reports counts (preflight requests, tombstones) may count twice or not at all.
     pub(crate) fn with<R>(
         &mut self,
         context: &str,
