@@ -111,8 +111,17 @@ pub fn committed(
             Some("in progress") if std::time::Instant::now() < until => {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
-            // "aborted", still in progress after the wait (running the pages again then waits on
-            // its row locks), or too old to tell (NULL): run them again.
+            // Still in progress after the wait: running the pages again waits on its row locks,
+            // and should it commit after all, they are counted twice (as before this check).
+            Some("in progress") => {
+                tracing::warn!(
+                    xid = committing.xid,
+                    "the batch whose COMMIT went unanswered is still committing after 10 s; \
+                     storing it again (its pages may be counted twice in the run's counters)"
+                );
+                return Ok(None);
+            }
+            // "aborted", or too old to tell (NULL): run them again.
             other => {
                 tracing::info!(
                     xid = committing.xid,
