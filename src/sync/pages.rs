@@ -206,18 +206,6 @@ impl<'a> PageSink<'a> {
     }
 }
 
-/// The write error of a pass that also failed to read: a failed write happened first and is
-/// the one to report, unless it is only a page not written after it.
-pub(super) fn first_failure(
-    read: Result<(), SyncError>,
-    written: Result<(), SyncError>,
-) -> Result<(), SyncError> {
-    match (read, written) {
-        (_, Err(w)) => Err(w),
-        (r, Ok(())) => r,
-    }
-}
-
 impl Drop for PageSink<'_> {
     /// A pass dropped mid-way (the daemon aborting its tasks) queues nothing more, and the pages
     /// it queued that the writer has not reached are not written.

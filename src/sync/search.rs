@@ -141,7 +141,9 @@ pub(super) async fn run(
     let mut sink = PageSink::new(engine, target, run_id);
     let read = read(engine, target, &mut sink, tally).await;
     let written = sink.finish(tally).await;
-    super::pages::first_failure(read, written)
+    // A failed write happened before the read gave up and is the one to report (`finish` answers
+    // `Ok` for pages only halted behind an error already reported).
+    written.and(read)
 }
 
 async fn read(
