@@ -46,8 +46,10 @@ impl Entity {
 
     /// Path of one record by id (kobjects need their klass).
     pub fn by_id_path(&self, id: &str, klass: Option<&str>) -> String {
+        // Ids come from the data: percent-encoded, one cannot add a path segment or a query.
+        let id = segment(id);
         match klass {
-            Some(klass) => format!("/v1/klasses/{klass}/{id}"),
+            Some(klass) => format!("/v1/klasses/{}/{id}", segment(klass)),
             None => format!("{}/{id}", self.list_path),
         }
     }
@@ -65,6 +67,22 @@ impl Entity {
             Strategy::Search | Strategy::SearchOrFull | Strategy::PerKlass
         )
     }
+}
+
+/// `text` as one URL path segment: everything but RFC 3986's unreserved characters percent-encoded.
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out == "." || out == ".." {
+        out = out.replace('.', "%2E");
+    }
+    out
 }
 
 const fn entity(

@@ -192,6 +192,39 @@ pub fn render(
         "Requests retried after transient failures by this process.",
     );
     let _ = writeln!(o, "kustomer_mirror_retries_total {}", client.retries);
+    family(
+        &mut o,
+        "kustomer_mirror_rate_limit_holds_capped_total",
+        "counter",
+        "Rate-limit waits the server asked for that were longer than two rate windows and were cut to two.",
+    );
+    let _ = writeln!(
+        o,
+        "kustomer_mirror_rate_limit_holds_capped_total {}",
+        client.rate_holds_capped
+    );
+    family(
+        &mut o,
+        "kustomer_mirror_rate_limit_headers_unreadable_total",
+        "counter",
+        "Retry-After or x-ratelimit-reset headers that could not be read (one window was waited instead).",
+    );
+    let _ = writeln!(
+        o,
+        "kustomer_mirror_rate_limit_headers_unreadable_total {}",
+        client.rate_headers_unreadable
+    );
+    family(
+        &mut o,
+        "kustomer_mirror_rate_limit_hold_seconds",
+        "gauge",
+        "How long requests are still held for a rate-limit window the server reported (0: not held).",
+    );
+    let _ = writeln!(
+        o,
+        "kustomer_mirror_rate_limit_hold_seconds {:.3}",
+        client.rate_hold_remaining_ms as f64 / 1000.0
+    );
     type Field = fn(&RunTotals) -> i64;
     let run_families: [(&str, &str, Field); 4] = [
         (

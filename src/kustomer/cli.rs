@@ -55,6 +55,14 @@ impl CliBackend {
         if let Some(body) = body {
             cmd.arg("-d").arg(body.to_string()).arg("--json");
         }
+        // A clean environment: the CLI finds its own login from these, and nothing of ours (the
+        // PostgreSQL URL, an API key, a Membrane secret in KUSTOMER_MIRROR__* or MEMBRANE_*) reaches it.
+        cmd.env_clear();
+        for (name, value) in std::env::vars_os() {
+            if name.to_str().is_some_and(passed_to_cli) {
+                cmd.env(name, value);
+            }
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,6 +122,30 @@ impl CliBackend {
             ),
         }))
     }
+}
+
+/// The variables the Membrane CLI (a Node program) may need to find itself, its login
+/// (`~/.membrane/`) and the network: the search path, the home and user, the locale and time zone,
+/// temporary files, the XDG directories, Node's own settings and the proxy settings. Everything
+/// else, and whatever holds a secret of the mirror's, stays behind.
+fn passed_to_cli(name: &str) -> bool {
+    const EXACT: [&str; 12] = [
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "TZ",
+        "TMPDIR",
+        "TERM",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "NO_PROXY",
+    ];
+    const PREFIXES: [&str; 3] = ["XDG_", "LC_", "NODE_"];
+    let upper = name.to_ascii_uppercase();
+    EXACT.contains(&upper.as_str()) || PREFIXES.iter().any(|p| upper.starts_with(p))
 }
 
 /// Decodes `%XX` escapes in one `k=v` query pair (the CLI encodes it again).

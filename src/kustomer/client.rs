@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::cli::{CliBackend, CliFailure};
-use super::error::{ApiError, error_message};
+use super::error::{ApiError, error_message, excerpt};
 use super::jwt::Minter;
 use super::limiter::{Kind, Limiter};
 use super::page::{Page, decode_page, decode_single};
@@ -62,6 +62,12 @@ pub struct ClientStats {
     pub transport_errors: u64,
     /// Retries after transient failures.
     pub retries: u64,
+    /// Rate-limit holds cut short because the server asked for more than the limiter's cap.
+    pub rate_holds_capped: u64,
+    /// Rate-limit headers that could not be read.
+    pub rate_headers_unreadable: u64,
+    /// The rate-limit hold in force now, in milliseconds (0: none).
+    pub rate_hold_remaining_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +112,8 @@ fn bearer(token: &str, setting: &str) -> Result<HeaderValue, ApiError> {
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
+    /// Where requests may go; `None` for the CLI transport, which has no URL of its own.
+    origin: Option<Origin>,
     auth: Auth,
     cli: Option<CliBackend>,
     /// The Membrane connection, when requests go through Membrane (for error messages).
@@ -194,8 +202,24 @@ impl Client {
         });
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let origin = Origin::of(base_url);
+        // Redirects are followed only within the configured origin; one that leaves it comes back
+        // as its 3xx answer, which `status_error` turns into a refusal naming the host.
+        let redirects = {
+            let origin = origin.clone();
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    attempt.error("more than 5 redirects")
+                } else if origin.as_ref().is_some_and(|o| o.admits(attempt.url())) {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            })
+        };
         let http = reqwest::Client::builder()
             .default_headers(headers)
+            .redirect(redirects)
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
             .user_agent(concat!("kustomer-mirror/", env!("CARGO_PKG_VERSION")))
@@ -207,6 +231,7 @@ impl Client {
             })?;
         Ok(Client {
             http,
+            origin,
             auth,
             cli,
             membrane_connection,
@@ -242,6 +267,7 @@ impl Client {
     /// What this client sent and got back so far.
     pub fn stats(&self) -> ClientStats {
         let c = &self.counters;
+        let holds = self.limiter.holds();
         ClientStats {
             requests: self.requests(),
             status_2xx: c.status_2xx.load(Ordering::Relaxed),
@@ -250,17 +276,31 @@ impl Client {
             status_5xx: c.status_5xx.load(Ordering::Relaxed),
             transport_errors: c.transport_errors.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
+            rate_holds_capped: holds.capped,
+            rate_headers_unreadable: holds.unreadable,
+            rate_hold_remaining_ms: holds.remaining_ms,
         }
     }
 
-    /// Resolves a path or a relative `links` value against the base URL, keeping its path prefix.
-    pub fn resolve(&self, link: &str) -> String {
-        if link.starts_with("http://") || link.starts_with("https://") {
-            link.to_string()
-        } else if link.starts_with('/') {
-            format!("{}{link}", self.base)
-        } else {
-            format!("{}/{link}", self.base)
+    /// Resolves a path or a `links` value against the base URL, keeping its path prefix. An absolute
+    /// link must stay on the configured origin (scheme, host, port) and under the base's path (the
+    /// Membrane proxy prefix): the credentials go with every request, so a link elsewhere is refused
+    /// before anything is sent.
+    pub fn resolve(&self, link: &str) -> Result<String, ApiError> {
+        let Some(absolute) = absolute_url(link) else {
+            return Ok(if link.starts_with('/') {
+                format!("{}{link}", self.base)
+            } else {
+                format!("{}/{link}", self.base)
+            });
+        };
+        match &self.origin {
+            Some(origin) if origin.admits(&absolute) => Ok(absolute.to_string()),
+            _ => Err(ApiError::ForeignOrigin {
+                what: format!("a link ({})", excerpt(strip_query(link), 120)),
+                target: origin_text(&absolute),
+                origin: self.base.clone(),
+            }),
         }
     }
 
@@ -407,7 +447,7 @@ impl Client {
         link: &str,
         body: Option<&Value>,
     ) -> Result<(Vec<u8>, Option<ServerTime>), ApiError> {
-        let url = self.resolve(link);
+        let url = self.resolve(link)?;
         let kind = if method == Method::POST {
             Kind::Search
         } else {
@@ -464,7 +504,12 @@ impl Client {
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         self.count_status(status);
-        let reset_secs = reset_secs(response.headers());
+        let told = super::hold::read(response.headers(), std::time::SystemTime::now());
+        let headers_of_redirect = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let reset_secs = told.hold.map(|d| d.as_secs());
         let remaining = response
             .headers()
             .get("x-ratelimit-remaining")
@@ -473,7 +518,7 @@ impl Client {
         self.limiter.observe(
             kind,
             remaining,
-            reset_secs.map(Duration::from_secs),
+            &told,
             status == StatusCode::TOO_MANY_REQUESTS,
         );
         let date = response
@@ -485,6 +530,15 @@ impl Client {
         let bytes = response.bytes().await.map_err(transport)?;
         if status.is_success() {
             return Ok((bytes.to_vec(), date));
+        }
+        if status.is_redirection() {
+            // Only a redirect off the origin stops here (the policy follows the others).
+            let target = response_location(&headers_of_redirect, &url);
+            return Err(ApiError::ForeignOrigin {
+                what: format!("a {} redirect from {}", status.as_u16(), strip_query(link)),
+                target,
+                origin: self.base.clone(),
+            });
         }
         Err(status_error(
             status,
@@ -582,29 +636,68 @@ fn status_error(
     }
 }
 
-/// Seconds until the rate-limit window resets: `Retry-After` when present, else `x-ratelimit-reset`,
-/// which Kustomer's sources describe both as seconds-from-now and as epoch seconds (values above 10^9
-/// are taken as epoch seconds).
-fn reset_secs(headers: &HeaderMap) -> Option<u64> {
-    let number = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
-    };
-    if let Some(secs) = number("retry-after") {
-        return Some(secs.ceil() as u64);
+/// The scheme, host, port and path prefix requests may go to.
+#[derive(Debug, Clone)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+    /// The base URL's path with a trailing slash (`/` or `/connections/{id}/proxy/`).
+    prefix: String,
+}
+
+impl Origin {
+    /// The origin of an `http(s)` base URL; `None` for anything else (the CLI's `membrane-cli:`).
+    fn of(base: &str) -> Option<Origin> {
+        let url = absolute_url(base)?;
+        let mut prefix = url.path().trim_end_matches('/').to_string();
+        prefix.push('/');
+        Some(Origin {
+            scheme: url.scheme().to_string(),
+            host: url.host_str()?.to_ascii_lowercase(),
+            port: url.port_or_known_default(),
+            prefix,
+        })
     }
-    let reset = number("x-ratelimit-reset")?;
-    if reset > 1e9 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        Some((reset - now).max(0.0).ceil() as u64)
-    } else {
-        Some(reset.ceil() as u64)
+
+    /// Whether `url` is on this origin and under its path prefix.
+    fn admits(&self, url: &url::Url) -> bool {
+        url.scheme() == self.scheme
+            && url.host_str().map(str::to_ascii_lowercase).as_deref() == Some(self.host.as_str())
+            && url.port_or_known_default() == self.port
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.path().starts_with(&self.prefix)
+    }
+}
+
+/// `link` as an absolute `http`/`https` URL, or `None` when it is relative (or of another scheme,
+/// which is then resolved as a relative path on the origin).
+fn absolute_url(link: &str) -> Option<url::Url> {
+    let url = url::Url::parse(link.trim()).ok()?;
+    matches!(url.scheme(), "http" | "https").then_some(url)
+}
+
+/// `scheme://host:port` of a URL, never its path, query or credentials.
+fn origin_text(url: &url::Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// A link without its query (which may carry anything the server put there).
+fn strip_query(link: &str) -> &str {
+    link.split(['?', '#']).next().unwrap_or(link)
+}
+
+/// The origin a redirect pointed at, from its `Location` (relative to the request's URL).
+fn response_location(location: &Option<String>, request: &str) -> String {
+    let base = url::Url::parse(request).ok();
+    match (location, base) {
+        (Some(loc), Some(base)) => base
+            .join(loc)
+            .map(|u| origin_text(&u))
+            .unwrap_or_else(|_| excerpt(loc, 80)),
+        (Some(loc), None) => excerpt(loc, 80),
+        (None, _) => "a location it did not name".to_string(),
     }
 }
 

@@ -85,6 +85,18 @@ pub enum ApiError {
         /// What happened and what to do.
         message: String,
     },
+    /// A `links` value or a redirect that leads off the configured origin: nothing was sent there.
+    #[error(
+        "refused to follow {what} to {target}: it is not {origin}, where requests are configured to go, so no request (and no credential) was sent there; if Kustomer moved the org, change kustomer.base_url"
+    )]
+    ForeignOrigin {
+        /// What pointed there, e.g. "links.next of /v1/users?page=1" or "a 302 redirect from /v1/…".
+        what: String,
+        /// The foreign origin (scheme, host and port; never a path or a query).
+        target: String,
+        /// The configured origin (and the Membrane proxy prefix, when there is one).
+        origin: String,
+    },
     /// A 2xx answer whose body is not the JSON:API document expected (truncated, malformed).
     #[error("malformed response from {path}: {reason}")]
     Malformed {
@@ -119,7 +131,9 @@ impl ApiError {
             ApiError::Forbidden { .. } => Some(403),
             ApiError::NotFound { .. } => Some(404),
             ApiError::RateLimited { .. } => Some(429),
-            ApiError::Transport { .. } | ApiError::Malformed { .. } => None,
+            ApiError::Transport { .. }
+            | ApiError::Malformed { .. }
+            | ApiError::ForeignOrigin { .. } => None,
         }
     }
 }

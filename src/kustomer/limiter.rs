@@ -2,13 +2,23 @@
 //! (the org-wide budget and the separate search budget), each a sliding log of request times over its
 //! window, so the daemon never sends more than its share; plus blocks learnt from Kustomer's answers
 //! (`x-ratelimit-remaining: 0`, a 429 with `Retry-After` or `x-ratelimit-reset`) that hold every
-//! request until the server's window resets.
+//! request until the server's window resets. A hold is a hint with a bound: never longer than
+//! [`HOLD_WINDOWS`] windows of the budget, whatever the server said, and no arithmetic on instants
+//! can overflow.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::hold::Told;
+
+/// The longest hold, in windows of the budget it holds: the server's own window can be no longer
+/// than ours by much (both are a minute for Kustomer), so a longer wait is a header misread or a
+/// proxy's mistake, and waiting it out would stop the mirror for no reason.
+pub const HOLD_WINDOWS: u32 = 2;
 
 /// A budget: at most `requests` per `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +62,7 @@ impl Log {
         // longer (at most a second) than the server's keeps any server window within budget.
         let margin = (budget.window / 50).min(Duration::from_secs(1));
         let budget = Budget {
-            window: budget.window + margin,
+            window: budget.window.saturating_add(margin),
             ..budget
         };
         Log {
@@ -87,11 +97,36 @@ impl Log {
         if self.sent.len() >= self.budget.requests as usize {
             // Cannot fail: the log holds at least `requests` ≥ 1 entries here.
             let oldest = self.sent[self.sent.len() - self.budget.requests as usize];
-            let free = oldest + self.budget.window;
+            // A window too long to add is as good as "a window from now", which is longer still.
+            let free = oldest
+                .checked_add(self.budget.window)
+                .unwrap_or_else(|| far(now));
             at = Some(at.map_or(free, |a| a.max(free)));
         }
         at
     }
+
+    /// The longest hold of this budget.
+    fn cap(&self) -> Duration {
+        self.budget.window.saturating_mul(HOLD_WINDOWS)
+    }
+}
+
+/// A day from `now`, or `now` itself on a clock that cannot add one: a bound for instants that
+/// would otherwise overflow.
+fn far(now: Instant) -> Instant {
+    now.checked_add(Duration::from_secs(86_400)).unwrap_or(now)
+}
+
+/// What the limiter made of the servers' rate-limit headers so far, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holds {
+    /// Holds cut to [`HOLD_WINDOWS`] windows because the server asked for longer.
+    pub capped: u64,
+    /// Rate-limit headers that could not be read (a window's hold was used instead).
+    pub unreadable: u64,
+    /// Holds in force now: the longest remaining one, in milliseconds.
+    pub remaining_ms: u64,
 }
 
 /// Requests sent within the current window and the window's budget, per budget.
@@ -127,6 +162,8 @@ pub enum Kind {
 pub struct Limiter {
     org: Mutex<Log>,
     search: Mutex<Log>,
+    capped: AtomicU64,
+    unreadable: AtomicU64,
 }
 
 impl Limiter {
@@ -135,6 +172,8 @@ impl Limiter {
         Limiter {
             org: Mutex::new(Log::new(org)),
             search: Mutex::new(Log::new(search)),
+            capped: AtomicU64::new(0),
+            unreadable: AtomicU64::new(0),
         }
     }
 
@@ -194,15 +233,27 @@ impl Limiter {
         }
     }
 
+    /// What the rate-limit headers did so far, and the hold in force now.
+    pub fn holds(&self) -> Holds {
+        let now = Instant::now();
+        let remaining = [&self.org, &self.search]
+            .iter()
+            .filter_map(|l| l.lock().unwrap_or_else(|p| p.into_inner()).blocked_until)
+            .map(|b| b.saturating_duration_since(now))
+            .max()
+            .unwrap_or_default();
+        Holds {
+            capped: self.capped.load(Ordering::Relaxed),
+            unreadable: self.unreadable.load(Ordering::Relaxed),
+            remaining_ms: u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
     /// Learns from an answer: with no requests remaining (or a 429), hold all requests of that budget
-    /// for `reset` (the server's window), or a whole window of ours when the server did not say.
-    pub fn observe(
-        &self,
-        kind: Kind,
-        remaining: Option<u64>,
-        reset: Option<Duration>,
-        limited: bool,
-    ) {
+    /// for what the server `told` (its window's reset), or a whole window of ours when it did not
+    /// say or said something unreadable; never longer than [`HOLD_WINDOWS`] windows. A capped or
+    /// unreadable header is logged as a warning with its text, once per hold.
+    pub fn observe(&self, kind: Kind, remaining: Option<u64>, told: &Told, limited: bool) {
         if !limited && remaining != Some(0) {
             return;
         }
@@ -214,8 +265,33 @@ impl Limiter {
             _ => &self.org,
         };
         let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-        let hold = reset.unwrap_or(log.budget.window);
-        let until = now + hold;
+        let already_held = log.blocked_until.is_some_and(|b| b > now);
+        let cap = log.cap();
+        let header = told.header.as_deref().unwrap_or("");
+        if told.unreadable {
+            self.unreadable.fetch_add(1, Ordering::Relaxed);
+            if !already_held {
+                tracing::warn!(
+                    header,
+                    hold_ms = log.budget.window.as_millis() as u64,
+                    "could not read the server's rate-limit header; holding requests for one window instead"
+                );
+            }
+        }
+        let mut hold = told.hold.unwrap_or(log.budget.window);
+        if hold > cap {
+            self.capped.fetch_add(1, Ordering::Relaxed);
+            if !already_held {
+                tracing::warn!(
+                    header,
+                    told_s = hold.as_secs(),
+                    hold_ms = cap.as_millis() as u64,
+                    "the server asked for a longer rate-limit wait than {HOLD_WINDOWS} windows; holding for {HOLD_WINDOWS} windows instead"
+                );
+            }
+            hold = cap;
+        }
+        let until = now.checked_add(hold).unwrap_or_else(|| far(now));
         log.blocked_until = Some(log.blocked_until.map_or(until, |b| b.max(until)));
     }
 }
@@ -319,9 +395,70 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_holds_requests_until_the_reset() {
         let limiter = Limiter::new(Budget::per_minute(1000), Budget::per_minute(100));
-        limiter.observe(Kind::Read, Some(0), Some(Duration::from_secs(7)), true);
+        limiter.observe(Kind::Read, Some(0), &told(Some(7), false), true);
         let start = Instant::now();
         limiter.acquire(Kind::Read).await;
         assert_eq!(start.elapsed(), Duration::from_secs(7));
+    }
+
+    fn told(secs: Option<u64>, unreadable: bool) -> Told {
+        Told {
+            hold: secs.map(Duration::from_secs),
+            header: Some("x-ratelimit-reset: test".into()),
+            unreadable,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_is_never_longer_than_two_windows() {
+        // A 10 s window (counted 10.2 s): the longest hold is 20.4 s, whatever the server says.
+        let limiter = Limiter::new(
+            Budget {
+                requests: 100,
+                window: Duration::from_secs(10),
+            },
+            Budget {
+                requests: 100,
+                window: Duration::from_secs(10),
+            },
+        );
+        for asked in [Some(u64::MAX), Some(3_600), None] {
+            let start = Instant::now();
+            let t = Told {
+                hold: asked.map(Duration::from_secs),
+                header: None,
+                unreadable: false,
+            };
+            limiter.observe(Kind::Read, Some(0), &t, true);
+            assert!(limiter.holds().remaining_ms > 0);
+            limiter.acquire(Kind::Read).await;
+            let expected = if asked.is_some() { 20_400 } else { 10_200 };
+            assert_eq!(
+                start.elapsed(),
+                Duration::from_millis(expected),
+                "{asked:?}"
+            );
+        }
+        // Duration::MAX itself: no overflow, the same cap.
+        let start = Instant::now();
+        let t = Told {
+            hold: Some(Duration::MAX),
+            header: None,
+            unreadable: false,
+        };
+        limiter.observe(Kind::Search, None, &t, true);
+        limiter.acquire(Kind::Search).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(20_400));
+        let holds = limiter.holds();
+        assert_eq!(
+            (holds.capped, holds.unreadable, holds.remaining_ms),
+            (3, 0, 0)
+        );
+        // An unreadable header holds one window and is counted.
+        let start = Instant::now();
+        limiter.observe(Kind::Read, Some(0), &told(None, true), true);
+        limiter.acquire(Kind::Read).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(10_200));
+        assert_eq!(limiter.holds().unreadable, 1);
     }
 }

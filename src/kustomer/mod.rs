@@ -8,6 +8,7 @@
 pub mod cli;
 mod client;
 pub mod error;
+pub mod hold;
 pub mod jwt;
 pub mod limiter;
 mod page;
