@@ -8,6 +8,8 @@
 //!
 //! - [`cli`]: the command line (clap): parses arguments and dispatches to commands; the shell
 //!   completions and the man page, generated from the same definitions.
+//! - [`failpoint`]: failure injection for the tests that drive the real binary
+//!   (`KUSTOMER_MIRROR_FAILPOINTS`; unset in production).
 //! - [`exit`]: the exit codes every command answers with (0 ok, 1 sync failed or another writer,
 //!   2 bad usage or config, 130 second signal).
 //! - [`commands`]: `sync`, `run`, `status`, `demo` and `fake-api`: settings to engine, the writer
@@ -30,7 +32,7 @@
 //!   elsewhere, nothing with `--quiet`.
 //! - [`record`]: a served resource object as the mirror keeps it: the exact canonical decoder
 //!   (numbers as their served text, lone surrogate escapes kept), quarantined items, the change-log
-//!   diff. Knows neither HTTP nor SQL.
+//!   diff, `updatedAt` in one normal form for cursors (`record::time`). Knows neither HTTP nor SQL.
 //! - [`sync`]: the sync engine: search-incremental, full refresh and reconcile passes over entities,
 //!   exact request accounting, the cursor bounded by the server's clock.
 //! - [`status`]: per-entity status read from the mirror (rows, quarantined records, cursor, last run,
@@ -43,11 +45,13 @@
 //!   writes (rows, change log, quarantine, counters and cursor in one
 //!   transaction, or several queued pages in one), first-sync bulk loading with deferred indexes
 //!   (`store::bulk`), WAL checkpoints on a thread of their own (`store::checkpoint`), the one-writer
-//!   lock (`store::lock`) and the per-org custom attribute views (`store::views`).
+//!   lock (`store::lock`), the per-org custom attribute views (`store::views`) and the 0640 mode of
+//!   the files it creates (`store::mode`).
 //! - [`write`](mod@write): what the engine hands a destination to write (a page of records with its cursor) and
 //!   the run bookkeeping types; shared by every destination, knows no SQL.
 //! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding
-//!   into records, typed errors that say what to do.
+//!   into records, typed errors that say what to do; links and redirects followed only on the
+//!   configured origin; rate-limit headers read as bounded hints (`kustomer::hold`) by the limiter.
 //! - [`fake`]: the built-in fake Kustomer API used by `demo`, `fake-api` and the tests: deterministic
 //!   data, JSON:API lists and search, rate limits, fault injection and a control API.
 
@@ -61,6 +65,7 @@ pub mod ddl;
 pub mod destination;
 pub mod entity;
 pub mod exit;
+pub mod failpoint;
 pub mod fake;
 pub mod kustomer;
 pub mod logging;

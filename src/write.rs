@@ -131,6 +131,32 @@ impl<'a> Outcome<'a> {
     }
 }
 
+impl Cursor {
+    /// The cursor to save when `self` (a page's) meets the saved `(at, ids)` of its entity: the
+    /// later instant wins (never back), the same instant keeps both id lists. Instants are compared
+    /// parsed, so `…:00Z` and `…:00.500Z` order by time, and a saved text that is not a timestamp
+    /// gives way. `key` names the entity in the warning about damaged ids.
+    pub fn merged(&self, key: &str, saved: Option<(String, String)>) -> (String, String) {
+        use crate::record::time;
+        match saved {
+            Some((old, old_ids)) if time::later(&old, &self.at) => (old, old_ids),
+            Some((old, old_ids)) if time::same(&old, &self.at) => {
+                let mut ids = cursor_ids(key, &old_ids);
+                for id in &self.ids {
+                    if !ids.contains(id) {
+                        ids.push(id.clone());
+                    }
+                }
+                (self.at.clone(), serde_json::Value::from(ids).to_string())
+            }
+            _ => (
+                self.at.clone(),
+                serde_json::Value::from(self.ids.clone()).to_string(),
+            ),
+        }
+    }
+}
+
 /// Reads `sync_state.cursor_ids`. A damaged value (hand-edited, or written by something else) is
 /// logged and read as no ids: the next pass then re-reads the records at the cursor's timestamp
 /// instead of skipping them, which stores nothing twice (they are unchanged), so no data is lost.

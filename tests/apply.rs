@@ -50,7 +50,7 @@ fn log_rows(store: &Store) -> Vec<(String, String, Option<String>)> {
 fn applying_the_same_page_twice_writes_once_and_logs_only_real_changes() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path().join("m.db")).unwrap();
-    let run = begin_run(&mut store, "conversations", Mode::Incremental).unwrap();
+    let run = begin_run(&mut store, "conversations", Mode::Incremental, &[]).unwrap();
     let first = vec![
         record("a", "open", "2024-05-01T00:00:00.000Z"),
         record("b", "open", "2024-05-01T00:00:01.000Z"),
@@ -107,7 +107,7 @@ fn applying_the_same_page_twice_writes_once_and_logs_only_real_changes() {
 fn the_cursor_never_moves_backwards_and_collects_ids_at_its_timestamp() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path().join("m.db")).unwrap();
-    let run = begin_run(&mut store, "conversations", Mode::Incremental).unwrap();
+    let run = begin_run(&mut store, "conversations", Mode::Incremental, &[]).unwrap();
     let mut p = page(run, vec![], Some("2024-05-02T00:00:00.000Z"));
     p.cursor.as_mut().unwrap().ids = vec!["x".into()];
     apply_page(&mut store, &p).unwrap();
@@ -133,7 +133,7 @@ fn the_cursor_never_moves_backwards_and_collects_ids_at_its_timestamp() {
 fn a_record_deleted_upstream_becomes_a_tombstone_with_a_delete_entry() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path().join("m.db")).unwrap();
-    let run = begin_run(&mut store, "conversations", Mode::Full).unwrap();
+    let run = begin_run(&mut store, "conversations", Mode::Full, &[]).unwrap();
     apply_page(
         &mut store,
         &page(

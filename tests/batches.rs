@@ -58,8 +58,8 @@ impl Destination for Counting {
     fn bulk_end(&mut self, table: &'static str, rebuild: bool) -> Result<(), Error> {
         self.inner.bulk_end(table, rebuild)
     }
-    fn begin_run(&mut self, key: &str, mode: Mode) -> Result<i64, Error> {
-        self.inner.begin_run(key, mode)
+    fn begin_run(&mut self, key: &str, mode: Mode, live: &[i64]) -> Result<i64, Error> {
+        self.inner.begin_run(key, mode, live)
     }
     fn finish_run(
         &mut self,
@@ -183,12 +183,12 @@ on_every_destination! {
         })
         .unwrap();
         let conversations = writer
-            .call(|d| d.begin_run("conversations", Mode::Incremental))
+            .call(|d| d.begin_run("conversations", Mode::Incremental, &[]))
             .await
             .unwrap()
             .unwrap();
         let customers = writer
-            .call(|d| d.begin_run("customers", Mode::Incremental))
+            .call(|d| d.begin_run("customers", Mode::Incremental, &[]))
             .await
             .unwrap()
             .unwrap();

@@ -289,7 +289,7 @@ fn committed_pages_are_checkpointed_into_the_file_in_the_background_and_the_wal_
     let mut store = Store::open(&path).unwrap();
     let file_size = || std::fs::metadata(&path).unwrap().len();
     let empty = file_size();
-    let run = begin_run(&mut store, "notes", Mode::Full).unwrap();
+    let run = begin_run(&mut store, "notes", Mode::Full, &[]).unwrap();
     // About 6 MB of rows: far below the writer's own autocheckpoint (8000 pages of 8 KiB), so only
     // the background checkpoints copy them into the database file while the store stays open.
     let body = "x".repeat(2000);

@@ -157,6 +157,7 @@ pub fn engine_on(
             overlap: settings.sync.overlap,
             concurrency: settings.sync.concurrency as usize,
             full,
+            start: crate::sync::Start::Overlap,
         },
     ))
 }

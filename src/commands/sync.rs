@@ -1,4 +1,4 @@
-//! `sync [--entity E]… [--full] [--wait]`: one pass over the chosen entities, then exit 0 (all ok), 1
+//! `sync [--entity E]… [--full] [--sweep | --since T] [--wait]`: one pass over the chosen entities, then exit 0 (all ok), 1
 //! (a pass failed, the others still ran and committed; or another process is writing the database)
 //! or 2 (bad usage or configuration). Shows progress while it runs (`progress`): bars on a terminal,
 //! periodic log lines otherwise, errors only with `--quiet`.
@@ -13,6 +13,7 @@ use crate::entity::{self, Entity};
 use crate::exit::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
 use crate::kustomer::counted;
 use crate::progress::{Mode, Progress};
+use crate::sync::Start;
 
 /// Arguments of `sync`.
 #[derive(Debug, clap::Args)]
@@ -23,12 +24,41 @@ pub struct SyncArgs {
     /// Also re-check strategies and run the hard-delete reconcile (slower; uses more requests).
     #[arg(long)]
     pub full: bool,
+    /// Sweep: start each incremental pass `sync.sweep_window` (default 2 days) before its cursor
+    /// instead of `sync.overlap`, to find changes that reached Kustomer's search late.
+    #[arg(long, conflicts_with = "since")]
+    pub sweep: bool,
+    /// Re-read the incremental entities from a point in time: an RFC 3339 time
+    /// (2026-01-01T00:00:00Z), a duration back from now (36h, 7d), or `all`. The saved cursors only
+    /// ever move forward.
+    #[arg(long, value_name = "TIME|DURATION|all", value_parser = parse_since)]
+    pub since: Option<Start>,
     /// When another kustomer-mirror is writing the database, wait for it instead of exiting 1.
     #[arg(long)]
     pub wait: bool,
     /// Print errors only: no progress, no log lines below ERROR, no summary.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Reads `--since`: `all`, an RFC 3339 time, or a duration back from now.
+fn parse_since(text: &str) -> Result<Start, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("all") {
+        return Ok(Start::All);
+    }
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(Start::At(at.with_timezone(&chrono::Utc)));
+    }
+    let back = crate::config::values::parse_duration(t)
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .ok_or_else(|| {
+            format!("expected an RFC 3339 time (2026-01-01T00:00:00Z), a duration (36h, 7d) or all, found {t:?}")
+        })?;
+    chrono::Utc::now()
+        .checked_sub_signed(back)
+        .map(Start::At)
+        .ok_or_else(|| format!("{t:?} reaches back before any date; use all"))
 }
 
 /// The `sync_runs.entity` of the access check's `preflight` row.
@@ -114,6 +144,11 @@ pub fn run(config: Option<&Path>, args: SyncArgs) -> ExitCode {
     }
     progress.start(engine.client().clone());
     let engine = engine.with_progress(progress.callback());
+    let engine = match (args.sweep, args.since) {
+        (_, Some(start)) => engine.starting(start),
+        (true, None) => engine.starting(Start::Back(settings.sync.sweep_window)),
+        (false, None) => engine,
+    };
     let report = runtime.block_on(engine.run(&chosen));
     progress.finish();
     if !args.quiet {

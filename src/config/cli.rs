@@ -126,6 +126,11 @@ pub fn render(s: &Settings) -> String {
         q(&s.sync.reconcile_schedule)
     ));
     out.push_str(&format!(
+        "sweep_window = {}\n",
+        q(&format_duration(s.sync.sweep_window))
+    ));
+    out.push_str(&format!("sweep_schedule = {}\n", q(&s.sync.sweep_schedule)));
+    out.push_str(&format!(
         "failure_backoff = {}\n",
         q(&format_duration(s.sync.failure_backoff))
     ));

@@ -40,6 +40,8 @@ pub const KEYS: &[&str] = &[
     "sync.schedule",
     "sync.full_refresh_schedule",
     "sync.reconcile_schedule",
+    "sync.sweep_window",
+    "sync.sweep_schedule",
     "sync.failure_backoff",
     "sync.entities",
     "sync.concurrency",
@@ -623,6 +625,7 @@ impl Reader {
         let schedule = self.cron("sync.schedule", "0 */5 * * * *");
         let full_refresh_schedule = self.cron("sync.full_refresh_schedule", "0 */30 * * * *");
         let reconcile_schedule = self.cron("sync.reconcile_schedule", "0 15 3 * * *");
+        let sweep_schedule = self.cron("sync.sweep_schedule", "0 45 2 * * *");
         let mut overrides = std::collections::BTreeMap::new();
         let mut keys: Vec<String> = self
             .flat
@@ -662,6 +665,12 @@ impl Reader {
             schedule,
             full_refresh_schedule,
             reconcile_schedule,
+            sweep_window: self.duration(
+                "sync.sweep_window",
+                Duration::from_secs(48 * 3600),
+                Duration::from_secs(366 * 86_400),
+            ),
+            sweep_schedule,
             schedules: overrides,
             failure_backoff: self.duration(
                 "sync.failure_backoff",

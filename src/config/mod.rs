@@ -172,6 +172,10 @@ pub struct SyncSettings {
     pub full_refresh_schedule: String,
     /// Cron schedule of the hard-delete reconcile.
     pub reconcile_schedule: String,
+    /// How far before the cursor the sweep starts (changes that reached search late).
+    pub sweep_window: Duration,
+    /// Cron schedule of the sweep.
+    pub sweep_schedule: String,
     /// Per-entity schedule overrides (`[schedules]`).
     pub schedules: std::collections::BTreeMap<String, String>,
     /// First wait after a failed run of an entity; doubles per failure (with jitter) up to an hour.

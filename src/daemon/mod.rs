@@ -16,7 +16,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::Settings;
 use crate::entity::{self, Entity, Strategy};
-use crate::sync::{Engine, SyncReport};
+use crate::sync::{Engine, Start, SyncReport};
 
 /// How long a stop may wait for passes to reach a page boundary before they are abandoned (still
 /// safe: an abandoned page's transaction never committed).
@@ -35,7 +35,7 @@ pub enum DaemonError {
     Start(String),
     /// The scheduler failed.
     #[error(
-        "the scheduler failed: {0}; check sync.schedule, sync.full_refresh_schedule, sync.reconcile_schedule and [schedules]"
+        "the scheduler failed: {0}; check sync.schedule, sync.full_refresh_schedule, sync.reconcile_schedule, sync.sweep_schedule and [schedules]"
     )]
     Scheduler(String),
     /// The health/metrics listener could not start.
@@ -53,6 +53,8 @@ pub enum DaemonError {
 enum Kind {
     Sync,
     Reconcile,
+    /// An incremental pass from `cursor − sync.sweep_window` (changes that reached search late).
+    Sweep,
 }
 
 /// One cron job: a schedule and the entities it runs.
@@ -105,6 +107,11 @@ fn plans(settings: &Settings) -> Result<Vec<Plan>, DaemonError> {
         .filter(|e| e.strategy != Strategy::FullRefresh)
         .collect();
     if !searchable.is_empty() {
+        plans.push(Plan {
+            cron: settings.sync.sweep_schedule.clone(),
+            kind: Kind::Sweep,
+            entities: searchable.clone(),
+        });
         plans.push(Plan {
             cron: settings.sync.reconcile_schedule.clone(),
             kind: Kind::Reconcile,
@@ -228,13 +235,19 @@ pub async fn run(
     let mut failures: HashMap<&'static str, u32> = HashMap::new();
     let mut not_before: HashMap<&'static str, Instant> = HashMap::new();
     let mut passes: JoinSet<(&'static str, Kind, SyncReport)> = JoinSet::new();
+    let mut tasks: HashMap<tokio::task::Id, (&'static str, Kind)> = HashMap::new();
     loop {
         tokio::select! {
             _ = stopped(&mut shutdown) => break,
             Some(i) = tick_rx.recv() => {
                 let Some(plan) = plans.get(i) else { continue };
                 for e in &plan.entities {
-                    if running.contains(&(e.name, plan.kind)) {
+                    // A sweep is a sync from further back: never beside a sync of the same entity.
+                    let busy = match plan.kind {
+                        Kind::Sync | Kind::Sweep => running.contains(&(e.name, Kind::Sync)) || running.contains(&(e.name, Kind::Sweep)),
+                        Kind::Reconcile => running.contains(&(e.name, Kind::Reconcile)),
+                    };
+                    if busy {
                         tracing::info!(entity = e.name, "previous run still going; skipping this tick");
                         continue;
                     }
@@ -244,22 +257,42 @@ pub async fn run(
                     }
                     running.insert((e.name, plan.kind));
                     let (engine, semaphore, entity, kind) = (engine.clone(), semaphore.clone(), *e, plan.kind);
-                    passes.spawn(async move {
+                    let sweep_window = settings.sync.sweep_window;
+                    let task = passes.spawn(async move {
                         let _permit = semaphore.acquire_owned().await;
                         let report = match kind {
                             Kind::Sync => engine.run(&[entity]).await,
                             Kind::Reconcile => engine.reconcile(&[entity]).await,
+                            Kind::Sweep => engine.starting(Start::Back(sweep_window)).run(&[entity]).await,
                         };
                         (entity.name, kind, report)
                     });
+                    tasks.insert(task.id(), (e.name, plan.kind));
                 }
                 status_line(&running, &failures);
             }
-            Some(done) = passes.join_next(), if !passes.is_empty() => {
-                let Ok((name, kind, report)) = done else { continue };
+            Some(done) = passes.join_next_with_id(), if !passes.is_empty() => {
+                // A task that panicked outside its pass (which catches its own panics) is a failed
+                // run of its entity all the same: freed, counted, backed off.
+                let (name, kind, ok, interrupted) = match done {
+                    Ok((id, (name, kind, report))) => {
+                        tasks.remove(&id);
+                        let interrupted = report.passes.iter().any(|p| p.interrupted());
+                        (name, kind, report.ok(), interrupted)
+                    }
+                    Err(e) => {
+                        let Some((name, kind)) = tasks.remove(&e.id()) else { continue };
+                        let why = if e.is_panic() {
+                            crate::sync::panic_message(e.into_panic().as_ref())
+                        } else {
+                            "cancelled".to_string()
+                        };
+                        tracing::error!(entity = name, kind = ?kind, error = %why, "the run stopped on an internal error; the entity will run again");
+                        (name, kind, false, false)
+                    }
+                };
                 running.remove(&(name, kind));
-                let interrupted = report.passes.iter().any(|p| p.interrupted());
-                if report.ok() {
+                if ok {
                     failures.remove(name);
                     not_before.remove(name);
                 } else if !interrupted {

@@ -130,8 +130,10 @@ pub trait Destination: Send {
     /// Ends a bulk pass; `rebuild` builds the deferred indexes now (false when stopping quickly).
     fn bulk_end(&mut self, table: &'static str, rebuild: bool) -> Result<(), Error>;
 
-    /// Starts a `sync_runs` row of `key`; returns its id.
-    fn begin_run(&mut self, key: &str, mode: Mode) -> Result<i64, Error>;
+    /// Starts a `sync_runs` row of `key`; returns its id. Rows of `key` still marked running whose
+    /// id is not in `live` (the runs this process has going) were left by a process that is gone:
+    /// they are marked interrupted. A live pass of the same key (a sync beside a reconcile) is not.
+    fn begin_run(&mut self, key: &str, mode: Mode, live: &[i64]) -> Result<i64, Error>;
 
     /// Ends run `run_id`, updating `sync_state`'s success and failure fields.
     fn finish_run(

@@ -75,9 +75,9 @@ impl Destination for Pg {
         Ok(self.with(&context, |c, s| s.bulk_end(c, table, rebuild))?)
     }
 
-    fn begin_run(&mut self, key: &str, mode: Mode) -> Result<i64, Error> {
+    fn begin_run(&mut self, key: &str, mode: Mode, live: &[i64]) -> Result<i64, Error> {
         let context = format!("starting a {} run of {key}", mode.as_str());
-        Ok(self.with(&context, |c, _| runs::begin_run(c, key, mode))?)
+        Ok(self.with(&context, |c, _| runs::begin_run(c, key, mode, live))?)
     }
 
     fn finish_run(

@@ -45,8 +45,8 @@ impl Destination for Store {
         Ok(bulk::end(self, table, rebuild)?)
     }
 
-    fn begin_run(&mut self, key: &str, mode: Mode) -> Result<i64, Error> {
-        Ok(runs::begin_run(self, key, mode)?)
+    fn begin_run(&mut self, key: &str, mode: Mode, live: &[i64]) -> Result<i64, Error> {
+        Ok(runs::begin_run(self, key, mode, live)?)
     }
 
     fn finish_run(

@@ -8,13 +8,18 @@ use super::jsonb::Jsonb;
 use crate::write::{Cursor, Mode, Outcome, State};
 
 /// Starts a run (see `store::runs::begin_run`); returns its id.
-pub fn begin_run(c: &mut Client, key: &str, mode: Mode) -> Result<i64, postgres::Error> {
+pub fn begin_run(
+    c: &mut Client,
+    key: &str,
+    mode: Mode,
+    live: &[i64],
+) -> Result<i64, postgres::Error> {
     let mut tx = c.transaction()?;
     tx.execute(
         "UPDATE sync_runs SET status = 'interrupted', finished_at = now(), \
          error = COALESCE(error, 'the process stopped before the run finished') \
-         WHERE entity = $1 AND status = 'running'",
-        &[&key],
+         WHERE entity = $1 AND status = 'running' AND NOT (id = ANY($2))",
+        &[&key, &live],
     )?;
     let id: i64 = tx
         .query_one(
@@ -146,22 +151,7 @@ pub fn advance_cursor(
         &[&key],
     )?;
     let current: Option<(Option<String>, String)> = current.map(|r| (r.get(0), r.get(1)));
-    let (at, ids) = match current {
-        Some((Some(old), old_ids)) if old.as_str() > cursor.at.as_str() => (old, old_ids),
-        Some((Some(old), old_ids)) if old == cursor.at => {
-            let mut ids = crate::write::cursor_ids(key, &old_ids);
-            for id in &cursor.ids {
-                if !ids.contains(id) {
-                    ids.push(id.clone());
-                }
-            }
-            (old, serde_json::Value::from(ids).to_string())
-        }
-        _ => (
-            cursor.at.clone(),
-            serde_json::Value::from(cursor.ids.clone()).to_string(),
-        ),
-    };
+    let (at, ids) = cursor.merged(key, current.and_then(|(at, ids)| Some((at?, ids))));
     let (ids, _) = super::jsonb::storable(&ids);
     tx.execute(
         "INSERT INTO sync_state (entity, cursor, cursor_ids) VALUES ($1, $2, $3) \

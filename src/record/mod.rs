@@ -10,6 +10,7 @@
 pub mod canonical;
 pub mod diff;
 pub mod scan;
+pub mod time;
 
 use canonical::Picked;
 use scan::{Bad, Scanner};
@@ -20,8 +21,11 @@ pub struct Record {
     /// The resource id (24-hex Mongo-style id in practice; any non-empty string accepted, and a
     /// number as its exact text).
     pub id: String,
-    /// `attributes.updatedAt`, the cursor value of search-incremental syncs.
+    /// `attributes.updatedAt` as served (the change log's `source_updated_at`).
     pub updated_at: Option<String>,
+    /// `updatedAt` in normal form ([`time::normal`]), the cursor value of search-incremental syncs;
+    /// `None` when it is missing or not an RFC 3339 timestamp (the record is stored all the same).
+    pub cursor_at: Option<String>,
     /// True when Kustomer marks the record deleted (`attributes.deleted: true`).
     pub deleted: bool,
     /// `attributes.deletedAt` when present (teams, tags).
@@ -92,6 +96,7 @@ impl Record {
         let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(data.as_bytes()));
         Record {
             id,
+            cursor_at: updated_at.as_deref().and_then(time::normal),
             updated_at,
             deleted,
             deleted_at,

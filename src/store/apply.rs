@@ -4,7 +4,7 @@
 //! tombstoning rows that upstream no longer has.
 
 use rusqlite::{OptionalExtension, Transaction, params};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Store, StoreError, now_iso};
 use crate::record::diff::Diff;
@@ -402,22 +402,7 @@ fn advance_cursor(tx: &Transaction<'_>, key: &str, cursor: &Cursor) -> rusqlite:
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    let (at, ids) = match current {
-        Some((Some(old), old_ids)) if old.as_str() > cursor.at.as_str() => (old, old_ids),
-        Some((Some(old), old_ids)) if old == cursor.at => {
-            let mut ids = super::runs::cursor_ids(key, &old_ids);
-            for id in &cursor.ids {
-                if !ids.contains(id) {
-                    ids.push(id.clone());
-                }
-            }
-            (old, Value::from(ids).to_string())
-        }
-        _ => (
-            cursor.at.clone(),
-            Value::from(cursor.ids.clone()).to_string(),
-        ),
-    };
+    let (at, ids) = cursor.merged(key, current.and_then(|(at, ids)| Some((at?, ids))));
     tx.execute(
         "INSERT INTO sync_state (entity, cursor, cursor_ids) VALUES (?1, ?2, ?3) \
          ON CONFLICT (entity) DO UPDATE SET cursor = excluded.cursor, cursor_ids = excluded.cursor_ids",

@@ -9,15 +9,29 @@ pub use crate::write::{Mode, Outcome, State, cursor_ids};
 
 /// Starts a run: marks runs of the same key left `running` by a killed process as `interrupted`,
 /// inserts the new row and links it from `sync_state`. Returns the run id.
-pub fn begin_run(store: &mut Store, key: &str, mode: Mode) -> Result<i64, StoreError> {
+pub fn begin_run(
+    store: &mut Store,
+    key: &str,
+    mode: Mode,
+    live: &[i64],
+) -> Result<i64, StoreError> {
     let err = |e| StoreError::sqlite(format!("starting a {} run of {key}", mode.as_str()), e);
     let now = now_iso();
     let tx = store.conn_mut().transaction().map_err(err)?;
+    // The live ids as a JSON array (integers only, so nothing of it is text from elsewhere).
+    let live = format!(
+        "[{}]",
+        live.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     tx.execute(
         "UPDATE sync_runs SET status = 'interrupted', finished_at = ?2, \
          error = COALESCE(error, 'the process stopped before the run finished') \
-         WHERE entity = ?1 AND status = 'running'",
-        params![key, now],
+         WHERE entity = ?1 AND status = 'running' \
+         AND id NOT IN (SELECT value FROM json_each(?3))",
+        params![key, now, live],
     )
     .map_err(err)?;
     tx.execute(

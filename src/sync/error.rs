@@ -40,6 +40,26 @@ pub enum SyncError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A bug: the pass panicked. It ended as failed, the entity is free for its next run, and the
+    /// rest of the daemon carries on.
+    #[error(
+        "{entity}: the pass stopped on an internal error ({message}); nothing of it past the last committed page was kept. Please report this with the log"
+    )]
+    Panicked {
+        /// `sync_state` key.
+        entity: String,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// The message of a caught panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 impl SyncError {

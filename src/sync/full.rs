@@ -1,6 +1,11 @@
 //! Full-refresh passes: page a GET list to the end by following `links.next`, upsert every record, and
-//! only after the whole list was read tombstone the rows that were not seen. A failed or partial read
-//! tombstones nothing. Also discovers klass names for the per-klass kobjects passes.
+//! only after the whole list was read look again at the rows that were not seen: each is read by id,
+//! and only a 404 tombstones it. A list read by page number shifts when a record is deleted during
+//! the read, so a live record can go unseen; its read by id stores it instead of inventing a delete.
+//! A failed or partial read tombstones nothing. Also discovers klass names for the per-klass
+//! kobjects passes.
+
+use std::collections::HashSet;
 
 use super::pages::{Batch, PageSink};
 use super::{Engine, SyncError, Tally, Target};
@@ -21,16 +26,26 @@ pub(super) async fn run(
     let read = read(engine, target, &mut sink, tally).await;
     let written = sink.finish(tally).await;
     written?;
-    let seen = read?;
+    let seen: HashSet<String> = read?.into_iter().collect();
     let table = target.entity.name;
     let klass = target.klass.clone();
-    let deleted = engine
+    let local = engine
         .store(&target.key, move |s| {
-            s.tombstone_unseen(table, klass.as_deref(), run_id, &seen)
+            s.live_ids_by_created(table, klass.as_deref())
         })
         .await?;
-    tally.applied.deleted += deleted;
-    Ok(())
+    let unseen: Vec<String> = local
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| !seen.contains(id))
+        .collect();
+    if !unseen.is_empty() {
+        tracing::info!(
+            entity = %target.key, rows = unseen.len(),
+            "rows not in the full list; reading each by id before tombstoning it"
+        );
+    }
+    super::reconcile::confirm_and_tombstone(engine, target, run_id, unseen, tally).await
 }
 
 /// Reads the whole list, sending each page to `sink`; returns the ids seen.

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
-pub use error::SyncError;
+pub use error::{SyncError, panic_message};
 
 use crate::destination::{Destination, Error as DestError, Writer};
 use crate::entity::{Entity, StateKey, Strategy};
@@ -32,6 +32,22 @@ pub struct SyncOptions {
     pub concurrency: usize,
     /// `sync --full`: re-probe strategies and run the hard-delete reconcile after the incremental pass.
     pub full: bool,
+    /// Where incremental passes start instead of `cursor − overlap`: the sweep and `sync --since`.
+    pub start: Start,
+}
+
+/// Where an incremental pass starts reading. Whatever it is, the saved cursor only moves forward.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Start {
+    /// `cursor − sync.overlap` (the ordinary pass).
+    #[default]
+    Overlap,
+    /// `cursor − d`: the sweep (`sync.sweep_window`), which finds changes that reached search late.
+    Back(Duration),
+    /// A fixed instant (`sync --since 2026-01-01T00:00:00Z`), for entities with a cursor or not.
+    At(chrono::DateTime<chrono::Utc>),
+    /// From the beginning (`sync --since all`).
+    All,
 }
 
 impl Default for SyncOptions {
@@ -41,6 +57,7 @@ impl Default for SyncOptions {
             overlap: Duration::from_secs(300),
             concurrency: 4,
             full: false,
+            start: Start::Overlap,
         }
     }
 }
@@ -141,6 +158,10 @@ pub struct Engine {
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     /// KiB of record text the passes may have queued for the writer together (`pages::QUEUED_KIB`).
     queued: Arc<tokio::sync::Semaphore>,
+    /// The `sync_runs` ids of this engine's passes now running. Read and changed only inside
+    /// writer jobs, which run one at a time, so a run begun beside another of the same key never
+    /// marks it interrupted.
+    live_runs: Arc<std::sync::Mutex<std::collections::BTreeSet<i64>>>,
 }
 
 /// What one pass reads: an entity, or one klass of kobjects.
@@ -196,7 +217,15 @@ impl Engine {
             progress: None,
             shutdown: None,
             queued: Arc::new(tokio::sync::Semaphore::new(pages::QUEUED_KIB as usize)),
+            live_runs: Arc::default(),
         }
+    }
+
+    /// The same engine, its incremental passes starting at `start` (the daemon's sweep).
+    pub fn starting(&self, start: Start) -> Engine {
+        let mut engine = self.clone();
+        engine.options.start = start;
+        engine
     }
 
     /// Stops passes between pages once `shutdown` turns true (an HTTP request in flight is
@@ -494,9 +523,17 @@ impl Engine {
     async fn pass(&self, target: Target, mode: Mode) -> PassReport {
         let started = Instant::now();
         let key = target.key.clone();
+        let live = self.live_runs.clone();
         let run_id = match self
             .writer
-            .call(move |s| s.begin_run(&key, mode))
+            .call(move |s| {
+                // A poisoned set only means a writer job panicked mid-insert of a plain integer.
+                let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
+                let ids: Vec<i64> = live.iter().copied().collect();
+                let id = s.begin_run(&key, mode, &ids)?;
+                live.insert(id);
+                Ok(id)
+            })
             .await
             .and_then(|r| r)
         {
@@ -534,6 +571,7 @@ impl Engine {
         // row gets the exact total when it finishes.
         let counter = Arc::new(AtomicU64::new(0));
         let work = async {
+            crate::failpoint::panic_if("pass", &target.key);
             match mode {
                 Mode::Incremental => search::run(self, &target, run_id, &mut tally).await,
                 Mode::Full => full::run(self, &target, run_id, &mut tally).await,
@@ -541,7 +579,21 @@ impl Engine {
                 Mode::Preflight => Ok(()),
             }
         };
-        let result = counted(counter.clone(), work).await;
+        // A panic inside the pass (a bug) ends it as failed, like any error: its run row is finished,
+        // its entity is free for the next run, and nothing else stops. Unwind safety: what the pass
+        // shares (the writer's channel, the client's atomics and mutexes, which recover from poison)
+        // stays consistent at any await point; the tally is only read for counts.
+        let result = counted(
+            counter.clone(),
+            std::panic::AssertUnwindSafe(work).catch_unwind(),
+        )
+        .await
+        .unwrap_or_else(|payload| {
+            Err(SyncError::Panicked {
+                entity: target.key.clone(),
+                message: error::panic_message(payload.as_ref()),
+            })
+        });
         tally.requests = counter.load(Ordering::Relaxed);
         let requests = tally.requests;
         let error = result.err();
@@ -558,6 +610,7 @@ impl Engine {
             }
         }
         let key = target.key.clone();
+        let live = self.live_runs.clone();
         let finished = self
             .writer
             .call(move |s| {
@@ -566,6 +619,9 @@ impl Engine {
                     (Some(m), false) => Outcome::Failed(m),
                     (None, false) => Outcome::Ok,
                 };
+                live.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&run_id);
                 s.finish_run(&key, run_id, mode, outcome, Some(requests))
             })
             .await

@@ -174,7 +174,7 @@ fn midpoint(lo: &str, hi: Option<&str>) -> Option<String> {
 }
 
 /// GETs every missing id: 404 → tombstone; still there → store it.
-async fn confirm_and_tombstone(
+pub(super) async fn confirm_and_tombstone(
     engine: &Engine,
     target: &Target,
     run_id: i64,

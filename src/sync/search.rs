@@ -10,8 +10,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::pages::{Batch, PageSink};
-use super::{Engine, SyncError, Tally, Target};
+use super::{Engine, Start, SyncError, Tally, Target};
 use crate::kustomer::Page;
+use crate::record::time;
 use crate::write::Cursor;
 
 /// Kustomer's hard cap on pages per search query.
@@ -73,6 +74,18 @@ fn clock_limited(target: &Target, page: &Page, last_at: &str) -> String {
     }
 }
 
+/// Names each record of `page` whose `updatedAt` is missing or not a timestamp: it is stored, but
+/// cannot move the cursor.
+fn warn_untimed(target: &Target, page: &Page) {
+    for r in page.records.iter().filter(|r| r.cursor_at.is_none()) {
+        tracing::warn!(
+            entity = %target.key, id = %r.id,
+            updated_at = r.updated_at.as_deref().unwrap_or("(missing or not a string)"),
+            "a record's attributes.updatedAt is not an RFC 3339 timestamp; it is stored, but the cursor is computed from the other records"
+        );
+    }
+}
+
 /// How many items recent pages cover when the pace is extrapolated (about 20 pages of 500).
 const RECENT_ITEMS: u64 = 10_000;
 
@@ -122,8 +135,14 @@ pub(super) fn expected_total(
 pub fn minus(at: &str, overlap: Duration) -> String {
     match chrono::DateTime::parse_from_rfc3339(at) {
         Ok(t) => {
-            let t = t.with_timezone(&chrono::Utc)
-                - chrono::Duration::from_std(overlap).unwrap_or_else(|_| chrono::Duration::zero());
+            // Saturating: a window reaching before the epoch (or out of chrono's range) starts at
+            // the epoch, which reads everything.
+            let back = chrono::Duration::from_std(overlap).unwrap_or(chrono::Duration::MAX);
+            let t = t
+                .with_timezone(&chrono::Utc)
+                .checked_sub_signed(back)
+                .filter(|t| t.timestamp() >= 0)
+                .unwrap_or(chrono::DateTime::UNIX_EPOCH);
             t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
         }
         Err(_) => at.to_string(),
@@ -158,17 +177,37 @@ async fn read(
         .await?;
     let page_size = engine.options.page_size.clamp(1, 500);
     // The anchor every query starts from, and the ids already stored at exactly that timestamp.
-    let (mut anchor, mut skip): (Option<String>, HashSet<String>) = match &state.cursor {
-        None => (None, HashSet::new()),
-        Some(cursor) if engine.options.overlap.is_zero() => (
-            Some(cursor.at.clone()),
-            cursor.ids.iter().cloned().collect(),
-        ),
-        Some(cursor) => (
-            Some(minus(&cursor.at, engine.options.overlap)),
-            HashSet::new(),
-        ),
+    // A saved cursor that is not a timestamp (an older version let a bad `updatedAt` in) would be
+    // refused by every search: it is dropped, and the pass reads from the start (unchanged records
+    // write nothing).
+    let saved = state.cursor.as_ref().and_then(|c| match time::normal(&c.at) {
+        Some(at) => Some((at, &c.ids)),
+        None => {
+            tracing::warn!(
+                entity = %target.key, cursor = %c.at,
+                "the saved cursor is not a timestamp; reading this entity from the start to replace it"
+            );
+            None
+        }
+    });
+    let back = match engine.options.start {
+        Start::Overlap => Some(engine.options.overlap),
+        Start::Back(d) => Some(d),
+        Start::At(_) | Start::All => None,
     };
+    let (mut anchor, mut skip): (Option<String>, HashSet<String>) =
+        match (engine.options.start, saved) {
+            (Start::All, _) => (None, HashSet::new()),
+            (Start::At(t), _) => (
+                Some(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+                HashSet::new(),
+            ),
+            (_, None) => (None, HashSet::new()),
+            (_, Some((at, ids))) if back.is_some_and(|d| d.is_zero()) => {
+                (Some(at), ids.iter().cloned().collect())
+            }
+            (_, Some((at, _))) => (Some(minus(&at, back.unwrap_or_default())), HashSet::new()),
+        };
     // Items set aside at exactly the anchor, by text: the re-anchored query serves them again, and
     // they are quarantined (and counted) once per pass.
     let mut skip_rejected: HashSet<String> = HashSet::new();
@@ -215,32 +254,46 @@ async fn read(
             sink.send(batch, tally).await?;
             return Ok(());
         }
-        // Where the page ends: the latest updatedAt served on it (results come sorted by it).
+        warn_untimed(target, &page);
+        // Quarantined items' `updatedAt`, in normal form where it is a timestamp.
+        let rejected_at: Vec<Option<String>> = page
+            .rejected
+            .iter()
+            .map(|r| r.updated_at.as_deref().and_then(time::normal))
+            .collect();
+        // Where the page ends: the latest valid updatedAt served on it (results come sorted by it).
         let last_at = page
             .records
             .iter()
-            .filter_map(|r| r.updated_at.as_deref())
-            .chain(page.rejected.iter().filter_map(|r| r.updated_at.as_deref()))
+            .filter_map(|r| r.cursor_at.as_deref())
+            .chain(rejected_at.iter().filter_map(Option::as_deref))
             .max()
             .map(str::to_string);
         let Some(last_at) = last_at else {
-            let id = page
-                .records
-                .first()
-                .map(|r| r.id.as_str())
-                .unwrap_or("(unreadable)");
-            return Err(SyncError::data(
-                &target.key,
-                format!(
-                    "no record on search page {page_no} has attributes.updatedAt (first: {id}), so it cannot be synced incrementally; please report this"
-                ),
-            ));
+            // Not one valid timestamp on the page: store it, move no cursor, and read the next page
+            // of the same query (the records are found again by the next pass's query if need be).
+            served_in_query += fetched;
+            let batch = Batch {
+                records: page.records,
+                rejected: page.rejected,
+                source,
+                requests,
+                fetched,
+                cursor: None,
+                expected: None,
+            };
+            sink.send(batch, tally).await?;
+            if page.next.is_none() {
+                return Ok(());
+            }
+            page_no += 1;
+            continue;
         };
         if recent.is_empty()
             && let Some(first) = page
                 .records
                 .iter()
-                .filter_map(|r| r.updated_at.clone())
+                .filter_map(|r| r.cursor_at.clone())
                 .min()
         {
             recent.push_back((0, first));
@@ -249,7 +302,7 @@ async fn read(
         let ids_at = |at: &str| -> Vec<String> {
             page.records
                 .iter()
-                .filter(|r| r.updated_at.as_deref() == Some(at))
+                .filter(|r| r.cursor_at.as_deref() == Some(at))
                 .map(|r| r.id.clone())
                 .collect()
         };
@@ -272,20 +325,23 @@ async fn read(
         let fresh: Vec<_> = page
             .records
             .into_iter()
-            .filter(|r| !(r.updated_at.as_deref() == anchor.as_deref() && skip.contains(&r.id)))
+            .filter(|r| !(r.cursor_at.as_deref() == anchor.as_deref() && skip.contains(&r.id)))
             .collect();
         let rejected_at_last: Vec<String> = page
             .rejected
             .iter()
-            .filter(|r| r.updated_at.as_deref() == Some(last_at.as_str()))
-            .map(|r| r.raw.clone())
+            .zip(&rejected_at)
+            .filter(|(_, at)| at.as_deref() == Some(last_at.as_str()))
+            .map(|(r, _)| r.raw.clone())
             .collect();
         let rejected: Vec<_> = page
             .rejected
             .into_iter()
-            .filter(|r| {
-                !(r.updated_at.as_deref() == anchor.as_deref() && skip_rejected.contains(&r.raw))
+            .zip(rejected_at)
+            .filter(|(r, at)| {
+                !(at.as_deref() == anchor.as_deref() && skip_rejected.contains(&r.raw))
             })
+            .map(|(r, _)| r)
             .collect();
         let next = page.next.clone();
         // Every query counts from its anchor, boundary records included, so the pass serves what
