@@ -56,9 +56,28 @@ pub fn column_for(name: &str) -> (String, Kind, &'static str) {
     (out, kind, suffix)
 }
 
+/// The longest identifier: PostgreSQL's limit (63 bytes; it cuts longer names silently, so two long
+/// names could become one), applied on SQLite too so that both schemas name things alike.
+pub const MAX_IDENTIFIER: usize = 63;
+
+/// `base` (already of `[a-z0-9_]`) bounded to [`MAX_IDENTIFIER`] bytes: a longer one is cut and
+/// ends in `_` and 8 hex digits of a hash of `exact` (the name it was made from, exactly as served),
+/// so two names that share their first 63 bytes stay apart, and a name's identifier depends on that
+/// name alone.
+pub fn bounded(base: &str, exact: &str) -> String {
+    if base.len() <= MAX_IDENTIFIER {
+        return base.to_string();
+    }
+    let hash = xxhash_rust::xxh3::xxh3_64(exact.as_bytes()) >> 32;
+    // The base is ASCII, so any byte index is a character boundary.
+    let keep = MAX_IDENTIFIER - 9;
+    format!("{}_{hash:08x}", &base[..keep])
+}
+
 /// The columns of a view showing `names`, in name order: (attribute name, column, kind). Columns
 /// that would collide keep their suffix; any still taken (or reserved: `id`, `updated_at`,
-/// `deleted_at`, `klass`) get `_` appended.
+/// `deleted_at`, `klass`) get `_` appended. Every column is at most [`MAX_IDENTIFIER`] bytes of
+/// `[a-z0-9_]` and unique within the view, whatever the names hold.
 pub fn columns(names: &BTreeSet<String>) -> Vec<(String, String, Kind)> {
     let reserved = ["id", "updated_at", "deleted_at", "klass"];
     let mut used: BTreeSet<String> = reserved.iter().map(|s| s.to_string()).collect();
@@ -72,13 +91,22 @@ pub fn columns(names: &BTreeSet<String>) -> Vec<(String, String, Kind)> {
     let mut out = Vec::new();
     for (name, col, kind, suffix) in &planned {
         let clash = planned.iter().filter(|(_, c, _, _)| c == col).count() > 1;
-        let mut column = if clash && !suffix.is_empty() {
+        let base = if clash && !suffix.is_empty() {
             format!("{col}_{suffix}")
         } else {
             col.clone()
         };
+        let mut column = bounded(&base, name);
+        let mut tries = 0u32;
         while used.contains(&column) {
-            column.push('_');
+            tries += 1;
+            // Short names take another `_`; a cut one (its hash collided) hashes the name again
+            // with the count of tries, which ends: each try is a new hash.
+            column = if base.len() + tries as usize <= MAX_IDENTIFIER {
+                format!("{base}{}", "_".repeat(tries as usize))
+            } else {
+                bounded(&format!("{base}_"), &format!("{name}\u{0}{tries}"))
+            };
         }
         used.insert(column.clone());
         out.push((name.clone(), column, *kind));
@@ -86,10 +114,20 @@ pub fn columns(names: &BTreeSet<String>) -> Vec<(String, String, Kind)> {
     out
 }
 
-/// An attribute name as a view knows it: a JSON path quotes the key, so a `"` inside cannot be
-/// addressed and is dropped, in the path and the name alike.
-pub fn view_key(name: &str) -> String {
-    name.replace('"', "")
+/// `name` as the inside of a JSON string: `"` and `\` escaped, control characters (NUL included)
+/// as `\u00XX`, everything else as is. SQLite reads such escapes in a quoted key of a JSON path,
+/// so any attribute name (dots, brackets, `$`, quotes included) can be addressed.
+pub fn json_key(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '"' => out.push_str("\\u0022"),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The custom view of `table` (of `klass` for kobjects); `None` for tables without custom attributes.
@@ -116,12 +154,21 @@ pub fn view_name(table: &str, klass: Option<&str>) -> Option<String> {
                     }
                 })
                 .collect();
-            if plain {
-                Some(format!("{table}_{safe}_custom"))
+            // The `_custom` suffix is kept whole; the rest is bounded like any identifier.
+            let room = MAX_IDENTIFIER - "_custom".len();
+            let stem = if plain {
+                format!("{table}_{safe}")
             } else {
                 let hash = xxhash_rust::xxh3::xxh3_64(k.as_bytes());
-                Some(format!("{table}_{safe}_{:08x}_custom", hash >> 32))
-            }
+                format!("{table}_{safe}_{:08x}", hash >> 32)
+            };
+            let stem = if stem.len() <= room {
+                stem
+            } else {
+                let hash = xxhash_rust::xxh3::xxh3_64(k.as_bytes()) >> 32;
+                format!("{}_{hash:08x}", &stem[..room - 9])
+            };
+            Some(format!("{stem}_custom"))
         }
         (true, None) => None,
         (false, _) => Some(format!("{table}_custom")),

@@ -36,7 +36,13 @@ pub fn connect(settings: &PgSettings) -> Result<postgres::Client, PgError> {
     }
     // Every session of the mirror (writer, reader, reconnects) works in its schema: statements name
     // tables unqualified. The schema name is a plain identifier (checked when the config loads).
-    let path = format!("-c search_path={}", settings.schema);
+    // standard_conforming_strings is pinned on: the DDL of the custom views quotes names from the
+    // data as '…' literals with doubled quotes, which a role or database set to `off` would read
+    // with backslash escapes, letting a name end its literal.
+    let path = format!(
+        "-c search_path={} -c standard_conforming_strings=on",
+        settings.schema
+    );
     let options = match config.get_options() {
         Some(given) if !given.is_empty() => format!("{given} {path}"),
         _ => path,
@@ -46,6 +52,8 @@ pub fn connect(settings: &PgSettings) -> Result<postgres::Client, PgError> {
     // dropped network) instead of waiting on it for hours.
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(60));
+    config.keepalives_interval(Duration::from_secs(10));
+    config.keepalives_retries(3);
     config.ssl_mode(match settings.sslmode {
         SslMode::Disable => ClientSslMode::Disable,
         SslMode::Prefer => ClientSslMode::Prefer,

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use postgres::GenericClient;
 
-use crate::custom::{self, Kind, view_key};
+use crate::custom::{self, Kind};
 use crate::record::Record;
 
 /// SQL string literal.
@@ -57,7 +57,7 @@ fn names(
     let rows = c.query(&sql, &[&klass])?;
     Ok(rows
         .iter()
-        .map(|r| view_key(r.get::<_, &str>(0)))
+        .map(|r| r.get::<_, &str>(0).to_string())
         .filter(|n| usable(n))
         .collect())
 }
@@ -116,6 +116,13 @@ fn write(
             tracing::warn!(view = %view, "a reader held the custom attribute view; it is updated with a later page");
             return Ok(false);
         }
+        // A view is a convenience: one that cannot be built never fails the rows it shows. The
+        // page commits without it, and a later page (or the sync's end) tries again.
+        Err(e) if e.as_db_error().is_some() => {
+            c.batch_execute("ROLLBACK TO SAVEPOINT km_view")?;
+            tracing::warn!(view = %view, error = %e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string()), "could not build the custom attribute view; the rows are stored, and the view is tried again with a later page");
+            return Ok(false);
+        }
         Err(e) => return Err(e),
     }
     c.execute("SELECT set_config('lock_timeout', $1, true)", &[&before])?;
@@ -167,9 +174,8 @@ pub fn plan_page(
     let mut wanted = base.clone();
     for record in records {
         for name in &record.custom {
-            let key = view_key(name);
-            if usable(&key) {
-                wanted.insert(key);
+            if usable(name) {
+                wanted.insert(name.clone());
             }
         }
     }

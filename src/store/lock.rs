@@ -3,7 +3,7 @@
 //! the same entities twice. The kernel drops the lock when the process ends, even by SIGKILL, so a
 //! lock is never stale. Readers (BI tools, `status`) never look at it.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -116,16 +116,10 @@ pub fn held(db: &Path) -> Option<bool> {
 fn open(db: &Path) -> Result<(File, PathBuf), LockError> {
     let path = lock_path(db);
     // Not truncated on open: the holder's pid must stay readable for the one who is refused.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|source| LockError::Io {
-            path: path.clone(),
-            source,
-        })?;
+    let file = super::mode::open_or_create(&path).map_err(|source| LockError::Io {
+        path: path.clone(),
+        source,
+    })?;
     Ok((file, path))
 }
 

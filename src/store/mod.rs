@@ -9,6 +9,7 @@ pub mod bulk;
 mod checkpoint;
 pub mod lock;
 mod migrate;
+mod mode;
 pub mod runs;
 pub mod views;
 
@@ -182,6 +183,14 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
+        // Created 0640 whatever the umask: a mirror of customers' PII is never world-readable.
+        mode::create(&path).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("cannot create the database file: {e}")),
+            ),
+        })?;
         let conn = Connection::open_with_flags(&path, flags).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         conn.execute_batch("PRAGMA page_size = 8192")

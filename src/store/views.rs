@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreError;
 pub use crate::custom::view_name;
-use crate::custom::{self, Kind, view_key};
+use crate::custom::{self, Kind};
 use crate::record::Record;
 
 /// SQL string literal.
@@ -29,10 +29,11 @@ fn quote(text: &str) -> String {
 pub fn view_sql(view: &str, table: &str, klass: Option<&str>, names: &BTreeSet<String>) -> String {
     let mut columns = Vec::new();
     for (name, column, kind) in custom::columns(names) {
-        // The JSON path quotes the key, so any attribute name is safe inside it.
+        // The JSON path quotes the key, with JSON escapes for quotes, backslashes and control
+        // characters, so any attribute name is addressed exactly and the SQL holds no NUL.
         let path = quote(&format!(
             "$.attributes.custom.\"{}\"",
-            name.replace('"', "")
+            custom::json_key(&name)
         ));
         let expr = format!("json_extract(data, {path})");
         // Times stay text in SQLite (its date functions read ISO-8601 text).
@@ -77,7 +78,7 @@ fn names(
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([klass], |r| r.get::<_, String>(0))?;
-    rows.map(|name| name.map(|n| view_key(&n))).collect()
+    rows.collect()
 }
 
 /// The attribute names a view made by [`view_sql`] shows, read back from its SQL; `None` when the
@@ -161,13 +162,28 @@ pub fn plan_page(
     for record in records {
         for name in &record.custom {
             if !wanted.contains(name.as_str()) {
-                wanted.insert(view_key(name));
+                wanted.insert(name.clone());
             }
         }
     }
     let sql = view_sql(&view, table, klass, &wanted);
     if current.as_deref() != Some(sql.as_str()) {
-        conn.execute_batch(&format!("DROP VIEW IF EXISTS \"{view}\"; {sql};"))?;
+        // A view is a convenience: one that cannot be built never fails the rows it shows. The
+        // page commits without it, and the sync's end (or a later page) tries again.
+        let built = conn.execute_batch(&format!(
+            "SAVEPOINT km_view; DROP VIEW IF EXISTS \"{view}\"; {sql}; RELEASE km_view;"
+        ));
+        if let Err(e) = built {
+            conn.execute_batch("ROLLBACK TO km_view; RELEASE km_view;")?;
+            tracing::warn!(view = %view, error = %e, "could not build the custom attribute view; the rows are stored, and the view is tried again when the sync ends");
+            return Ok(Some(PagePlan {
+                view,
+                table: table.to_string(),
+                klass: klass.map(str::to_string),
+                names: base,
+                rescan: true,
+            }));
+        }
         tracing::info!(view = %view, columns = wanted.len(), "custom attribute view updated");
     }
     Ok(Some(PagePlan {
