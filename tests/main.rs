@@ -19,6 +19,7 @@ mod custom_views;
 mod daemon;
 mod exact;
 mod fake_api;
+mod hostile;
 mod indexes;
 mod membrane;
 mod pg_faults;

@@ -3,6 +3,7 @@
 //! for the binary's processes (a fake-api to kill, SIGTERM, tools CI must have).
 #![allow(dead_code)]
 
+pub mod bend;
 pub mod pg;
 pub mod process;
 
