@@ -3,7 +3,7 @@
 
 use kustomer_mirror::record::Record;
 use kustomer_mirror::store::Store;
-use kustomer_mirror::store::apply::{Cursor, PageWrite, apply_page, tombstone_unseen};
+use kustomer_mirror::store::apply::{Cursor, PageWrite, apply_page, tombstone_ids};
 use kustomer_mirror::store::runs::{Mode, begin_run, read_state};
 use serde_json::json;
 
@@ -150,8 +150,8 @@ fn a_record_deleted_upstream_becomes_a_tombstone_with_a_delete_entry() {
     deleted.deleted = true;
     let applied = apply_page(&mut store, &page(run, vec![deleted], None)).unwrap();
     assert_eq!(applied.deleted, 1);
-    let n = tombstone_unseen(&mut store, "conversations", None, run, &["a".to_string()]).unwrap();
-    assert_eq!(n, 1, "b was not seen");
+    let n = tombstone_ids(&mut store, "conversations", run, &["b".to_string()]).unwrap();
+    assert_eq!(n, 1, "b is gone upstream");
     let live: i64 = store
         .conn()
         .query_row(

@@ -35,15 +35,6 @@ impl Destination for Counting {
         });
         result
     }
-    fn tombstone_unseen(
-        &mut self,
-        table: &'static str,
-        klass: Option<&str>,
-        run_id: i64,
-        seen: &[String],
-    ) -> Result<u64, Error> {
-        self.inner.tombstone_unseen(table, klass, run_id, seen)
-    }
     fn tombstone_ids(
         &mut self,
         table: &'static str,

@@ -636,3 +636,40 @@ async fn the_mirror_files_are_0640_whatever_the_umask() {
     }
     assert!(checked >= 2, "the database and its lock file: {checked}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn companies_on_the_full_refresh_fallback_follow_the_full_refresh_schedule() {
+    let mut options = kustomer_mirror::fake::FakeOptions::new(7, Scale::Small, KEY);
+    options.company_search = false;
+    let fake = fake_with(options).await;
+    let db = Db::sqlite();
+    let runs = |entity: &str, mode: &str| {
+        db.try_query(&format!(
+            "SELECT count(*) FROM sync_runs WHERE entity = '{entity}' AND mode = '{mode}' AND status = 'ok'"
+        ))
+        .and_then(|r| r[0][0].clone())
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or(0)
+    };
+    daemon_until(
+        &fake.base_url(),
+        &db,
+        &[
+            ("KUSTOMER_MIRROR__SYNC__ENTITIES", "companies,customers"),
+            // The full refresh at start, then not before next New Year.
+            (
+                "KUSTOMER_MIRROR__SYNC__FULL_REFRESH_SCHEDULE",
+                "0 0 0 1 1 *",
+            ),
+        ],
+        Duration::from_secs(60),
+        || runs("customers", "incremental") >= 4,
+    )
+    .await;
+    // Four incremental ticks went by; companies were refreshed once, at start.
+    assert_eq!(runs("companies", "full"), 1);
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM companies"),
+        fake.handle().count("companies") as i64
+    );
+}

@@ -43,6 +43,8 @@ args = sys.argv[1:]
 home = os.environ["HOME"]
 with open(os.path.join(home, "argv.log"), "a") as log:
     log.write(json.dumps(args) + "\n")
+with open(os.path.join(home, "env.log"), "a") as log:
+    log.write(json.dumps(dict(os.environ)) + "\n")
 if len(args) < 3 or args[0] != "request":
     print("usage: membrane request <connection> <path>", file=sys.stderr)
     sys.exit(2)
@@ -374,4 +376,56 @@ async fn no_membrane_secret_or_token_leaks_into_logs_status_or_the_database(db) 
     assert_eq!(dump, 0);
     assert!(scalar(&db, "SELECT COUNT(*) FROM customers") > 0);
 }
+}
+
+on_every_destination! {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_cli_child_gets_a_clean_environment_without_the_mirrors_secrets(db) {
+        if !tool_available("python3", "the fake membrane CLI") {
+            eprintln!("python3 missing: skipping");
+            return;
+        }
+        let server = membrane_fake().await;
+        let tmp = tempfile::tempdir().unwrap();
+        fake_cli(tmp.path(), &server.base_url());
+        let leaked_secret = "workspace-secret-that-must-stay-home";
+        let out = {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_kustomer-mirror"));
+            cmd.env_clear()
+                .env(
+                    "PATH",
+                    format!(
+                        "{}:{}",
+                        tmp.path().join("bin").display(),
+                        std::env::var("PATH").unwrap_or_default()
+                    ),
+                )
+                .env("HOME", tmp.path().join("home"))
+                .env("XDG_CONFIG_HOME", tmp.path().join("home/.config"))
+                .envs(db.env())
+                .env("MEMBRANE_WORKSPACE_SECRET", leaked_secret)
+                .env("KUSTOMER_API_KEY", "an-api-key-the-cli-must-not-see")
+                .env("KUSTOMER_MIRROR__SYNC__REQUESTS_PER_MINUTE", "100000")
+                .env("KUSTOMER_MIRROR__SYNC__SEARCH_REQUESTS_PER_MINUTE", "10000")
+                .env("KUSTOMER_MIRROR__KUSTOMER__TRANSPORT", "membrane-cli")
+                .env("KUSTOMER_MIRROR__MEMBRANE__CONNECTION_ID", CONNECTION)
+                .args(["sync", "--entity", "teams"]);
+            cmd.output().unwrap()
+        };
+        assert!(out.status.success(), "{}", text(&out));
+        let log = std::fs::read_to_string(tmp.path().join("home/env.log")).unwrap();
+        let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+        let names: Vec<&str> = first.as_object().unwrap().keys().map(String::as_str).collect();
+        assert!(names.contains(&"PATH") && names.contains(&"HOME") && names.contains(&"XDG_CONFIG_HOME"), "{names:?}");
+        for name in &names {
+            assert!(
+                !name.starts_with("KUSTOMER") && !name.starts_with("MEMBRANE"),
+                "{name} reached the CLI: {names:?}"
+            );
+        }
+        assert!(!log.contains(leaked_secret), "{log}");
+        if let Some(url) = db.url() {
+            assert!(!log.contains(&url), "the database URL reached the CLI");
+        }
+    }
 }

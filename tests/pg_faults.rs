@@ -213,8 +213,8 @@ async fn a_second_mirror_on_the_same_schema_is_refused_and_another_schema_is_not
         let mut client = cluster.client(&name);
         let held: bool = client
             .query_one(
-                "SELECT pg_try_advisory_lock(x'6b6d6972'::int, hashtext('kustomer'))",
-                &[],
+                "SELECT pg_try_advisory_lock($1)",
+                &[&kustomer_mirror::pg::lock_key("kustomer")],
             )
             .unwrap()
             .get(0);
@@ -633,4 +633,101 @@ async fn a_connection_lost_during_commit_neither_loses_nor_recounts_the_batch() 
         scalar(&db, "SELECT COUNT(*) FROM change_log WHERE op = 'insert'"),
         upstream
     );
+}
+
+/// A TCP proxy in front of PostgreSQL that plays a network dropping without a FIN: on the first
+/// connection that sends a `COPY`, the client's side is closed (the mirror sees the connection
+/// lost) while the server's side stays open and silent, so its backend still holds the schema's
+/// lock, as after a half-open connection. Later connections pass through.
+struct HalfOpener {
+    port: u16,
+    fired: Arc<AtomicBool>,
+}
+
+impl HalfOpener {
+    fn start(server_port: u16) -> HalfOpener {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fired = Arc::new(AtomicBool::new(false));
+        let flag = fired.clone();
+        // Server sides kept open (never closed) for the whole test.
+        let kept: Arc<std::sync::Mutex<Vec<TcpStream>>> = Arc::default();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Ok(mut server) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                    return;
+                };
+                let (mut client_r, mut server_w) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (flag, kept) = (flag.clone(), kept.clone());
+                let gone = Arc::new(AtomicBool::new(false));
+                let gone_w = gone.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client_r.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        if chunk.windows(5).any(|w| w == b"COPY ")
+                            && !flag.swap(true, Ordering::SeqCst)
+                        {
+                            // The client's side goes; the server's stays open and hears nothing.
+                            gone_w.store(true, Ordering::SeqCst);
+                            kept.lock().unwrap().push(server_w);
+                            let _ = client_r.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        if server_w.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_w.shutdown(Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match server.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if gone.load(Ordering::SeqCst) || client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        HalfOpener { port, fired }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_half_open_connection_the_old_session_is_ended_and_the_sync_goes_on() {
+    let Some(db) = Db::postgres() else { return };
+    let pg = db.pg.as_ref().unwrap();
+    let opener = HalfOpener::start(pg.cluster.port());
+    let url = pg.cluster.url(&pg.name).replace(
+        &format!(":{}/", pg.cluster.port()),
+        &format!(":{}/", opener.port),
+    );
+    let server = fake(Scale::Small).await;
+    let out = sync_with(&server, &db, &[("KUSTOMER_MIRROR__DATABASE__URL", url)]).await;
+    let all = text(&out);
+    assert!(
+        opener.fired.load(Ordering::SeqCst),
+        "no connection was cut:\n{all}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("lost the connection to PostgreSQL"), "{all}");
+    assert!(
+        all.contains("ended this mirror's previous PostgreSQL session"),
+        "{all}"
+    );
+    assert!(!all.contains(SUPERUSER_PASSWORD), "{all}");
+    assert_mirror_equals_fake(&db, &server.handle());
 }

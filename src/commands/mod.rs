@@ -158,6 +158,7 @@ pub fn engine_on(
             concurrency: settings.sync.concurrency as usize,
             full,
             start: crate::sync::Start::Overlap,
+            fallback: crate::sync::Fallback::Either,
         },
     ))
 }

@@ -16,7 +16,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::Settings;
 use crate::entity::{self, Entity, Strategy};
-use crate::sync::{Engine, Start, SyncReport};
+use crate::sync::{Engine, Fallback, Start, SyncReport};
 
 /// How long a stop may wait for passes to reach a page boundary before they are abandoned (still
 /// safe: an abandoned page's transaction never committed).
@@ -55,6 +55,9 @@ enum Kind {
     Reconcile,
     /// An incremental pass from `cursor − sync.sweep_window` (changes that reached search late).
     Sweep,
+    /// The full refresh of an entity that fell back from search (companies when the org refuses
+    /// company search), on the full-refresh schedule; its `Sync` ticks then do nothing.
+    Refresh,
 }
 
 /// One cron job: a schedule and the entities it runs.
@@ -101,6 +104,20 @@ fn plans(settings: &Settings) -> Result<Vec<Plan>, DaemonError> {
             entities,
         })
         .collect();
+    let fallible: Vec<_> = chosen
+        .iter()
+        .copied()
+        .filter(|e| {
+            e.strategy == Strategy::SearchOrFull && !settings.sync.schedules.contains_key(e.name)
+        })
+        .collect();
+    if !fallible.is_empty() {
+        plans.push(Plan {
+            cron: settings.sync.full_refresh_schedule.clone(),
+            kind: Kind::Refresh,
+            entities: fallible,
+        });
+    }
     let searchable: Vec<_> = chosen
         .iter()
         .copied()
@@ -222,9 +239,10 @@ pub async fn run(
         .start()
         .await
         .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
-    // The first pass at start: every sync job once (the reconcile waits for its schedule).
+    // The first pass at start: every sync and fallback refresh job once (the sweep and the reconcile
+    // wait for their schedules).
     for (i, plan) in plans.iter().enumerate() {
-        if plan.kind == Kind::Sync {
+        if matches!(plan.kind, Kind::Sync | Kind::Refresh) {
             let _ = ticks.try_send(i);
         }
     }
@@ -244,8 +262,12 @@ pub async fn run(
                 for e in &plan.entities {
                     // A sweep is a sync from further back: never beside a sync of the same entity.
                     let busy = match plan.kind {
-                        Kind::Sync | Kind::Sweep => running.contains(&(e.name, Kind::Sync)) || running.contains(&(e.name, Kind::Sweep)),
-                        Kind::Reconcile => running.contains(&(e.name, Kind::Reconcile)),
+                        // A fallback refresh and a search-only sync never both do work (each is a
+                        // no-op under the other strategy), so they may run side by side.
+                        Kind::Sync | Kind::Sweep => [Kind::Sync, Kind::Sweep]
+                            .iter()
+                            .any(|k| running.contains(&(e.name, *k))),
+                        Kind::Refresh | Kind::Reconcile => running.contains(&(e.name, plan.kind)),
                     };
                     if busy {
                         tracing::info!(entity = e.name, "previous run still going; skipping this tick");
@@ -258,12 +280,24 @@ pub async fn run(
                     running.insert((e.name, plan.kind));
                     let (engine, semaphore, entity, kind) = (engine.clone(), semaphore.clone(), *e, plan.kind);
                     let sweep_window = settings.sync.sweep_window;
+                    let own_schedule = settings.sync.schedules.contains_key(e.name);
                     let task = passes.spawn(async move {
                         let _permit = semaphore.acquire_owned().await;
                         let report = match kind {
+                            // An entity with its own [schedules] entry runs whichever strategy applies.
+                            Kind::Sync if entity.strategy == Strategy::SearchOrFull && !own_schedule => {
+                                engine.with_fallback(Fallback::SearchOnly).run(&[entity]).await
+                            }
                             Kind::Sync => engine.run(&[entity]).await,
+                            Kind::Refresh => engine.with_fallback(Fallback::RefreshOnly).run(&[entity]).await,
                             Kind::Reconcile => engine.reconcile(&[entity]).await,
-                            Kind::Sweep => engine.starting(Start::Back(sweep_window)).run(&[entity]).await,
+                            Kind::Sweep => {
+                                engine
+                                    .starting(Start::Back(sweep_window))
+                                    .with_fallback(Fallback::SearchOnly)
+                                    .run(&[entity])
+                                    .await
+                            }
                         };
                         (entity.name, kind, report)
                     });

@@ -106,15 +106,6 @@ pub trait Destination: Send {
         deadline: Option<std::time::Instant>,
     ) -> Result<Vec<Applied>, Error>;
 
-    /// After a complete full read: tombstones the live rows of `table` (of `klass`) not in `seen`.
-    fn tombstone_unseen(
-        &mut self,
-        table: &'static str,
-        klass: Option<&str>,
-        run_id: i64,
-        seen: &[String],
-    ) -> Result<u64, Error>;
-
     /// Tombstones the given ids (hard deletes confirmed by a 404).
     fn tombstone_ids(
         &mut self,

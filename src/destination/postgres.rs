@@ -42,19 +42,6 @@ impl Destination for Pg {
         })?)
     }
 
-    fn tombstone_unseen(
-        &mut self,
-        table: &'static str,
-        klass: Option<&str>,
-        run_id: i64,
-        seen: &[String],
-    ) -> Result<u64, Error> {
-        let context = format!("tombstoning {table} rows missing upstream (run {run_id})");
-        Ok(self.with(&context, |c, _| {
-            apply::tombstone_unseen(c, table, klass, run_id, seen)
-        })?)
-    }
-
     fn tombstone_ids(
         &mut self,
         table: &'static str,

@@ -18,16 +18,6 @@ impl Destination for Store {
         Ok(apply::apply_pages(self, pages, deadline)?)
     }
 
-    fn tombstone_unseen(
-        &mut self,
-        table: &'static str,
-        klass: Option<&str>,
-        run_id: i64,
-        seen: &[String],
-    ) -> Result<u64, Error> {
-        Ok(apply::tombstone_unseen(self, table, klass, run_id, seen)?)
-    }
-
     fn tombstone_ids(
         &mut self,
         table: &'static str,

@@ -158,11 +158,14 @@ mod tests {
         // Far past, as epoch seconds or milliseconds: no wait.
         assert_eq!(ratelimit_reset("1000000000", now()), secs(0));
         assert_eq!(ratelimit_reset("100000000000", now()), secs(0));
-        // Absurd values saturate (the limiter caps them), they do not overflow.
-        assert_eq!(
-            ratelimit_reset("99999999999999999999", now()),
-            Some(far_future().duration_since(now()).unwrap())
+        // Absurd values come out absurd (the limiter caps them); nothing overflows.
+        let absurd = ratelimit_reset("99999999999999999999", now()).unwrap();
+        assert!(
+            absurd > Duration::from_secs(1_000_000_000_000),
+            "{absurd:?}"
         );
+        // Beyond any float: unreadable, which holds one window.
+        assert_eq!(ratelimit_reset(&"9".repeat(400), now()), None);
         assert_eq!(ratelimit_reset("999999999", now()), secs(999_999_999));
     }
 

@@ -585,37 +585,6 @@ fn quarantine<'a>(
     Ok(n)
 }
 
-/// Tombstones the live rows of `table` (of `klass`) not in `seen`, in one transaction (after a
-/// complete, successful full read).
-pub fn tombstone_unseen(
-    c: &mut Client,
-    table: &'static str,
-    klass: Option<&str>,
-    run_id: i64,
-    seen: &[String],
-) -> Result<u64, postgres::Error> {
-    let mut tx = c.transaction()?;
-    let missing: Vec<String> = tx
-        .query(
-            &format!(
-                "SELECT t.id FROM {table} t LEFT JOIN unnest($1::text[]) AS s(id) ON s.id = t.id \
-                 WHERE s.id IS NULL AND t.deleted_at IS NULL AND {}",
-                if klass.is_some() {
-                    "t.klass = $2"
-                } else {
-                    "$2::text IS NULL"
-                }
-            ),
-            &[&seen, &klass],
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let n = tombstone_in(&mut tx, table, run_id, &missing)?;
-    tx.commit()?;
-    Ok(n)
-}
-
 /// Tombstones the given ids (hard deletes confirmed by a 404), in one transaction.
 pub fn tombstone_ids(
     c: &mut Client,

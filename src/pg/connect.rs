@@ -18,8 +18,23 @@ use crate::config::{PgSettings, SslMode};
 /// How long connecting may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The `application_name` the mirror's sessions show in `pg_stat_activity`.
+/// The `application_name` the mirror's sessions show in `pg_stat_activity` (followed by this
+/// process's tag, see [`own_application_name`]).
 pub const APPLICATION_NAME: &str = "kustomer-mirror";
+
+/// This process's sessions' `application_name`: [`APPLICATION_NAME`], the pid and a random tag, so a
+/// session of this very process (left holding the schema's lock by a connection that dropped without
+/// a FIN) can be told from any other mirror's.
+pub fn own_application_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        format!(
+            "{APPLICATION_NAME} {}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        )
+    })
+}
 
 /// Opens a session to the server `settings` names.
 pub fn connect(settings: &PgSettings) -> Result<postgres::Client, PgError> {
@@ -32,7 +47,7 @@ pub fn connect(settings: &PgSettings) -> Result<postgres::Client, PgError> {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     if config.get_application_name().is_none() {
-        config.application_name(APPLICATION_NAME);
+        config.application_name(own_application_name());
     }
     // Every session of the mirror (writer, reader, reconnects) works in its schema: statements name
     // tables unqualified. The schema name is a plain identifier (checked when the config loads).
@@ -54,6 +69,9 @@ pub fn connect(settings: &PgSettings) -> Result<postgres::Client, PgError> {
     config.keepalives_idle(Duration::from_secs(60));
     config.keepalives_interval(Duration::from_secs(10));
     config.keepalives_retries(3);
+    // Data sent and not acknowledged for this long means the peer is gone (a half-open connection):
+    // the statement fails instead of waiting for TCP's own retransmissions (up to ~15 minutes).
+    config.tcp_user_timeout(Duration::from_secs(30));
     config.ssl_mode(match settings.sslmode {
         SslMode::Disable => ClientSslMode::Disable,
         SslMode::Prefer => ClientSslMode::Prefer,

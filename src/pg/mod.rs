@@ -33,9 +33,6 @@ const RECONNECT_FOR: Duration = Duration::from_secs(60);
 /// How long opening waits for a lock whose holder may be a mirror that is just exiting.
 const LOCK_GRACE: Duration = Duration::from_secs(3);
 
-/// The advisory lock's first key: "kmir" in ASCII, so other applications' locks do not collide.
-pub(crate) const LOCK_CLASS: i32 = 0x6b6d_6972;
-
 /// The writer's session and what it knows between pages.
 pub struct Pg {
     settings: PgSettings,
@@ -153,7 +150,7 @@ impl Pg {
                 delay = (delay * 2).min(Duration::from_secs(5));
                 match connect::connect(&self.settings) {
                     Ok(mut client) => {
-                        lock(&mut client, &self.settings, false)?;
+                        lock_again(&mut client, &self.settings)?;
                         self.client = client;
                         // What the views know may predate a transaction that never committed.
                         self.state.views.forget();
@@ -175,17 +172,78 @@ pub(crate) fn schema_ident(settings: &PgSettings) -> String {
     format!("\"{}\"", settings.schema.replace('"', "\"\""))
 }
 
+/// The schema's advisory lock key: one bigint, 64 bits of a hash of the exact schema name (the
+/// two-int form with `hashtext` gave two schemas one lock when their 32-bit hashes met).
+pub fn lock_key(schema: &str) -> i64 {
+    let hash = xxhash_rust::xxh3::xxh3_64(format!("kustomer-mirror schema {schema}").as_bytes());
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// The two halves of [`lock_key`] as `pg_locks` shows a bigint advisory lock (`classid` the high 32
+/// bits, `objid` the low, `objsubid` 1), for `$1` and `$2` of [`LOCK_ROW`].
+pub(crate) fn lock_halves(schema: &str) -> (i64, i64) {
+    let key = u64::from_ne_bytes(lock_key(schema).to_ne_bytes());
+    ((key >> 32) as i64, (key & 0xffff_ffff) as i64)
+}
+
+/// The `pg_locks l` row of the schema's lock, held, with [`lock_halves`] as `$1`, `$2`.
+pub(crate) const LOCK_ROW: &str = "l.locktype = 'advisory' AND l.objsubid = 1 \
+     AND l.classid::int8 = $1 AND l.objid::int8 = $2 AND l.granted \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/// After a reconnect: takes the schema's lock again. The old session may still hold it (a network
+/// that dropped without a FIN leaves the backend waiting on a dead socket): a backend of the same
+/// role with this very process's `application_name` holding the lock is that old session, and is
+/// ended (`pg_terminate_backend`); any other holder is waited for, up to [`RECONNECT_FOR`].
+fn lock_again(client: &mut postgres::Client, settings: &PgSettings) -> Result<(), PgError> {
+    let err = |e| PgError::query("taking the schema's advisory lock again", settings, e);
+    let key = lock_key(&settings.schema);
+    let (hi, lo) = lock_halves(&settings.schema);
+    let own = connect::own_application_name();
+    let until = Instant::now() + RECONNECT_FOR;
+    loop {
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .map_err(err)?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        let ended = client
+            .query(
+                &format!(
+                    "SELECT a.pid, pg_terminate_backend(a.pid) FROM pg_locks l \
+                     JOIN pg_stat_activity a ON a.pid = l.pid \
+                     WHERE {LOCK_ROW} AND a.usename = current_user \
+                     AND a.application_name = $3 AND a.pid <> pg_backend_pid()"
+                ),
+                &[&hi, &lo, &own],
+            )
+            .map_err(err)?;
+        for row in &ended {
+            let pid: i32 = row.get(0);
+            tracing::warn!(
+                destination = %settings.shown, pid,
+                "ended this mirror's previous PostgreSQL session, which still held the schema's lock after its connection dropped"
+            );
+        }
+        if Instant::now() >= until {
+            return lock(client, settings, false);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Takes the session-level advisory lock of the schema, so two mirrors never write one schema.
 fn lock(client: &mut postgres::Client, settings: &PgSettings, wait: bool) -> Result<(), PgError> {
     let err = |e| PgError::query("taking the schema's advisory lock", settings, e);
+    let key = lock_key(&settings.schema);
+    let (hi, lo) = lock_halves(&settings.schema);
     // A mirror that just stopped may still be closing its session: give it a moment.
     let grace = Instant::now() + LOCK_GRACE;
     loop {
         let got: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                &[&LOCK_CLASS, &settings.schema],
-            )
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
             .map_err(err)?
             .get(0);
         if got {
@@ -198,10 +256,11 @@ fn lock(client: &mut postgres::Client, settings: &PgSettings, wait: bool) -> Res
     }
     let holder: Option<String> = client
         .query_opt(
-            "SELECT format('pid %s, %s@%s', a.pid, a.application_name, COALESCE(host(a.client_addr), 'local')) \
-             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.granted",
-            &[&LOCK_CLASS, &settings.schema],
+            &format!(
+                "SELECT format('pid %s, %s@%s', a.pid, a.application_name, COALESCE(host(a.client_addr), 'local')) \
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE {LOCK_ROW}"
+            ),
+            &[&hi, &lo],
         )
         .ok()
         .flatten()
@@ -219,10 +278,7 @@ fn lock(client: &mut postgres::Client, settings: &PgSettings, wait: bool) -> Res
         settings.schema
     );
     client
-        .execute(
-            "SELECT pg_advisory_lock($1, hashtext($2))",
-            &[&LOCK_CLASS, &settings.schema],
-        )
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
         .map_err(err)?;
     Ok(())
 }

@@ -66,6 +66,7 @@ impl StatusReader {
     /// Whether a mirror holds the schema's advisory lock now (from `pg_locks`; takes no lock).
     /// `None` when it cannot be told.
     pub fn writer_active(&mut self) -> Option<bool> {
+        let (hi, lo) = super::lock_halves(&self.settings.schema);
         let client = match &mut self.client {
             Some(c) if !c.0.is_closed() => c,
             _ => self
@@ -75,9 +76,11 @@ impl StatusReader {
         client
             .0
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
-                 AND classid = $1::int::oid AND objid = hashtext($2)::oid AND granted)",
-                &[&super::LOCK_CLASS, &self.settings.schema],
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE {})",
+                    super::LOCK_ROW
+                ),
+                &[&hi, &lo],
             )
             .ok()
             .map(|row| row.get(0))

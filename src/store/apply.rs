@@ -411,49 +411,6 @@ fn advance_cursor(tx: &Transaction<'_>, key: &str, cursor: &Cursor) -> rusqlite:
     Ok(())
 }
 
-/// Tombstones rows of `table` (of one klass, for kobjects) that are live locally but absent from
-/// `seen` — called only after a complete, successful full read. One transaction.
-pub fn tombstone_unseen(
-    store: &mut Store,
-    table: &'static str,
-    klass: Option<&str>,
-    run_id: i64,
-    seen: &[String],
-) -> Result<u64, StoreError> {
-    let ctx = |what: &str| format!("{what} ({table} tombstones of run {run_id})");
-    let tx = store
-        .conn_mut()
-        .transaction()
-        .map_err(|e| StoreError::sqlite(ctx("starting the transaction"), e))?;
-    let missing = (|| -> rusqlite::Result<Vec<String>> {
-        tx.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS seen_ids (id TEXT PRIMARY KEY); DELETE FROM temp.seen_ids;",
-        )?;
-        {
-            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO temp.seen_ids (id) VALUES (?1)")?;
-            for id in seen {
-                ins.execute([id])?;
-            }
-        }
-        let sql = format!(
-            "SELECT id FROM {table} WHERE deleted_at IS NULL {} AND id NOT IN (SELECT id FROM temp.seen_ids)",
-            if klass.is_some() { "AND klass = ?1" } else { "AND ?1 IS NULL" }
-        );
-        let mut stmt = tx.prepare(&sql)?;
-        let ids = stmt
-            .query_map([klass], |row| row.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
-        tx.execute_batch("DELETE FROM temp.seen_ids;")?;
-        Ok(ids)
-    })()
-    .map_err(|e| StoreError::sqlite(ctx("finding unseen rows"), e))?;
-    let n = tombstone_in(&tx, table, run_id, &missing)
-        .map_err(|e| StoreError::sqlite(ctx("writing tombstones"), e))?;
-    tx.commit()
-        .map_err(|e| StoreError::sqlite(ctx("committing"), e))?;
-    Ok(n)
-}
-
 /// Tombstones the given ids (hard deletes confirmed by a 404). One transaction.
 pub fn tombstone_ids(
     store: &mut Store,

@@ -34,6 +34,22 @@ pub struct SyncOptions {
     pub full: bool,
     /// Where incremental passes start instead of `cursor − overlap`: the sweep and `sync --since`.
     pub start: Start,
+    /// Which passes an entity that may fall back to a full refresh (companies) gets: the daemon
+    /// runs its search passes on the incremental schedule and its fallback refreshes on the
+    /// full-refresh schedule; `sync` runs whichever applies.
+    pub fallback: Fallback,
+}
+
+/// Which strategy's passes run for an entity that can fall back from search to full refreshes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fallback {
+    /// Whichever the entity uses (`sync`).
+    #[default]
+    Either,
+    /// Only search passes (the daemon's incremental ticks).
+    SearchOnly,
+    /// Only full refreshes (the daemon's full-refresh ticks).
+    RefreshOnly,
 }
 
 /// Where an incremental pass starts reading. Whatever it is, the saved cursor only moves forward.
@@ -58,6 +74,7 @@ impl Default for SyncOptions {
             concurrency: 4,
             full: false,
             start: Start::Overlap,
+            fallback: Fallback::Either,
         }
     }
 }
@@ -221,6 +238,13 @@ impl Engine {
         }
     }
 
+    /// The same engine, running only `fallback`'s passes of entities that can fall back.
+    pub fn with_fallback(&self, fallback: Fallback) -> Engine {
+        let mut engine = self.clone();
+        engine.options.fallback = fallback;
+        engine
+    }
+
     /// The same engine, its incremental passes starting at `start` (the daemon's sweep).
     pub fn starting(&self, start: Start) -> Engine {
         let mut engine = self.clone();
@@ -382,10 +406,14 @@ impl Engine {
             Strategy::Search => self.search_entity(Target::plain(entity)).await,
             Strategy::SearchOrFull => {
                 let target = Target::plain(entity);
-                match self.company_strategy(&target).await {
-                    Ok(true) => self.search_entity(target).await,
-                    Ok(false) => vec![self.pass(target, Mode::Full).await],
-                    Err(e) => vec![self.failed(&target, Mode::Incremental, e).await],
+                match (self.company_strategy(&target).await, self.options.fallback) {
+                    // Each strategy's passes on their own schedule: nothing to do on the other's.
+                    (Ok(true), Fallback::RefreshOnly) | (Ok(false), Fallback::SearchOnly) => {
+                        Vec::new()
+                    }
+                    (Ok(true), _) => self.search_entity(target).await,
+                    (Ok(false), _) => vec![self.pass(target, Mode::Full).await],
+                    (Err(e), _) => vec![self.failed(&target, Mode::Incremental, e).await],
                 }
             }
             Strategy::PerKlass => {
