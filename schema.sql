@@ -1,7 +1,7 @@
--- kustomer-mirror data model, schema version 4 (the whole model; see docs/schema.md).
+-- kustomer-mirror data model, schema version 5 (the whole model; see docs/schema.md).
 --
 -- Applied by the binary when it opens a database (never by hand): a new file gets this script and
--- PRAGMA user_version = 4; older versions are upgraded by the migrations in src/store/migrate.rs.
+-- PRAGMA user_version = 5; older versions are upgraded by the migrations in src/store/migrate.rs.
 --
 -- Every entity table has:
 --   id               the Kustomer id (24-hex), primary key
@@ -274,6 +274,16 @@ CREATE TABLE rejected_records (
     last_seen_at  TEXT NOT NULL,
     times_seen    INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (entity, record_key)
+);
+
+-- Custom attribute views (`*_custom`) that could not be built from the names in the data: the rows
+-- are stored all the same, the view is tried again with a later page or when the sync ends, and
+-- its row here goes once it is built. `status` and `/metrics` report them.
+CREATE TABLE view_problems (
+    view      TEXT PRIMARY KEY,
+    entity    TEXT NOT NULL,
+    error     TEXT NOT NULL,
+    failed_at TEXT NOT NULL
 );
 
 -- One row per real change (never for an unchanged record). For an update, `changes` is a JSON object

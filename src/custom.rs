@@ -130,6 +130,15 @@ pub fn json_key(name: &str) -> String {
     out
 }
 
+/// The `sync_state` key a view belongs to (`customers`, `kobjects:<klass>`): the entity that
+/// `view_problems` and `status` report a view's trouble under.
+pub fn view_entity(table: &str, klass: Option<&str>) -> String {
+    match klass {
+        Some(k) => format!("{table}:{k}"),
+        None => table.to_string(),
+    }
+}
+
 /// The custom view of `table` (of `klass` for kobjects); `None` for tables without custom attributes.
 ///
 /// A klass name of lowercase letters, digits and `-` maps to `kobjects_<name with - as _>_custom`
@@ -220,5 +229,54 @@ mod tests {
                 "kobjects_a_b_8044f8a6_custom",
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Names as hostile data has them: any characters (control characters and NUL included), short
+    /// or far past 63 bytes, often sharing a long prefix.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-zA-Z\\x00-\\x1f\"'\\\\.\\[\\]$ ]{0,12}(Str|Num|At|Bool|)",
+            ("[a-z]{60,70}", "[A-Za-z\\x00]{0,4}(Str|Num|)").prop_map(|(a, b)| a + &b),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn columns_are_valid_bounded_unique_and_stable(names in prop::collection::btree_set(name(), 0..12)) {
+            let cols = columns(&names);
+            prop_assert_eq!(cols.len(), names.len());
+            let mut seen = BTreeSet::new();
+            for (name, column, _) in &cols {
+                prop_assert!(names.contains(name));
+                prop_assert!(!column.is_empty() && column.len() <= MAX_IDENTIFIER, "{column:?}");
+                prop_assert!(column.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{column:?}");
+                prop_assert!(!column.starts_with(|c: char| c.is_ascii_digit()), "{column:?}");
+                prop_assert!(!["id", "updated_at", "deleted_at", "klass"].contains(&column.as_str()));
+                prop_assert!(seen.insert(column.clone()), "{column:?} twice");
+            }
+            // Stable: the same names give the same columns, run after run.
+            prop_assert_eq!(&columns(&names), &cols);
+        }
+
+        #[test]
+        fn klass_views_are_valid_bounded_and_distinct(a in name(), b in name()) {
+            let va = view_name("kobjects", Some(&a)).unwrap();
+            let vb = view_name("kobjects", Some(&b)).unwrap();
+            for v in [&va, &vb] {
+                prop_assert!(v.len() <= MAX_IDENTIFIER, "{v:?}");
+                prop_assert!(v.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'), "{v:?}");
+                prop_assert!(v.starts_with("kobjects_") && v.ends_with("_custom"), "{v:?}");
+            }
+            prop_assert_eq!(va == vb, a == b, "{} {}", va, vb);
+        }
     }
 }

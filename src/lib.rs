@@ -23,7 +23,8 @@
 //!   the writer does with a batch), its SQLite and PostgreSQL implementations, the writer thread
 //!   that owns one (and commits queued pages together), and the `Reader` behind `status`,
 //!   `/healthz` and `/metrics`.
-//! - [`daemon`]: `run`: cron jobs feeding one dispatcher over the sync engine, backoff, graceful stop,
+//! - [`daemon`]: `run`: cron jobs feeding one dispatcher (`daemon::dispatch`: runs going, deferred
+//!   runs, backoff, panicked tasks) over the sync engine, graceful stop,
 //!   systemd notify and watchdog, `/healthz` and `/metrics`.
 //! - [`entity`]: the eleven entities as data: table, API paths, strategy, search attributes.
 //! - [`logging`]: tracing setup (human or JSON, level from config).

@@ -125,6 +125,9 @@ pub struct EntityStatus {
     pub lag_seconds: Option<i64>,
     /// The most recent run.
     pub last_run: Option<RunSummary>,
+    /// Custom attribute views of this entity that could not be built (`view: error`), from
+    /// `view_problems`; the rows are stored all the same.
+    pub view_problems: Vec<String>,
 }
 
 /// How much [`read_scope`] reads.
@@ -199,6 +202,10 @@ fn read_one(conn: &Connection, state: &StateKey, scope: Scope) -> rusqlite::Resu
         [key],
         |r| r.get(0),
     )?;
+    let view_problems = conn
+        .prepare("SELECT view || ': ' || error FROM view_problems WHERE entity = ?1 ORDER BY view")?
+        .query_map([key], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     type StateRow = (
         Option<String>,
         Option<String>,
@@ -260,6 +267,7 @@ fn read_one(conn: &Connection, state: &StateKey, scope: Scope) -> rusqlite::Resu
         consecutive_failures,
         lag_seconds,
         last_run,
+        view_problems,
     })
 }
 
@@ -339,6 +347,16 @@ pub fn render_table(statuses: &[EntityStatus]) -> String {
         ));
     }
     out.push_str(&render_in_progress(statuses, chrono::Utc::now()));
+    let problems: Vec<(&str, &String)> = statuses
+        .iter()
+        .flat_map(|s| s.view_problems.iter().map(|p| (s.entity.as_str(), p)))
+        .collect();
+    if !problems.is_empty() {
+        out.push_str("\nCustom views that could not be built (the rows are stored; retried by later syncs):\n");
+        for (entity, problem) in problems {
+            out.push_str(&format!("  {entity:<28} {problem}\n"));
+        }
+    }
     out
 }
 

@@ -152,3 +152,99 @@ async fn custom_attributes_that_are_not_an_object_neither_break_nor_add_to_the_v
     sync_ok(&engine(&server, &db.path, full)).await;
     assert_views_match_rows(&open(&db.path));
 }
+
+on_every_destination! {
+    /// Whatever names the data brings (control characters, NUL, quotes, backslashes, dots, brackets,
+    /// `$`, 70-byte names sharing 63 bytes), pages commit, the view builds, every column's name is a
+    /// bounded identifier and shows its own attribute's value. Through the destination seam, on both
+    /// databases, for generated sets of names.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn hostile_attribute_names_build_a_view_that_reads_each_key(db) {
+        // The blocking database clients run off the runtime's threads.
+        tokio::task::spawn_blocking(move || hostile_names_on(db)).await.unwrap();
+    }
+}
+
+/// The body of `hostile_attribute_names_build_a_view_that_reads_each_key`, for one destination.
+fn hostile_names_on(db: Db) {
+    {
+        use kustomer_mirror::record::Record;
+        use kustomer_mirror::write::{Mode, PageWrite};
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        // The runner's closure is `Fn`: the destination and the case count live in cells.
+        let dest = std::cell::RefCell::new(db.destination());
+        let case = std::cell::Cell::new(0u32);
+        let mut runner = TestRunner::new(Config {
+            cases: 24,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let names = prop::collection::btree_set(
+            prop_oneof![
+                any::<String>(),
+                "[a-z\\x00-\\x1f\"'\\\\.\\[\\]$ *]{1,8}(Str|Num|)",
+                "[a-z]{64,70}[A-Z]?Str",
+            ],
+            1..6,
+        );
+        runner
+            .run(&names, |names| {
+                case.set(case.get() + 1);
+                let mut dest = dest.borrow_mut();
+                let run = dest.begin_run("customers", Mode::Incremental, &[]).unwrap();
+                let mut custom = serde_json::Map::new();
+                for (i, n) in names.iter().enumerate() {
+                    custom.insert(n.clone(), json!(format!("v{i}")));
+                }
+                let id = format!("case{}", case.get());
+                let record = Record::from_value(&json!({"id": id, "type": "customer", "attributes": {"custom": custom}})).unwrap();
+                let page = PageWrite {
+                    table: "customers",
+                    state_key: "customers".into(),
+                    klass: None,
+                    run_id: run,
+                    records: vec![record],
+                    rejected: vec![],
+                    source: "property".into(),
+                    requests: 1,
+                    fetched: 1,
+                    cursor: None,
+                    expected: None,
+                };
+                dest.apply_pages(&[page], None).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                drop(dest);
+                let columns: Vec<String> = if db.is_postgres() {
+                    db.query("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'customers_custom'")
+                } else {
+                    db.query("SELECT name FROM pragma_table_info('customers_custom')")
+                }
+                .into_iter()
+                .map(|r| r[0].clone().unwrap())
+                .collect();
+                prop_assert!(columns.iter().all(|c| c.len() <= 63 && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')), "{:?}", columns);
+                // Each generated attribute (PostgreSQL's jsonb cannot hold NUL: none there) shows its value.
+                let all: BTreeSet<String> = rows(&db, "customers")
+                    .values()
+                    .filter_map(|(d, _)| d["attributes"]["custom"].as_object().cloned())
+                    .flat_map(|m| m.keys().cloned().collect::<Vec<_>>())
+                    .filter(|n| !(db.is_postgres() && (n.contains('\0') || n.contains('\u{fffd}'))))
+                    .collect();
+                let plan = kustomer_mirror::custom::columns(&all);
+                for (i, n) in names.iter().enumerate() {
+                    if db.is_postgres() && (n.contains('\0') || n.contains('\u{fffd}')) {
+                        continue;
+                    }
+                    let (_, column, kind) = plan.iter().find(|(name, _, _)| name == n).unwrap();
+                    let shown = db.query(&format!("SELECT \"{column}\" FROM customers_custom WHERE id = '{id}'"));
+                    // Text columns show the value; typed ones (a `…Num` name holding text) read
+                    // it as their type, which the column's existence and the query above cover.
+                    if *kind == kustomer_mirror::custom::Kind::Text {
+                        prop_assert_eq!(shown[0][0].clone(), Some(format!("v{i}")), "{:?} as {}", n, column);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+}

@@ -265,7 +265,7 @@ on_every_destination! {
         assert!(out.status.success(), "{}", text(&out));
         proxy.set_bend(pass());
         for id in &bent {
-            handle.update("customers", id, json!({"attributes": {"custom": {"fixedBool": true}}}));
+            handle.update("customers", id, json!({"custom": {"fixedBool": true}}));
         }
         let out = within(sync_via(&proxy.url, &db, &["customers"]), Duration::from_secs(60)).await;
         assert!(out.status.success(), "{}", text(&out));
@@ -580,6 +580,15 @@ on_every_destination! {
                 .and_then(|n| n.parse::<i64>().ok())
                 .unwrap_or(0)
         };
+        // A live run marked interrupted is overwritten when that run finishes: watch for the mark
+        // while the runs go on, not only at the end.
+        let marked = || {
+            db.try_query("SELECT count(*) FROM sync_runs WHERE error = 'the process stopped before the run finished'")
+                .and_then(|r| r[0][0].clone())
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let mut ever_marked = 0;
         daemon_until(
             &url,
             &db,
@@ -589,9 +598,13 @@ on_every_destination! {
                 ("KUSTOMER_MIRROR__SYNC__PAGE_SIZE", "50"),
             ],
             Duration::from_secs(90),
-            || finished("reconcile") >= 2 && finished("incremental") >= 2,
+            || {
+                ever_marked = ever_marked.max(marked());
+                finished("reconcile") >= 2 && finished("incremental") >= 2
+            },
         )
         .await;
+        assert_eq!(ever_marked, 0, "a live run was marked as left by a dead process");
         // Runs overlapped (a run started while another of the key was going)…
         let overlapped = scalar(
             &db,
@@ -672,4 +685,102 @@ async fn companies_on_the_full_refresh_fallback_follow_the_full_refresh_schedule
         scalar(&db, "SELECT count(*) FROM companies"),
         fake.handle().count("companies") as i64
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_sweeps_on_its_schedule_and_finds_a_late_change() {
+    let fake = fake(Scale::Small).await;
+    let handle = fake.handle();
+    let db = Db::sqlite();
+    let out = within(
+        sync_via(&fake.base_url(), &db, &["customers"]),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let cursor = db.query("SELECT cursor FROM sync_state WHERE entity = 'customers'")[0][0]
+        .clone()
+        .unwrap();
+    let late = (chrono::DateTime::parse_from_rfc3339(&cursor).unwrap()
+        - chrono::Duration::minutes(30))
+    .with_timezone(&chrono::Utc)
+    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    .to_string();
+    let mut record = handle.records("customers").remove(0);
+    let id = record["id"].as_str().unwrap().to_string();
+    record["attributes"]["updatedAt"] = json!(late);
+    record["attributes"]["custom"]["lateStr"] = json!("swept");
+    handle.put_raw("customers", &id, &record.to_string(), &late);
+    let found = || {
+        db.try_query("SELECT count(*) FROM customers WHERE data LIKE '%swept%'")
+            .and_then(|r| r[0][0].clone())
+            .and_then(|n| n.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let out = daemon_until(
+        &fake.base_url(),
+        &db,
+        &[
+            ("KUSTOMER_MIRROR__SYNC__ENTITIES", "customers"),
+            // Incremental passes every second cannot see it; the sweep, every 3 s, does.
+            ("KUSTOMER_MIRROR__SYNC__SWEEP_SCHEDULE", "*/3 * * * * *"),
+        ],
+        Duration::from_secs(60),
+        || found() == 1,
+    )
+    .await;
+    assert!(!text(&out).contains("panicked"), "{}", text(&out));
+    assert_mirror_equals_fake_for(&db, &handle, "customers");
+}
+
+on_every_destination! {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_view_that_cannot_be_built_is_reported_and_never_blocks_the_rows(db) {
+        let fake = fake(Scale::Small).await;
+        let handle = fake.handle();
+        let url = fake.base_url();
+        let out = within(sync_via(&url, &db, &["users"]), Duration::from_secs(60)).await;
+        assert!(out.status.success(), "{}", text(&out));
+        // Something else took the view's name: a table, which DROP VIEW refuses.
+        db.execute("CREATE TABLE customers_custom (x integer)");
+        let out = within(sync_via(&url, &db, &["customers"]), Duration::from_secs(60)).await;
+        let log = text(&out);
+        assert!(out.status.success(), "{log}");
+        assert!(log.contains("could not build the custom attribute view"), "{log}");
+        assert_eq!(
+            scalar(&db, "SELECT count(*) FROM customers"),
+            handle.count("customers") as i64
+        );
+        let status = |db: &Db| {
+            let mut cmd = mirror_cmd_db(&url, KEY, db);
+            cmd.args(["status", "--json"]);
+            cmd
+        };
+        let out = within(status(&db), Duration::from_secs(30)).await;
+        let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let customers = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["entity"] == "customers")
+            .unwrap();
+        let problems = customers["view_problems"].as_array().unwrap();
+        assert_eq!(problems.len(), 1, "{customers}");
+        assert!(problems[0].as_str().unwrap().starts_with("customers_custom: "), "{problems:?}");
+        let mut table = mirror_cmd_db(&url, KEY, &db);
+        table.arg("status");
+        let out = within(table, Duration::from_secs(30)).await;
+        assert!(text(&out).contains("Custom views that could not be built"), "{}", text(&out));
+        // The name is free again: the next page of customers builds the view, and the problem goes.
+        db.execute("DROP TABLE customers_custom");
+        let id = handle.records("customers")[0]["id"].as_str().unwrap().to_string();
+        handle.update("customers", &id, json!({"custom": {"againStr": "x"}}));
+        let out = within(sync_via(&url, &db, &["customers"]), Duration::from_secs(60)).await;
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(scalar(&db, "SELECT count(*) FROM view_problems"), 0);
+        assert_eq!(
+            scalar(&db, &format!("SELECT count(*) FROM customers_custom WHERE id = '{id}' AND again = 'x'")),
+            1
+        );
+    }
 }

@@ -17,6 +17,7 @@ mod commands;
 mod config;
 mod custom_views;
 mod daemon;
+mod decoder;
 mod exact;
 mod fake_api;
 mod hostile;

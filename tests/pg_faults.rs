@@ -716,7 +716,12 @@ async fn after_a_half_open_connection_the_old_session_is_ended_and_the_sync_goes
         &format!(":{}/", opener.port),
     );
     let server = fake(Scale::Small).await;
-    let out = sync_with(&server, &db, &[("KUSTOMER_MIRROR__DATABASE__URL", url)]).await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        sync_with(&server, &db, &[("KUSTOMER_MIRROR__DATABASE__URL", url)]),
+    )
+    .await
+    .expect("the sync hung after the half-open connection");
     let all = text(&out);
     assert!(
         opener.fired.load(Ordering::SeqCst),

@@ -213,10 +213,12 @@ fn the_schema_opens_in_the_systems_older_sqlite3_cli() {
 const V2_TABLES: &str = include_str!("fixtures/schema-v2-tables.sql");
 /// The tables of version 3, frozen.
 const V3_TABLES: &str = include_str!("fixtures/schema-v3-tables.sql");
+/// The tables of version 4, frozen.
+const V4_TABLES: &str = include_str!("fixtures/schema-v4-tables.sql");
 
 #[test]
-fn version_1_2_and_3_databases_upgrade_to_the_current_schema_with_their_rows() {
-    for version in [1, 2, 3] {
+fn version_1_to_4_databases_upgrade_to_the_current_schema_with_their_rows() {
+    for version in [1, 2, 3, 4] {
         upgrades_from(version);
     }
 }
@@ -226,8 +228,12 @@ fn upgrades_from(version: u32) {
     let old = dir.path().join(format!("v{version}.db"));
     {
         let conn = rusqlite::Connection::open(&old).unwrap();
-        conn.execute_batch(if version < 3 { V2_TABLES } else { V3_TABLES })
-            .unwrap();
+        conn.execute_batch(match version {
+            ..3 => V2_TABLES,
+            3 => V3_TABLES,
+            _ => V4_TABLES,
+        })
+        .unwrap();
         conn.execute_batch(&format!("PRAGMA user_version = {version}"))
             .unwrap();
         conn.execute(

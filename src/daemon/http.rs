@@ -158,6 +158,20 @@ pub fn render(
     }
     family(
         &mut o,
+        "kustomer_mirror_custom_view_problems",
+        "gauge",
+        "Custom attribute views that could not be built (rows stored all the same), by entity.",
+    );
+    for s in statuses {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_custom_view_problems{{entity=\"{}\"}} {}",
+            s.entity,
+            s.view_problems.len()
+        );
+    }
+    family(
+        &mut o,
         "kustomer_mirror_http_requests_total",
         "counter",
         "HTTP requests to Kustomer by this process, by status class.",

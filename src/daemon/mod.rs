@@ -3,20 +3,21 @@
 //! a first pass at start; systemd notify (`READY`, `WATCHDOG`, `STATUS`, `STOPPING`); the optional
 //! health and metrics listener; and a graceful stop between pages when `shutdown` turns true.
 
+mod dispatch;
 pub mod http;
 pub mod notify;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::Settings;
 use crate::entity::{self, Entity, Strategy};
-use crate::sync::{Engine, Fallback, Start, SyncReport};
+use crate::sync::Engine;
 
 /// How long a stop may wait for passes to reach a page boundary before they are abandoned (still
 /// safe: an abandoned page's transaction never committed).
@@ -248,95 +249,26 @@ pub async fn run(
     }
     notify::notify("READY=1\nSTATUS=started; first pass running");
 
-    let semaphore = Arc::new(Semaphore::new(settings.sync.concurrency.max(1) as usize));
-    let mut running: HashSet<(&'static str, Kind)> = HashSet::new();
-    let mut failures: HashMap<&'static str, u32> = HashMap::new();
-    let mut not_before: HashMap<&'static str, Instant> = HashMap::new();
-    let mut passes: JoinSet<(&'static str, Kind, SyncReport)> = JoinSet::new();
-    let mut tasks: HashMap<tokio::task::Id, (&'static str, Kind)> = HashMap::new();
+    let own_schedule: HashSet<&'static str> = plans
+        .iter()
+        .flat_map(|p| p.entities.iter())
+        .filter(|e| settings.sync.schedules.contains_key(e.name))
+        .map(|e| e.name)
+        .collect();
+    let mut dispatcher = dispatch::Dispatcher::new(engine.clone(), &settings, own_schedule);
     loop {
         tokio::select! {
             _ = stopped(&mut shutdown) => break,
             Some(i) = tick_rx.recv() => {
                 let Some(plan) = plans.get(i) else { continue };
                 for e in &plan.entities {
-                    // A sweep is a sync from further back: never beside a sync of the same entity.
-                    let busy = match plan.kind {
-                        // A fallback refresh and a search-only sync never both do work (each is a
-                        // no-op under the other strategy), so they may run side by side.
-                        Kind::Sync | Kind::Sweep => [Kind::Sync, Kind::Sweep]
-                            .iter()
-                            .any(|k| running.contains(&(e.name, *k))),
-                        Kind::Refresh | Kind::Reconcile => running.contains(&(e.name, plan.kind)),
-                    };
-                    if busy {
-                        tracing::info!(entity = e.name, "previous run still going; skipping this tick");
-                        continue;
-                    }
-                    if not_before.get(e.name).is_some_and(|t| Instant::now() < *t) {
-                        tracing::debug!(entity = e.name, "backing off after failures; skipping this tick");
-                        continue;
-                    }
-                    running.insert((e.name, plan.kind));
-                    let (engine, semaphore, entity, kind) = (engine.clone(), semaphore.clone(), *e, plan.kind);
-                    let sweep_window = settings.sync.sweep_window;
-                    let own_schedule = settings.sync.schedules.contains_key(e.name);
-                    let task = passes.spawn(async move {
-                        let _permit = semaphore.acquire_owned().await;
-                        let report = match kind {
-                            // An entity with its own [schedules] entry runs whichever strategy applies.
-                            Kind::Sync if entity.strategy == Strategy::SearchOrFull && !own_schedule => {
-                                engine.with_fallback(Fallback::SearchOnly).run(&[entity]).await
-                            }
-                            Kind::Sync => engine.run(&[entity]).await,
-                            Kind::Refresh => engine.with_fallback(Fallback::RefreshOnly).run(&[entity]).await,
-                            Kind::Reconcile => engine.reconcile(&[entity]).await,
-                            Kind::Sweep => {
-                                engine
-                                    .starting(Start::Back(sweep_window))
-                                    .with_fallback(Fallback::SearchOnly)
-                                    .run(&[entity])
-                                    .await
-                            }
-                        };
-                        (entity.name, kind, report)
-                    });
-                    tasks.insert(task.id(), (e.name, plan.kind));
+                    dispatcher.tick(e, plan.kind);
                 }
-                status_line(&running, &failures);
+                notify::notify(&format!("STATUS={}", dispatcher.status_line()));
             }
-            Some(done) = passes.join_next_with_id(), if !passes.is_empty() => {
-                // A task that panicked outside its pass (which catches its own panics) is a failed
-                // run of its entity all the same: freed, counted, backed off.
-                let (name, kind, ok, interrupted) = match done {
-                    Ok((id, (name, kind, report))) => {
-                        tasks.remove(&id);
-                        let interrupted = report.passes.iter().any(|p| p.interrupted());
-                        (name, kind, report.ok(), interrupted)
-                    }
-                    Err(e) => {
-                        let Some((name, kind)) = tasks.remove(&e.id()) else { continue };
-                        let why = if e.is_panic() {
-                            crate::sync::panic_message(e.into_panic().as_ref())
-                        } else {
-                            "cancelled".to_string()
-                        };
-                        tracing::error!(entity = name, kind = ?kind, error = %why, "the run stopped on an internal error; the entity will run again");
-                        (name, kind, false, false)
-                    }
-                };
-                running.remove(&(name, kind));
-                if ok {
-                    failures.remove(name);
-                    not_before.remove(name);
-                } else if !interrupted {
-                    let n = failures.entry(name).or_default();
-                    *n += 1;
-                    let wait = backoff(settings.sync.failure_backoff, *n);
-                    not_before.insert(name, Instant::now() + wait);
-                    tracing::warn!(entity = name, failures = *n, retry_in_ms = wait.as_millis() as u64, "run failed; backing off");
-                }
-                status_line(&running, &failures);
+            Some(done) = dispatcher.passes.join_next_with_id(), if !dispatcher.passes.is_empty() => {
+                dispatcher.done(done);
+                notify::notify(&format!("STATUS={}", dispatcher.status_line()));
             }
         }
     }
@@ -344,6 +276,7 @@ pub async fn run(
     notify::notify("STOPPING=1\nSTATUS=stopping: finishing the pages in flight");
     tracing::info!("stopping: letting passes reach a page boundary");
     let _ = scheduler.shutdown().await;
+    let mut passes = std::mem::take(&mut dispatcher.passes);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while passes.join_next().await.is_some() {}
     })
@@ -361,18 +294,6 @@ pub async fn run(
 /// Resolves once `rx` turns true (or its sender is gone).
 pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
-}
-
-fn status_line(running: &HashSet<(&'static str, Kind)>, failures: &HashMap<&'static str, u32>) {
-    let mut names: Vec<&str> = running.iter().map(|(n, _)| *n).collect();
-    names.sort_unstable();
-    let failing = failures.len();
-    let text = if names.is_empty() {
-        format!("idle; {failing} entities failing")
-    } else {
-        format!("syncing {}; {failing} entities failing", names.join(", "))
-    };
-    notify::notify(&format!("STATUS={text}"));
 }
 
 #[cfg(test)]

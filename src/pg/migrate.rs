@@ -15,7 +15,7 @@ pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 pub const VIEWS_MARKER: &str = "-- @views";
 
 /// The version this binary writes. Upgrades from older versions go in `upgrade`.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The tables part and the views part of [`SCHEMA_SQL`].
 pub fn parts() -> (&'static str, &'static str) {
@@ -117,6 +117,13 @@ fn upgrade(tx: &mut postgres::Transaction<'_>, from: i32) -> Result<(), postgres
     if from < 2 {
         // 1 → 2: `sync_runs.expected`, the items a running run expects to fetch (progress, ETAs).
         tx.batch_execute("ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS expected bigint")?;
+    }
+    if from < 3 {
+        // 2 → 3: `view_problems`, the custom views that could not be built.
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS view_problems (view text PRIMARY KEY, entity text NOT NULL, \
+             error text NOT NULL, failed_at timestamptz NOT NULL)",
+        )?;
     }
     Ok(())
 }

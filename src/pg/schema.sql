@@ -402,6 +402,16 @@ CREATE TABLE rejected_records (
     PRIMARY KEY (entity, record_key)
 );
 
+-- Custom attribute views (`*_custom`) that could not be built from the names in the data: the rows
+-- are stored all the same, the view is tried again with a later page or when the sync ends, and
+-- its row here goes once it is built. `status` and `/metrics` report them.
+CREATE TABLE view_problems (
+    view      text PRIMARY KEY,
+    entity    text NOT NULL,
+    error     text NOT NULL,
+    failed_at timestamptz NOT NULL
+);
+
 -- One row per real change (never for an unchanged record). For an update, `changes` is a JSON object
 -- mapping each changed attribute path (e.g. "attributes.status") to {"old": …, "new": …}.
 -- `source_updated_at` is the record's updatedAt as served (text: it is not always a valid time).

@@ -180,6 +180,14 @@ fn read_one(
             &[&key],
         )?
         .get(0);
+    let view_problems: Vec<String> = c
+        .query(
+            "SELECT view || ': ' || error FROM view_problems WHERE entity = $1 ORDER BY view",
+            &[&key],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     let state_row = c.query_opt(
         &format!(
             "SELECT strategy, cursor, {}, last_error, consecutive_failures, last_run_id, \
@@ -242,5 +250,6 @@ fn read_one(
         consecutive_failures,
         lag_seconds: lag,
         last_run,
+        view_problems,
     })
 }

@@ -110,7 +110,10 @@ fn write(
         quote(&comment)
     ));
     match replaced {
-        Ok(()) => c.batch_execute("RELEASE SAVEPOINT km_view")?,
+        Ok(()) => {
+            c.batch_execute("RELEASE SAVEPOINT km_view")?;
+            c.execute("DELETE FROM view_problems WHERE view = $1", &[&view])?;
+        }
         Err(e) if e.code().map(|s| s.code()) == Some("55P03") => {
             c.batch_execute("ROLLBACK TO SAVEPOINT km_view")?;
             tracing::warn!(view = %view, "a reader held the custom attribute view; it is updated with a later page");
@@ -120,6 +123,15 @@ fn write(
         // page commits without it, and a later page (or the sync's end) tries again.
         Err(e) if e.as_db_error().is_some() => {
             c.batch_execute("ROLLBACK TO SAVEPOINT km_view")?;
+            let problem = e
+                .as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_string());
+            c.execute(
+                "INSERT INTO view_problems (view, entity, error, failed_at) VALUES ($1, $2, $3, now()) \
+                 ON CONFLICT (view) DO UPDATE SET entity = excluded.entity, error = excluded.error, \
+                 failed_at = excluded.failed_at",
+                &[&view, &custom::view_entity(table, klass), &problem],
+            )?;
             tracing::warn!(view = %view, error = %e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string()), "could not build the custom attribute view; the rows are stored, and the view is tried again with a later page");
             return Ok(false);
         }

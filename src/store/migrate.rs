@@ -16,7 +16,7 @@ use super::StoreError;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` describes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Upgrade steps for tables: `UPGRADES[i]` takes a database at version `i + 1` to version `i + 2`.
 /// Views are not upgraded step by step: after the steps, the views section of `schema.sql` (after
@@ -97,6 +97,9 @@ const UPGRADES: &[&str] = &[
               inserted, updated, unchanged, deleted, error, rejected FROM sync_runs_v3;
      DROP TABLE sync_runs_v3;
      PRAGMA legacy_alter_table = OFF;",
+    // 4 → 5: `view_problems`, the custom views that could not be built (the text exactly as in
+    // schema.sql, so an upgraded database has the same schema as a new one).
+    "CREATE TABLE view_problems (\n    view      TEXT PRIMARY KEY,\n    entity    TEXT NOT NULL,\n    error     TEXT NOT NULL,\n    failed_at TEXT NOT NULL\n);",
 ];
 
 /// The line in `schema.sql` after which only views follow.

@@ -25,17 +25,34 @@ fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// `text` as an SQL expression with no NUL in it: quoted pieces joined by `char(0)`.
+fn text_with_nuls(text: &str) -> String {
+    text.split('\0')
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" || char(0) || ")
+}
+
 /// The view's SQL for these attribute names.
 pub fn view_sql(view: &str, table: &str, klass: Option<&str>, names: &BTreeSet<String>) -> String {
     let mut columns = Vec::new();
     for (name, column, kind) in custom::columns(names) {
         // The JSON path quotes the key, with JSON escapes for quotes, backslashes and control
-        // characters, so any attribute name is addressed exactly and the SQL holds no NUL.
-        let path = quote(&format!(
-            "$.attributes.custom.\"{}\"",
-            custom::json_key(&name)
-        ));
-        let expr = format!("json_extract(data, {path})");
+        // characters, so any attribute name is addressed exactly and the SQL holds no NUL. SQLite
+        // compares a path's key only up to a NUL, so a name holding one is looked up among the
+        // object's members instead, compared in full (`char(0)` in the SQL text).
+        let expr = if name.contains('\0') {
+            format!(
+                "(SELECT value FROM json_each(data, '$.attributes.custom') WHERE key = {})",
+                text_with_nuls(&name)
+            )
+        } else {
+            let path = quote(&format!(
+                "$.attributes.custom.\"{}\"",
+                custom::json_key(&name)
+            ));
+            format!("json_extract(data, {path})")
+        };
         // Times stay text in SQLite (its date functions read ISO-8601 text).
         let expr = match kind {
             Kind::Number => format!("CAST({expr} AS REAL)"),
@@ -57,6 +74,35 @@ pub fn view_sql(view: &str, table: &str, klass: Option<&str>, names: &BTreeSet<S
         sql.push_str(&format!(" WHERE klass = {}", quote(k)));
     }
     sql
+}
+
+/// Records that `view` could not be built (reported by `status` and `/metrics`), in the caller's
+/// transaction.
+fn record_problem(
+    conn: &Connection,
+    view: &str,
+    table: &str,
+    klass: Option<&str>,
+    error: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO view_problems (view, entity, error, failed_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (view) DO UPDATE SET entity = excluded.entity, error = excluded.error, \
+         failed_at = excluded.failed_at",
+        rusqlite::params![
+            view,
+            custom::view_entity(table, klass),
+            error,
+            super::now_iso()
+        ],
+    )
+    .map(|_| ())
+}
+
+/// Forgets `view`'s problem once it is built.
+fn clear_problem(conn: &Connection, view: &str) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM view_problems WHERE view = ?1", [view])
+        .map(|_| ())
 }
 
 /// Attribute names found in a table (of one klass).
@@ -176,6 +222,7 @@ pub fn plan_page(
         if let Err(e) = built {
             conn.execute_batch("ROLLBACK TO km_view; RELEASE km_view;")?;
             tracing::warn!(view = %view, error = %e, "could not build the custom attribute view; the rows are stored, and the view is tried again when the sync ends");
+            record_problem(conn, &view, table, klass, &e.to_string())?;
             return Ok(Some(PagePlan {
                 view,
                 table: table.to_string(),
@@ -184,6 +231,7 @@ pub fn plan_page(
                 rescan: true,
             }));
         }
+        clear_problem(conn, &view)?;
         tracing::info!(view = %view, columns = wanted.len(), "custom attribute view updated");
     }
     Ok(Some(PagePlan {
@@ -287,10 +335,17 @@ fn refresh_one(
     if current_sql(conn, view).map_err(err)?.as_deref() == Some(sql.as_str()) {
         return Ok(None);
     }
-    conn.execute_batch(&format!(
-        "BEGIN; DROP VIEW IF EXISTS \"{view}\"; {sql}; COMMIT;"
-    ))
-    .map_err(err)?;
+    let built = conn.execute_batch(&format!(
+        "BEGIN; DROP VIEW IF EXISTS \"{view}\"; {sql}; DELETE FROM view_problems WHERE view = {}; COMMIT;",
+        quote(view)
+    ));
+    if let Err(e) = built {
+        // The view stays as it was; the problem is recorded for `status`, and a later sync retries.
+        conn.execute_batch("ROLLBACK").map_err(err)?;
+        tracing::warn!(view = %view, error = %e, "could not rebuild the custom attribute view; the rows are stored, and a later sync tries again");
+        record_problem(conn, view, table, klass, &e.to_string()).map_err(err)?;
+        return Ok(None);
+    }
     tracing::info!(view = %view, columns = names.len(), "custom attribute view updated");
     Ok(Some(view.to_string()))
 }
@@ -329,6 +384,51 @@ mod tests {
             let edited = sql.replace(" FROM ", ", 1 AS extra FROM ");
             assert_eq!(names_of_view(&edited, view, table, klass), None);
             assert_eq!(names_of_view(&sql, "other_view", table, klass), None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the attribute names hold, the view builds on SQLite and each column shows its
+        /// own attribute's value, read by its exact key.
+        #[test]
+        fn the_view_builds_and_reads_each_key_exactly(
+            names in prop::collection::btree_set(
+                prop_oneof![any::<String>(), "[a-z\\x00-\\x1f\"'\\\\.\\[\\]$ *]{1,8}", "[a-z]{64,70}[A-Z]?"],
+                1..8,
+            )
+        ) {
+            let conn = Connection::open_in_memory().unwrap();
+            conn.execute_batch(
+                "CREATE TABLE customers (id TEXT PRIMARY KEY, updated_at TEXT, deleted_at TEXT, data TEXT)",
+            )
+            .unwrap();
+            let mut custom = serde_json::Map::new();
+            for (i, n) in names.iter().enumerate() {
+                custom.insert(n.clone(), serde_json::Value::String(format!("v{i}")));
+            }
+            let data = serde_json::json!({"id": "r1", "attributes": {"custom": custom}});
+            conn.execute(
+                "INSERT INTO customers (id, data) VALUES ('r1', ?1)",
+                [data.to_string()],
+            )
+            .unwrap();
+            let sql = view_sql("customers_custom", "customers", None, &names);
+            conn.execute_batch(&sql).map_err(|e| TestCaseError::fail(format!("{e}: {sql}")))?;
+            for (i, (name, column, _)) in custom::columns(&names).iter().enumerate() {
+                let shown: Option<String> = conn
+                    .query_row(&format!("SELECT \"{column}\" FROM customers_custom"), [], |r| r.get(0))
+                    .unwrap();
+                let want = names.iter().position(|n| n == name).map(|j| format!("v{j}"));
+                prop_assert_eq!(shown, want, "column {} ({}) of {:?}", column, i, name);
+            }
         }
     }
 }
