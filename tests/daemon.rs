@@ -383,6 +383,11 @@ async fn metrics_are_prometheus_text_and_match_sync_runs(db) {
         values.contains_key("kustomer_mirror_last_success_timestamp_seconds{entity=\"users\"}")
     );
     assert!(values.contains_key("kustomer_mirror_last_run_duration_seconds{entity=\"messages\"}"));
+    // Nothing held, capped or unreadable against a well-behaved server; no view problem.
+    assert_eq!(values["kustomer_mirror_rate_limit_holds_capped_total"], 0.0);
+    assert_eq!(values["kustomer_mirror_rate_limit_headers_unreadable_total"], 0.0);
+    assert_eq!(values["kustomer_mirror_rate_limit_hold_seconds"], 0.0);
+    assert_eq!(values["kustomer_mirror_custom_view_problems{entity=\"customers\"}"], 0.0);
     // The Grafana dashboard and the alert rules use only metrics this endpoint serves.
     for file in ["contrib/grafana-dashboard.json", "contrib/prometheus-alerts.yml"] {
         let used = metric_names_in(file);

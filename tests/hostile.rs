@@ -147,6 +147,7 @@ async fn absurd_or_unreadable_rate_limit_headers_hold_at_most_two_windows() {
         scalar(&db, "SELECT count(*) FROM users"),
         fake.handle().count("users") as i64
     );
+    assert_mirror_equals_fake_for(&db, &fake.handle(), "customers");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -200,6 +201,17 @@ async fn links_and_redirects_to_another_host_get_no_request_and_no_key() {
         ),
         0
     );
+    // Once upstream links and answers as it should, both are exact.
+    proxy.set_bend(pass());
+    let out = within(
+        sync_via(&proxy.url, &db, &["users", "tags"]),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_mirror_equals_fake_for(&db, &fake.handle(), "users");
+    assert_mirror_equals_fake_for(&db, &fake.handle(), "tags");
+    assert!(foreign.seen().is_empty());
 }
 
 /// The newest `n` customers of the fake, newest first, with their `updatedAt`.
@@ -344,6 +356,14 @@ on_every_destination! {
             scalar(&db, "SELECT count(*) FROM users"),
             handle.count("users") as i64
         );
+        // Once the records change upstream (served as they are), the mirror is exact.
+        proxy.set_bend(pass());
+        for id in &bent {
+            handle.update("customers", id, json!({"custom": {"calmStr": "ok"}}));
+        }
+        let out = within(sync_via(&proxy.url, &db, &["customers"]), Duration::from_secs(60)).await;
+        assert!(out.status.success(), "{}", text(&out));
+        assert_mirror_equals_fake_for(&db, &handle, "customers");
     }
 }
 
