@@ -6,7 +6,15 @@
 /// which moves a cursor back by under a millisecond, never forward), `Z`. `None` for anything else
 /// (empty, `not-a-date`, a date without a time, a year outside 0000–9999).
 pub fn normal(text: &str) -> Option<String> {
-    let t = chrono::DateTime::parse_from_rfc3339(text.trim()).ok()?;
+    let text = text.trim();
+    let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    // Kustomer's own form is already normal (`2026-12-07T12:00:00.500Z`): a valid timestamp of 24
+    // bytes with `T`, `.` and `Z` where the normal form has them is kept without formatting it again
+    // (this runs for every record served).
+    let b = text.as_bytes();
+    if b.len() == 24 && b[10] == b'T' && b[19] == b'.' && b[23] == b'Z' {
+        return Some(text.to_string());
+    }
     let utc = t.with_timezone(&chrono::Utc);
     let out = utc.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     // Years past 9999 print with more digits (or a sign), which would break the text order.
