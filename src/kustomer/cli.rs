@@ -126,10 +126,11 @@ impl CliBackend {
 
 /// The variables the Membrane CLI (a Node program) may need to find itself, its login
 /// (`~/.membrane/`) and the network: the search path, the home and user, the locale and time zone,
-/// temporary files, the XDG directories, Node's own settings and the proxy settings. Everything
+/// temporary files, the XDG directories, Node's own settings, the proxy settings and where the
+/// system's CA certificates are. Everything
 /// else, and whatever holds a secret of the mirror's, stays behind.
 fn passed_to_cli(name: &str) -> bool {
-    const EXACT: [&str; 12] = [
+    const EXACT: [&str; 15] = [
         "PATH",
         "HOME",
         "USER",
@@ -141,7 +142,10 @@ fn passed_to_cli(name: &str) -> bool {
         "TERM",
         "HTTPS_PROXY",
         "HTTP_PROXY",
+        "ALL_PROXY",
         "NO_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
     ];
     const PREFIXES: [&str; 3] = ["XDG_", "LC_", "NODE_"];
     let upper = name.to_ascii_uppercase();
