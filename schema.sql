@@ -1,7 +1,7 @@
 -- kustomer-mirror data model, schema version 5 (the whole model; see docs/schema.md).
 --
 -- Applied by the binary when it opens a database (never by hand): a new file gets this script and
--- PRAGMA user_version = 5; older versions are upgraded by the migrations in src/store/migrate.rs.
+-- PRAGMA user_version = 5; older versions are upgraded by the migrations in src/sqlite/migrate.rs.
 --
 -- Every entity table has:
 --   id               the Kustomer id (24-hex), primary key

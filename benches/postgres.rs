@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kustomer-mirror");
 const KEY: &str = "bench-key";
-const PG_SCHEMA: &str = include_str!("../src/pg/schema.sql");
+const PG_SCHEMA: &str = include_str!("../src/postgres/schema.sql");
 
 /// The tables a first sync fills: every entity's, and the change log.
 fn tables() -> Vec<&'static str> {

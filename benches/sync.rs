@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use kustomer_mirror::entity::ENTITIES;
 use kustomer_mirror::fake::{FakeOptions, FakeServer, Scale};
 use kustomer_mirror::record::Record;
-use kustomer_mirror::store::Store;
+use kustomer_mirror::sqlite::Store;
 
 #[path = "../tests/common/process.rs"]
 mod process;
@@ -139,7 +139,7 @@ fn floor(scale: Scale) -> (usize, Duration) {
     let conn = store.conn_mut();
     let n: usize = records.iter().map(|(_, r)| r.len()).sum();
     let now = "2026-12-06T00:00:00.000Z";
-    let indexes = kustomer_mirror::store::bulk::schema_indexes();
+    let indexes = kustomer_mirror::sqlite::bulk::schema_indexes();
     let started = Instant::now();
     for def in &indexes {
         conn.execute_batch(&format!("DROP INDEX IF EXISTS {}", def.name))

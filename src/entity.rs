@@ -15,6 +15,29 @@ pub enum Strategy {
     PerKlass,
 }
 
+impl Strategy {
+    /// The name `sync_state.strategy` saves for the way an entity is synced (`search` or `full`,
+    /// the two an entity that may use either ends up with; the others for completeness).
+    pub fn saved_name(self) -> &'static str {
+        match self {
+            Strategy::Search => "search",
+            Strategy::FullRefresh => "full",
+            Strategy::SearchOrFull => "search-or-full",
+            Strategy::PerKlass => "per-klass",
+        }
+    }
+
+    /// Reads `sync_state.strategy`: `search` or `full`; anything else (hand-edited) is no choice,
+    /// and the next sync probes again.
+    pub fn from_stored(text: &str) -> Option<Strategy> {
+        match text {
+            "search" => Some(Strategy::Search),
+            "full" => Some(Strategy::FullRefresh),
+            _ => None,
+        }
+    }
+}
+
 /// One mirrored entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entity {
@@ -239,7 +262,7 @@ pub fn names() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SCHEMA_SQL;
+    use crate::sqlite::SCHEMA_SQL;
 
     #[test]
     fn every_entity_has_a_table_in_the_schema() {

@@ -2,12 +2,15 @@
 //! last run and its counters, last error and lag. Read by `status`, `demo`, `/metrics` and (without
 //! the row counts, which cost a scan of every table) `/healthz`. Never reads or prints anything
 //! secret: the database holds no key.
+//!
+//! One model for every destination: [`read`] assembles it from the small reads of a [`Source`],
+//! which each destination answers in its SQL; the run state is typed ([`RunState`]), and times are
+//! ISO-8601 UTC text whatever the database keeps.
 
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::entity::{ENTITIES, StateKey};
-use crate::store::StoreError;
+pub use crate::write::RunState;
 
 /// The last run of one entity.
 #[derive(Debug, Clone, Serialize)]
@@ -17,7 +20,7 @@ pub struct RunSummary {
     /// incremental, full or reconcile.
     pub mode: String,
     /// running, ok, failed or interrupted.
-    pub status: String,
+    pub status: RunState,
     /// Start time.
     pub started_at: String,
     /// End time.
@@ -46,7 +49,7 @@ impl RunSummary {
     /// Progress of a running run: records per second since it started and, when the total is
     /// known, the seconds left at that pace. `None` unless the run is `running`.
     pub fn progress(&self, now: chrono::DateTime<chrono::Utc>) -> Option<Progress> {
-        if self.status != "running" {
+        if self.status != RunState::Running {
             return None;
         }
         let started = chrono::DateTime::parse_from_rfc3339(&self.started_at).ok()?;
@@ -77,8 +80,8 @@ impl RunSummary {
 /// so in the database too.
 pub fn mark_cut_off(statuses: &mut [EntityStatus]) {
     for run in statuses.iter_mut().filter_map(|s| s.last_run.as_mut()) {
-        if run.status == "running" {
-            run.status = "interrupted".to_string();
+        if run.status == RunState::Running {
+            run.status = RunState::Interrupted;
             run.error = Some(
                 "cut off: no process is writing the mirror; the next run continues from the saved cursor"
                     .to_string(),
@@ -130,7 +133,7 @@ pub struct EntityStatus {
     pub view_problems: Vec<String>,
 }
 
-/// How much [`read_scope`] reads.
+/// How much [`read`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// Everything, row counts included (`status`, `/metrics`).
@@ -139,30 +142,56 @@ pub enum Scope {
     Health,
 }
 
-/// Reads the status of every entity (kobjects: one entry per klass seen, or one for the table).
-pub fn read(conn: &Connection) -> Result<Vec<EntityStatus>, StoreError> {
-    read_scope(conn, Scope::Full)
+/// What a destination answers for [`read`], each in its own SQL and (for a consistent picture) in
+/// one read transaction.
+pub trait Source {
+    /// The destination's error.
+    type Error;
+
+    /// The `sync_state` keys of `entity`'s klasses (`kobjects:<klass>`), in order.
+    fn klass_keys(&mut self, entity: &str) -> Result<Vec<String>, Self::Error>;
+
+    /// Live and deleted rows of `table` (of `klass`).
+    fn rows(&mut self, table: &str, klass: Option<&str>) -> Result<(i64, i64), Self::Error>;
+
+    /// Items of `key` waiting in `rejected_records`.
+    fn rejected(&mut self, key: &str) -> Result<i64, Self::Error>;
+
+    /// `view: error` of each custom view of `key` that could not be built, by view.
+    fn view_problems(&mut self, key: &str) -> Result<Vec<String>, Self::Error>;
+
+    /// The `sync_state` row of `key`.
+    fn state(&mut self, key: &str) -> Result<Option<StateRow>, Self::Error>;
+
+    /// The `sync_runs` row `id`.
+    fn run(&mut self, id: i64) -> Result<Option<RunSummary>, Self::Error>;
 }
 
-/// [`read`], reading only what `scope` needs.
-pub fn read_scope(conn: &Connection, scope: Scope) -> Result<Vec<EntityStatus>, StoreError> {
-    let err = |e| StoreError::sqlite("reading the sync status", e);
-    let mut out = Vec::new();
+/// The `sync_state` columns [`read`] shows.
+#[derive(Debug, Clone, Default)]
+pub struct StateRow {
+    /// search or full.
+    pub strategy: Option<String>,
+    /// The saved cursor.
+    pub cursor: Option<String>,
+    /// Last successful pass (ISO-8601 UTC text).
+    pub last_success_at: Option<String>,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Failed passes since the last success.
+    pub consecutive_failures: i64,
+    /// The most recent run.
+    pub last_run_id: Option<i64>,
+}
+
+/// The status of every entity (kobjects: one entry per klass seen, or one for the table until a
+/// klass is synced), reading only what `scope` needs.
+pub fn read<S: Source>(source: &mut S, scope: Scope) -> Result<Vec<EntityStatus>, S::Error> {
     let mut keys: Vec<StateKey> = Vec::new();
     for e in &ENTITIES {
         if e.per_klass() {
-            // One key per klass seen; the whole entity until the first klass is synced.
-            let mut stmt = conn
-                .prepare(
-                    "SELECT entity FROM sync_state WHERE entity LIKE ?1 || ':%' ORDER BY entity",
-                )
-                .map_err(err)?;
-            let klass_keys = stmt
-                .query_map([e.name], |r| r.get::<_, String>(0))
-                .map_err(err)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(err)?;
-            let klass_keys: Vec<StateKey> = klass_keys
+            let klass_keys: Vec<StateKey> = source
+                .klass_keys(e.name)?
                 .iter()
                 .filter_map(|k| StateKey::parse(k))
                 .collect();
@@ -174,97 +203,46 @@ pub fn read_scope(conn: &Connection, scope: Scope) -> Result<Vec<EntityStatus>, 
             keys.push(StateKey::entity(e));
         }
     }
-    for key in keys {
-        out.push(read_one(conn, &key, scope).map_err(err)?);
-    }
-    Ok(out)
+    let now = chrono::Utc::now();
+    keys.iter()
+        .map(|key| read_one(source, key, scope, now))
+        .collect()
 }
 
-fn read_one(conn: &Connection, state: &StateKey, scope: Scope) -> rusqlite::Result<EntityStatus> {
+fn read_one<S: Source>(
+    source: &mut S,
+    state: &StateKey,
+    scope: Scope,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<EntityStatus, S::Error> {
     // The table name comes from ENTITIES, never from the database or the user.
-    let table = state.table();
-    let klass = state.klass.as_deref();
     let key = state.to_string();
-    let key = key.as_str();
-    let (live, deleted): (i64, i64) = match scope {
+    let (live, deleted) = match scope {
         Scope::Health => (0, 0),
-        Scope::Full => conn.query_row(
-            &format!(
-                "SELECT COALESCE(SUM(deleted_at IS NULL), 0), COALESCE(SUM(deleted_at IS NOT NULL), 0) FROM {table} WHERE {}",
-                if klass.is_some() { "klass = ?1" } else { "?1 IS NULL" }
-            ),
-            [klass],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?,
+        Scope::Full => source.rows(state.table(), state.klass.as_deref())?,
     };
-    let rejected: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM rejected_records WHERE entity = ?1",
-        [key],
-        |r| r.get(0),
-    )?;
-    let view_problems = conn
-        .prepare("SELECT view || ': ' || error FROM view_problems WHERE entity = ?1 ORDER BY view")?
-        .query_map([key], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    type StateRow = (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        i64,
-        Option<i64>,
-    );
-    let state: Option<StateRow> = conn
-        .query_row(
-            "SELECT strategy, cursor, last_success_at, last_error, consecutive_failures, last_run_id FROM sync_state WHERE entity = ?1",
-            [key],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-        )
-        .optional()?;
-    let (strategy, cursor, last_success_at, last_error, consecutive_failures, last_run_id) =
-        state.unwrap_or((None, None, None, None, 0, None));
-    let last_run = match last_run_id {
+    let rejected = source.rejected(&key)?;
+    let view_problems = source.view_problems(&key)?;
+    let row = source.state(&key)?.unwrap_or_default();
+    let last_run = match row.last_run_id {
+        Some(id) => source.run(id)?,
         None => None,
-        Some(id) => conn
-            .query_row(
-                "SELECT id, mode, status, started_at, finished_at, requests, fetched, inserted, updated, unchanged, deleted, error, rejected, expected FROM sync_runs WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(RunSummary {
-                        id: r.get(0)?,
-                        mode: r.get(1)?,
-                        status: r.get(2)?,
-                        started_at: r.get(3)?,
-                        finished_at: r.get(4)?,
-                        requests: r.get(5)?,
-                        fetched: r.get(6)?,
-                        inserted: r.get(7)?,
-                        updated: r.get(8)?,
-                        unchanged: r.get(9)?,
-                        deleted: r.get(10)?,
-                        error: r.get(11)?,
-                        rejected: r.get(12)?,
-                        expected: r.get(13)?,
-                    })
-                },
-            )
-            .optional()?,
     };
-    let lag_seconds = last_success_at.as_deref().and_then(|t| {
+    let lag_seconds = row.last_success_at.as_deref().and_then(|t| {
         chrono::DateTime::parse_from_rfc3339(t)
             .ok()
-            .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+            .map(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds())
     });
     Ok(EntityStatus {
-        entity: key.to_string(),
+        entity: key,
         live,
         deleted,
         rejected,
-        strategy,
-        cursor,
-        last_success_at,
-        last_error,
-        consecutive_failures,
+        strategy: row.strategy,
+        cursor: row.cursor,
+        last_success_at: row.last_success_at,
+        last_error: row.last_error,
+        consecutive_failures: row.consecutive_failures,
         lag_seconds,
         last_run,
         view_problems,
@@ -278,7 +256,7 @@ pub struct RunTotals {
     /// `sync_runs.entity`.
     pub entity: String,
     /// `sync_runs.status`.
-    pub status: String,
+    pub status: RunState,
     /// Runs.
     pub runs: i64,
     /// Requests.
@@ -287,32 +265,6 @@ pub struct RunTotals {
     pub fetched: i64,
     /// Rows inserted, updated or deleted.
     pub changed: i64,
-}
-
-/// [`RunTotals`] of every entity and status, from the SQLite file.
-pub fn run_totals(conn: &Connection) -> Result<Vec<RunTotals>, StoreError> {
-    let err = |e| StoreError::sqlite("summing sync_runs", e);
-    let mut stmt = conn
-        .prepare(
-            "SELECT entity, status, COUNT(*), SUM(requests), SUM(fetched), SUM(inserted + updated + deleted) \
-             FROM sync_runs GROUP BY entity, status ORDER BY entity, status",
-        )
-        .map_err(err)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(RunTotals {
-                entity: r.get(0)?,
-                status: r.get(1)?,
-                runs: r.get(2)?,
-                requests: r.get(3)?,
-                fetched: r.get(4)?,
-                changed: r.get(5)?,
-            })
-        })
-        .map_err(err)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(err)?;
-    Ok(rows)
 }
 
 /// A fixed-width table of `statuses` for terminals.
@@ -339,7 +291,7 @@ pub fn render_table(statuses: &[EntityStatus]) -> String {
             s.deleted,
             s.rejected,
             s.cursor.as_deref().unwrap_or("-"),
-            run.map_or("never".to_string(), |r| r.status.clone()),
+            run.map_or("never".to_string(), |r| r.status.to_string()),
             run.map_or(0, |r| r.requests),
             run.map_or(0, |r| r.inserted + r.updated + r.deleted),
             s.lag_seconds.map_or("-".to_string(), human_secs),

@@ -75,6 +75,48 @@ impl Applied {
     }
 }
 
+/// Where a run is, as recorded in `sync_runs.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Going on now (or left by a process that died: see [`RunState::parse`]'s callers).
+    Running,
+    /// Completed.
+    Ok,
+    /// Ended with an error.
+    Failed,
+    /// Stopped by a shutdown, or found cut off.
+    Interrupted,
+}
+
+impl RunState {
+    /// The text stored in `sync_runs.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Ok => "ok",
+            RunState::Failed => "failed",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+
+    /// Reads `sync_runs.status`; a text no version wrote (hand-edited) reads as failed.
+    pub fn parse(text: &str) -> RunState {
+        match text {
+            "running" => RunState::Running,
+            "ok" => RunState::Ok,
+            "interrupted" => RunState::Interrupted,
+            _ => RunState::Failed,
+        }
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Kind of pass, as recorded in `sync_runs.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -103,8 +145,8 @@ impl Mode {
 /// The saved state of one entity (or one klass of kobjects).
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    /// `search` or `full`, once known.
-    pub strategy: Option<String>,
+    /// `Search` or `FullRefresh`, once an entity that may use either is known to use one.
+    pub strategy: Option<crate::entity::Strategy>,
     /// Where the next incremental pass starts (before the overlap is applied).
     pub cursor: Option<Cursor>,
 }
@@ -122,53 +164,11 @@ pub enum Outcome<'a> {
 
 impl<'a> Outcome<'a> {
     /// The `sync_runs.status` and `error` this outcome is recorded with.
-    pub fn status_and_error(self) -> (&'static str, Option<&'a str>) {
+    pub fn status_and_error(self) -> (RunState, Option<&'a str>) {
         match self {
-            Outcome::Ok => ("ok", None),
-            Outcome::Failed(e) => ("failed", Some(e)),
-            Outcome::Interrupted => ("interrupted", Some("stopped by shutdown")),
-        }
-    }
-}
-
-impl Cursor {
-    /// The cursor to save when `self` (a page's) meets the saved `(at, ids)` of its entity: the
-    /// later instant wins (never back), the same instant keeps both id lists. Instants are compared
-    /// parsed, so `…:00Z` and `…:00.500Z` order by time, and a saved text that is not a timestamp
-    /// gives way. `key` names the entity in the warning about damaged ids.
-    pub fn merged(&self, key: &str, saved: Option<(String, String)>) -> (String, String) {
-        use crate::record::time;
-        match saved {
-            Some((old, old_ids)) if time::later(&old, &self.at) => (old, old_ids),
-            Some((old, old_ids)) if time::same(&old, &self.at) => {
-                let mut ids = cursor_ids(key, &old_ids);
-                for id in &self.ids {
-                    if !ids.contains(id) {
-                        ids.push(id.clone());
-                    }
-                }
-                (self.at.clone(), serde_json::Value::from(ids).to_string())
-            }
-            _ => (
-                self.at.clone(),
-                serde_json::Value::from(self.ids.clone()).to_string(),
-            ),
-        }
-    }
-}
-
-/// Reads `sync_state.cursor_ids`. A damaged value (hand-edited, or written by something else) is
-/// logged and read as no ids: the next pass then re-reads the records at the cursor's timestamp
-/// instead of skipping them, which stores nothing twice (they are unchanged), so no data is lost.
-pub fn cursor_ids(key: &str, text: &str) -> Vec<String> {
-    match serde_json::from_str(text) {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::warn!(
-                entity = key, cursor_ids = text, error = %e,
-                "sync_state.cursor_ids is not a JSON array of ids; the records at the cursor will be read again"
-            );
-            Vec::new()
+            Outcome::Ok => (RunState::Ok, None),
+            Outcome::Failed(e) => (RunState::Failed, Some(e)),
+            Outcome::Interrupted => (RunState::Interrupted, Some("stopped by shutdown")),
         }
     }
 }

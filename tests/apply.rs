@@ -2,9 +2,9 @@
 //! (with the changed paths' old and new values), a cursor that never moves back, tombstones.
 
 use kustomer_mirror::record::Record;
-use kustomer_mirror::store::Store;
-use kustomer_mirror::store::apply::{Cursor, PageWrite, apply_page, tombstone_ids};
-use kustomer_mirror::store::runs::{Mode, begin_run, read_state};
+use kustomer_mirror::sqlite::Store;
+use kustomer_mirror::sqlite::apply::{Cursor, PageWrite, apply_page, tombstone_ids};
+use kustomer_mirror::sqlite::runs::{Mode, begin_run, read_state};
 use serde_json::json;
 
 fn record(id: &str, status: &str, updated: &str) -> Record {

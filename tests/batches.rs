@@ -73,7 +73,11 @@ impl Destination for Counting {
     fn read_state(&mut self, key: &str) -> Result<State, Error> {
         self.inner.read_state(key)
     }
-    fn set_strategy(&mut self, key: &str, strategy: &str) -> Result<(), Error> {
+    fn set_strategy(
+        &mut self,
+        key: &str,
+        strategy: kustomer_mirror::entity::Strategy,
+    ) -> Result<(), Error> {
         self.inner.set_strategy(key, strategy)
     }
     fn live_ids_by_created(

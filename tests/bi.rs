@@ -604,7 +604,7 @@ fn docs_schema_md_documents_every_table_column_and_view() {
     let doc =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/schema.md")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = kustomer_mirror::store::Store::open(dir.path().join("m.db")).unwrap();
+    let store = kustomer_mirror::sqlite::Store::open(dir.path().join("m.db")).unwrap();
     let conn = store.conn();
     let objects: Vec<(String, String)> = conn
         .prepare("SELECT name, type FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")

@@ -5,9 +5,10 @@
 use std::collections::BTreeSet;
 
 use crate::common::*;
+use kustomer_mirror::custom::view_name;
 use kustomer_mirror::entity::custom_view_tables;
 use kustomer_mirror::fake::Scale;
-use kustomer_mirror::store::views::{view_name, view_sql};
+use kustomer_mirror::sqlite::views::view_sql;
 use kustomer_mirror::sync::SyncOptions;
 use rusqlite::Connection;
 use serde_json::json;

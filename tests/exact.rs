@@ -308,7 +308,8 @@ async fn half_emoji_are_mirrored_as_served_and_bad_items_are_set_aside_while_the
         "SELECT SUM(rejected) FROM sync_runs WHERE entity = 'messages'",
     );
     assert_eq!(counted, 3);
-    let status = kustomer_mirror::status::read(&conn).unwrap();
+    let status =
+        kustomer_mirror::sqlite::status::read(&conn, kustomer_mirror::status::Scope::Full).unwrap();
     let messages = status.iter().find(|s| s.entity == "messages").unwrap();
     assert_eq!(messages.rejected, 3);
     assert_eq!(messages.last_run.as_ref().unwrap().rejected, 3);

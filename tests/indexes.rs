@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::common::*;
 use kustomer_mirror::fake::Scale;
-use kustomer_mirror::store::Store;
+use kustomer_mirror::sqlite::Store;
 use kustomer_mirror::sync::SyncOptions;
 use rusqlite::Connection;
 

@@ -214,7 +214,7 @@ async fn a_second_mirror_on_the_same_schema_is_refused_and_another_schema_is_not
         let held: bool = client
             .query_one(
                 "SELECT pg_try_advisory_lock($1)",
-                &[&kustomer_mirror::pg::lock_key("kustomer")],
+                &[&kustomer_mirror::postgres::lock_key("kustomer")],
             )
             .unwrap()
             .get(0);

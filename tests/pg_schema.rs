@@ -1,17 +1,17 @@
-//! The PostgreSQL data model (`src/pg/schema.sql`) against the SQLite one (`schema.sql`), on a real
+//! The PostgreSQL data model (`src/postgres/schema.sql`) against the SQLite one (`schema.sql`), on a real
 //! private PostgreSQL server: every table and view of SQLite has its twin with the same columns in
 //! the same order, the views part re-runs on a live schema, typed columns hold PostgreSQL types with
 //! hand-written expected values, and awkward values insert as NULL instead of failing the row.
 
 use crate::common::pg;
-use kustomer_mirror::store::Store;
+use kustomer_mirror::sqlite::Store;
 
-const PG_SCHEMA: &str = include_str!("../src/pg/schema.sql");
+const PG_SCHEMA: &str = include_str!("../src/postgres/schema.sql");
 
 fn parts() -> (&'static str, &'static str) {
     let at = PG_SCHEMA
         .find("\n-- @views\n")
-        .expect("src/pg/schema.sql has a `-- @views` line");
+        .expect("src/postgres/schema.sql has a `-- @views` line");
     (&PG_SCHEMA[..at], &PG_SCHEMA[at..])
 }
 
@@ -258,7 +258,7 @@ async fn a_version_1_schema_upgrades_to_the_current_one_with_its_rows() {
     tokio::task::spawn_blocking(move || {
         // A current schema as the binary creates it, taken back to version 1 by hand: version 2
         // added `sync_runs.expected`, version 3 `view_problems`.
-        drop(kustomer_mirror::pg::Pg::open(&settings, false).unwrap());
+        drop(kustomer_mirror::postgres::Pg::open(&settings, false).unwrap());
         let current = columns_of(cluster, &name, "kustomer");
         cluster.execute(
             &name,
@@ -270,7 +270,7 @@ async fn a_version_1_schema_upgrades_to_the_current_one_with_its_rows() {
              VALUES ('conversations', 'incremental', now(), now(), 'ok', 7, 5, 5);",
         );
         assert_ne!(columns_of(cluster, &name, "kustomer"), current);
-        drop(kustomer_mirror::pg::Pg::open(&settings, false).unwrap());
+        drop(kustomer_mirror::postgres::Pg::open(&settings, false).unwrap());
         let upgraded = columns_of(cluster, &name, "kustomer");
         let differ: Vec<_> = upgraded
             .iter()
@@ -285,7 +285,7 @@ async fn a_version_1_schema_upgrades_to_the_current_one_with_its_rows() {
         assert_eq!(
             cluster.query(&name, "SELECT version::text FROM kustomer.schema_meta"),
             vec![vec![Some(
-                kustomer_mirror::pg::SCHEMA_VERSION.to_string()
+                kustomer_mirror::postgres::SCHEMA_VERSION.to_string()
             )]]
         );
         assert_eq!(

@@ -9,7 +9,7 @@ use crate::common::*;
 use kustomer_mirror::destination::Writer;
 use kustomer_mirror::fake::{FakeOptions, Faults, RateLimit, Scale};
 use kustomer_mirror::kustomer::{Budget, Client, ClientOptions, Limiter};
-use kustomer_mirror::store::Store;
+use kustomer_mirror::sqlite::Store;
 use kustomer_mirror::sync::{Engine, SyncOptions};
 
 fn limited_engine(

@@ -1,6 +1,6 @@
 //! The database file: creation, WAL, schema versions and clear errors.
 
-use kustomer_mirror::store::{SCHEMA_VERSION, Store, StoreError};
+use kustomer_mirror::sqlite::{SCHEMA_VERSION, Store, StoreError};
 
 const ENTITY_TABLES: [&str; 11] = [
     "customers",
@@ -288,8 +288,8 @@ fn upgrades_from(version: u32) {
 #[test]
 fn committed_pages_are_checkpointed_into_the_file_in_the_background_and_the_wal_is_kept() {
     use kustomer_mirror::record::Record;
-    use kustomer_mirror::store::apply::{PageWrite, apply_page};
-    use kustomer_mirror::store::runs::{Mode, begin_run};
+    use kustomer_mirror::sqlite::apply::{PageWrite, apply_page};
+    use kustomer_mirror::sqlite::runs::{Mode, begin_run};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");
     let mut store = Store::open(&path).unwrap();

@@ -29,7 +29,7 @@ async fn a_second_writer_is_refused_or_waits_and_a_killed_holder_leaves_no_lock(
         ..Faults::default()
     });
     let db = db();
-    let lock_file = kustomer_mirror::store::lock::lock_path(&db.path);
+    let lock_file = kustomer_mirror::sqlite::lock::lock_path(&db.path);
     let mut first = sync_cmd(&server.base_url(), KEY, &db.path);
     first.stdout(Stdio::null()).stderr(Stdio::null());
     let mut holder = first.spawn().unwrap();

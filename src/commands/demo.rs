@@ -14,7 +14,7 @@ use crate::entity::ENTITIES;
 use crate::exit::{EXIT_OK, EXIT_SYNC_FAILED};
 use crate::fake::{FakeHandle, FakeOptions, FakeServer, Scale};
 use crate::kustomer::{Client, ClientOptions};
-use crate::store::{Store, WriterLock};
+use crate::sqlite::{Store, WriterLock};
 use crate::sync::{Engine, ProgressEvent, SyncOptions, SyncReport};
 
 /// The key the in-process fake accepts; only ever used against 127.0.0.1.

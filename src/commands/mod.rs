@@ -16,7 +16,7 @@ use crate::kustomer::MembraneAuth;
 use crate::kustomer::cli::CliBackend;
 use crate::kustomer::jwt::Minter;
 use crate::kustomer::{Budget, Client, ClientOptions, Limiter};
-use crate::store::WriterLock;
+use crate::sqlite::WriterLock;
 use crate::sync::{Engine, SyncOptions, SyncReport};
 
 /// Loads the settings, or prints one `error:` line per problem and gives the usage exit code.
@@ -101,7 +101,7 @@ pub fn client(settings: &Settings) -> Result<Client, String> {
     Ok(client)
 }
 
-/// Takes the SQLite file's writer lock ([`crate::store::lock`]); with `wait`, waits for the holder
+/// Takes the SQLite file's writer lock ([`crate::sqlite::lock`]); with `wait`, waits for the holder
 /// and says so on stderr. The error is the one line to print. PostgreSQL has none here: its
 /// advisory lock is taken on the writer's own session when the destination opens ([`engine`]).
 pub fn writer_lock(settings: &Settings, wait: bool) -> Result<Option<WriterLock>, String> {

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use crate::destination::Reader;
 use crate::exit::{EXIT_OK, EXIT_SYNC_FAILED};
+use crate::sqlite::Store;
 use crate::status::Scope;
-use crate::store::Store;
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
@@ -25,7 +25,7 @@ pub struct StatusArgs {
 /// Runs `status`.
 pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
     let (statuses, writer) = match args.db {
-        Some(path) => (sqlite(&path), crate::store::lock::held(&path)),
+        Some(path) => (sqlite(&path), crate::sqlite::lock::held(&path)),
         None => match super::load_settings(config) {
             Ok(s) if s.database.postgres.is_some() => {
                 let reader = Reader::new(&s.database);
@@ -37,7 +37,7 @@ pub fn run(config: Option<&Path>, args: StatusArgs) -> ExitCode {
             }
             Ok(s) => (
                 sqlite(&s.database.path),
-                crate::store::lock::held(&s.database.path),
+                crate::sqlite::lock::held(&s.database.path),
             ),
             Err(code) => return code,
         },
@@ -81,6 +81,6 @@ fn sqlite(path: &Path) -> Result<Vec<crate::status::EntityStatus>, String> {
         ));
     }
     Store::open(path)
-        .and_then(|store| crate::status::read(store.conn()))
+        .and_then(|store| crate::sqlite::status::read(store.conn(), Scope::Full))
         .map_err(|e| e.to_string())
 }

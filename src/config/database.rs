@@ -133,9 +133,9 @@ pub fn parse_url(text: &str) -> Result<ParsedUrl, String> {
     let query = url.query().unwrap_or("").to_string();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match percent_decode(k).as_str() {
-            "sslmode" => sslmode = Some(percent_decode(v)),
-            "sslrootcert" => sslrootcert = Some(percent_decode(v)),
+        match crate::escape::percent_decoded(k).as_str() {
+            "sslmode" => sslmode = Some(crate::escape::percent_decoded(v)),
+            "sslrootcert" => sslrootcert = Some(crate::escape::percent_decoded(v)),
             _ => rest.push(pair),
         }
     }
@@ -154,33 +154,6 @@ pub fn parse_url(text: &str) -> Result<ParsedUrl, String> {
         sslmode,
         sslrootcert,
     })
-}
-
-/// `%XX` escapes decoded as libpq decodes URI parts (a `+` stays a `+`); bytes that do not form UTF-8
-/// are replaced.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                // Two hex digits: at most 0xff, so the cast keeps the value.
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// True for a schema name that needs no quoting: lower-case letters, digits and `_`, not starting

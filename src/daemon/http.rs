@@ -348,7 +348,14 @@ pub fn render(
     // Passes under way: their committed counters move page by page, whichever process runs them.
     let running: Vec<_> = statuses
         .iter()
-        .filter_map(|s| Some((s, s.last_run.as_ref().filter(|r| r.status == "running")?)))
+        .filter_map(|s| {
+            Some((
+                s,
+                s.last_run
+                    .as_ref()
+                    .filter(|r| r.status == status::RunState::Running)?,
+            ))
+        })
         .collect();
     family(
         &mut o,

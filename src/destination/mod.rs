@@ -13,8 +13,8 @@ mod reader;
 mod sqlite;
 mod writer;
 
-use crate::pg::PgError;
-use crate::store::StoreError;
+use crate::postgres::PgError;
+use crate::sqlite::StoreError;
 use crate::write::{Applied, Mode, Outcome, PageWrite, State};
 
 pub use reader::Reader;
@@ -88,16 +88,9 @@ pub trait Destination: Send {
     /// The destination in one line for logs (a path, or a URL without its password, and schema).
     fn describe(&self) -> String;
 
-    /// Applies one page in one transaction: rows (an unchanged record writes nothing), change log,
-    /// quarantined items, run counters and cursor.
-    fn apply_page(&mut self, page: &PageWrite) -> Result<Applied, Error> {
-        // One page in, one answer out: the first page of a batch is always applied.
-        let applied = self.apply_pages(std::slice::from_ref(page), None)?;
-        Ok(applied.into_iter().next().unwrap_or_default())
-    }
-
-    /// Applies `pages` in order in one transaction, each page's rows, change log, counters and
-    /// cursor as [`Destination::apply_page`] would. The first page is always applied; after it,
+    /// Applies `pages` in order in one transaction, each page's rows (an unchanged record writes
+    /// nothing), change log, quarantined items, run counters and cursor, as `mirror::plan` and
+    /// `mirror::cursor` decide. The first page is always applied; after it,
     /// pages are added only until `deadline` passes. Answers what each applied page changed, in
     /// order (fewer than `pages` when the deadline cut the batch); on error nothing committed.
     fn apply_pages(
@@ -148,7 +141,7 @@ pub trait Destination: Send {
     fn read_state(&mut self, key: &str) -> Result<State, Error>;
 
     /// Records the strategy `key` is synced with.
-    fn set_strategy(&mut self, key: &str, strategy: &str) -> Result<(), Error>;
+    fn set_strategy(&mut self, key: &str, strategy: crate::entity::Strategy) -> Result<(), Error>;
 
     /// Live ids of `table` (of `klass`) with `attributes.createdAt` as served, oldest first.
     fn live_ids_by_created(
@@ -172,7 +165,7 @@ pub fn open(
     wait: bool,
 ) -> Result<Box<dyn Destination>, Error> {
     match &settings.postgres {
-        Some(pg) => Ok(Box::new(crate::pg::Pg::open(pg, wait)?)),
-        None => Ok(Box::new(crate::store::Store::open(&settings.path)?)),
+        Some(pg) => Ok(Box::new(crate::postgres::Pg::open(pg, wait)?)),
+        None => Ok(Box::new(crate::sqlite::Store::open(&settings.path)?)),
     }
 }

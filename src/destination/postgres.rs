@@ -2,7 +2,7 @@
 //! [`Pg::with`], which reconnects and runs it again when the server went away mid-way.
 
 use super::{Destination, Error};
-use crate::pg::{Pg, apply, runs};
+use crate::postgres::{Pg, apply, runs};
 use crate::status::{EntityStatus, Scope};
 use crate::write::{Applied, Mode, Outcome, PageWrite, State};
 
@@ -98,7 +98,7 @@ impl Destination for Pg {
         Ok(self.with(&context, |c, _| runs::read_state(c, key))?)
     }
 
-    fn set_strategy(&mut self, key: &str, strategy: &str) -> Result<(), Error> {
+    fn set_strategy(&mut self, key: &str, strategy: crate::entity::Strategy) -> Result<(), Error> {
         let context = format!("saving the strategy of {key}");
         Ok(self.with(&context, |c, _| runs::set_strategy(c, key, strategy))?)
     }
@@ -120,7 +120,7 @@ impl Destination for Pg {
 
     fn status(&mut self) -> Result<Vec<EntityStatus>, Error> {
         Ok(self.with("reading the sync status", |c, _| {
-            crate::pg::status_of(c, Scope::Full)
+            crate::postgres::status_of(c, Scope::Full)
         })?)
     }
 }

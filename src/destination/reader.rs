@@ -10,9 +10,9 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::Error;
 use crate::config::DatabaseSettings;
-use crate::pg::StatusReader;
-use crate::status::{self, EntityStatus, RunTotals, Scope};
-use crate::store::StoreError;
+use crate::postgres::StatusReader;
+use crate::sqlite::StoreError;
+use crate::status::{EntityStatus, RunTotals, Scope};
 
 /// Reads the mirror's status. Cheap to keep: PostgreSQL's connection is opened on first use and
 /// reopened after an error.
@@ -40,10 +40,10 @@ impl Reader {
             Reader::Sqlite(path) => {
                 let conn = read_only(path)?;
                 let totals = match scope {
-                    Scope::Full => status::run_totals(&conn)?,
+                    Scope::Full => crate::sqlite::status::run_totals(&conn)?,
                     Scope::Health => Vec::new(),
                 };
-                Ok((status::read_scope(&conn, scope)?, totals))
+                Ok((crate::sqlite::status::read(&conn, scope)?, totals))
             }
             Reader::Postgres(reader) => {
                 // A poisoned lock only means an earlier read panicked mid-way; the reader reconnects
@@ -60,7 +60,7 @@ impl Reader {
     /// A run left `running` with no writer was cut off (the next run marks it interrupted).
     pub fn writer_active(&self) -> Option<bool> {
         match self {
-            Reader::Sqlite(path) => crate::store::lock::held(path),
+            Reader::Sqlite(path) => crate::sqlite::lock::held(path),
             Reader::Postgres(reader) => reader
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -1,8 +1,8 @@
 //! [`Destination`] over the SQLite [`Store`]: each method is the `store` function of the same name.
 
 use super::{Destination, Error};
+use crate::sqlite::{Store, apply, bulk, runs};
 use crate::status::EntityStatus;
-use crate::store::{Store, apply, bulk, runs};
 use crate::write::{Applied, Mode, Outcome, PageWrite, State};
 
 impl Destination for Store {
@@ -65,7 +65,7 @@ impl Destination for Store {
         Ok(runs::read_state(self, key)?)
     }
 
-    fn set_strategy(&mut self, key: &str, strategy: &str) -> Result<(), Error> {
+    fn set_strategy(&mut self, key: &str, strategy: crate::entity::Strategy) -> Result<(), Error> {
         Ok(runs::set_strategy(self, key, strategy)?)
     }
 
@@ -82,6 +82,9 @@ impl Destination for Store {
     }
 
     fn status(&mut self) -> Result<Vec<EntityStatus>, Error> {
-        Ok(crate::status::read(self.conn())?)
+        Ok(crate::sqlite::status::read(
+            self.conn(),
+            crate::status::Scope::Full,
+        )?)
     }
 }

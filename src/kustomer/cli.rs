@@ -50,7 +50,7 @@ impl CliBackend {
             .arg("-X")
             .arg(method.as_str());
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            cmd.arg("--query").arg(percent_decode(pair));
+            cmd.arg("--query").arg(crate::escape::percent_decoded(pair));
         }
         if let Some(body) = body {
             cmd.arg("-d").arg(body.to_string()).arg("--json");
@@ -150,26 +150,4 @@ fn passed_to_cli(name: &str) -> bool {
     const PREFIXES: [&str; 3] = ["XDG_", "LC_", "NODE_"];
     let upper = name.to_ascii_uppercase();
     EXACT.contains(&upper.as_str()) || PREFIXES.iter().any(|p| upper.starts_with(p))
-}
-
-/// Decodes `%XX` escapes in one `k=v` query pair (the CLI encodes it again).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

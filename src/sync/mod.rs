@@ -282,11 +282,6 @@ impl Engine {
         self.writer.call(|_| ()).await.is_ok()
     }
 
-    /// True once a shutdown was requested.
-    pub fn stopping(&self) -> bool {
-        self.shutdown.as_ref().is_some_and(|s| *s.borrow())
-    }
-
     /// Awaits `work` unless a shutdown comes first (then `Err(Interrupted)`).
     pub(crate) async fn unless_stopped<T>(
         &self,
@@ -450,9 +445,9 @@ impl Engine {
         let key = target.key.clone();
         let state = self.store(&target.key, move |s| s.read_state(&key)).await?;
         if !self.options.full {
-            match state.strategy.as_deref() {
-                Some("search") => return Ok(true),
-                Some("full") => return Ok(false),
+            match state.strategy {
+                Some(Strategy::Search) => return Ok(true),
+                Some(Strategy::FullRefresh) => return Ok(false),
                 _ => {}
             }
         }
@@ -477,7 +472,11 @@ impl Engine {
             .await?;
         let supported = probe?;
         let key = target.key.clone();
-        let strategy = if supported { "search" } else { "full" };
+        let strategy = if supported {
+            Strategy::Search
+        } else {
+            Strategy::FullRefresh
+        };
         self.store(&target.key, move |s| s.set_strategy(&key, strategy))
             .await?;
         Ok(supported)

@@ -21,7 +21,7 @@ use kustomer_mirror::destination::{Destination, Writer};
 use kustomer_mirror::entity::{ENTITIES, Entity};
 use kustomer_mirror::fake::{FakeHandle, FakeOptions, FakeServer, Scale};
 use kustomer_mirror::kustomer::{Client, ClientOptions};
-use kustomer_mirror::store::Store;
+use kustomer_mirror::sqlite::Store;
 use kustomer_mirror::sync::{Engine, SyncOptions, SyncReport};
 use rusqlite::Connection;
 use serde_json::Value;

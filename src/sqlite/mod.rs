@@ -11,6 +11,7 @@ pub mod lock;
 mod migrate;
 mod mode;
 pub mod runs;
+pub mod status;
 pub mod views;
 
 use std::path::{Path, PathBuf};
@@ -143,7 +144,7 @@ pub struct Store {
     /// Tables in their first sync, whose indexes are deferred.
     bulk: bulk::Bulk,
     /// The custom attribute views' names, kept up to date page by page.
-    views: views::Known,
+    views: crate::mirror::views::Known,
 }
 
 /// Keeps the `-wal` and `-shm` files when the writer closes. A reader that may not create files in
@@ -220,7 +221,7 @@ impl Store {
             conn,
             path,
             bulk: bulk::Bulk::default(),
-            views: views::Known::default(),
+            views: crate::mirror::views::Known::default(),
             checkpoint: None,
             // Only a WAL database has checkpoints to run.
             checkpoint_tried: !mode.eq_ignore_ascii_case("wal"),

@@ -1,8 +1,8 @@
-//! Writing what a sync read into PostgreSQL, with SQLite's rules (see `store::apply`): a page's
-//! rows, change log, quarantined items, run counters and cursor in one transaction (several pages
-//! in one when the writer has a backlog), and an unchanged record writes nothing. Set-based: one
-//! lookup of the page's ids, new rows and their change-log rows by binary `COPY`, changed rows by
-//! one `UPDATE … FROM unnest(…)`. A record whose value the server refuses makes the page run again
+//! Writing what a sync read into PostgreSQL, as the core decides (`mirror::plan`, `mirror::cursor`):
+//! a page's rows, change log, quarantined items, run counters and cursor in one transaction
+//! (several pages in one when the writer has a backlog). Set-based: one lookup of the page's ids,
+//! new rows and their change-log rows by binary `COPY`, changed rows by one
+//! `UPDATE … FROM unnest(…)`. A record whose value the server refuses makes the page run again
 //! record by record under savepoints, so only that record is set aside in `rejected_records`.
 
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ use postgres::{Client, GenericClient, Transaction};
 use super::Session;
 use super::error::refused_record;
 use super::jsonb::{self, Jsonb};
-use crate::record::diff::Diff;
+use crate::mirror::plan::{self, Stored, Write};
 use crate::record::{Record, Rejected};
 use crate::write::{Applied, PageWrite};
 
@@ -137,7 +137,7 @@ pub fn committed(
 /// One page's writes inside its savepoint.
 fn write_page(
     tx: &mut Transaction<'_>,
-    views: &mut super::views::Known,
+    views: &mut crate::mirror::views::Known,
     page: &PageWrite,
     now: DateTime<Utc>,
     one_by_one: bool,
@@ -149,31 +149,17 @@ fn write_page(
         (applied, removed, Vec::new())
     };
     applied.rejected = quarantine(tx, page, page.rejected.iter().chain(&refused))?;
-    let stored: Vec<&Record> = page
-        .records
-        .iter()
-        .filter(|r| {
-            !refused
-                .iter()
-                .any(|x| x.id.as_deref() == Some(r.id.as_str()))
-        })
-        .collect();
-    let stored_records: Vec<Record> = if refused.is_empty() {
-        Vec::new()
-    } else {
-        stored.iter().map(|r| (*r).clone()).collect()
-    };
-    let view_records = if refused.is_empty() {
-        &page.records[..]
-    } else {
-        &stored_records[..]
-    };
+    let stored = page.records.iter().filter(|r| {
+        !refused
+            .iter()
+            .any(|x| x.id.as_deref() == Some(r.id.as_str()))
+    });
     let view = super::views::plan_page(
         tx,
         views,
         page.table,
         page.klass.as_deref(),
-        view_records,
+        stored,
         removed,
     )?;
     tx.execute(
@@ -238,29 +224,99 @@ fn records_one_by_one(
     Ok((applied, removed, refused))
 }
 
-/// The stored state of a row: hash and whether it is a tombstone.
-struct Existing {
-    hash: String,
-    deleted: bool,
-}
-
-/// When a record is deleted upstream: its `deletedAt`, else its `updatedAt`, else now (a time the
-/// server cannot read counts as now, so the row is a tombstone whatever the text).
-fn deleted_at(record: &Record, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    record.deleted.then(|| {
-        record
-            .deleted_at
-            .as_deref()
-            .or(record.updated_at.as_deref())
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or(now)
-    })
-}
-
-/// ISO-8601 UTC text of a time, as the change log shows `deleted_at` (and SQLite stores it).
+/// ISO-8601 UTC text of a time, the normal form `mirror::plan` writes times in.
 fn iso(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// A normal-form time of the plan as the server's `timestamptz` (the plan only writes normal
+/// RFC 3339 text, so the fallback to `now` is never taken).
+fn at(text: &str, now: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(now)
+}
+
+/// Stores `records` as [`crate::mirror::plan`] decides: the stored state of their ids read in one
+/// statement (and the stored text of the changed ones in a second), new rows and the change log by
+/// binary `COPY`, changed rows by one `UPDATE`, quarantined copies of the stored records cleared.
+/// Answers the counts and whether an update may have taken a name out of the custom view.
+fn write_records(
+    tx: &mut impl GenericClient,
+    page: &PageWrite,
+    records: &[Record],
+    now: DateTime<Utc>,
+) -> Result<(Applied, bool), postgres::Error> {
+    let table = page.table;
+    if records.is_empty() {
+        return Ok((Applied::default(), false));
+    }
+    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let stored: HashMap<String, Stored> = tx
+        .query(
+            &format!(
+                "SELECT id, hash, {} FROM {table} WHERE id = ANY($1)",
+                super::iso("deleted_at")
+            ),
+            &[&ids],
+        )?
+        .into_iter()
+        .map(|row| {
+            (
+                row.get(0),
+                Stored {
+                    hash: row.get(1),
+                    deleted_at: row.get(2),
+                },
+            )
+        })
+        .collect();
+    let triage = plan::triage(records, &stored);
+    let changed = triage.changed_ids();
+    let old: HashMap<String, String> = if changed.is_empty() {
+        HashMap::new()
+    } else {
+        tx.query(
+            &format!("SELECT id, COALESCE(data_exact, data::text) FROM {table} WHERE id = ANY($1)"),
+            &[&changed],
+        )?
+        .into_iter()
+        .map(|row| {
+            let text: String = row.get(1);
+            // jsonb's text has spaces and its own key order: the diff compares canonical texts.
+            let text = Record::from_text(text.as_bytes())
+                .map(|r| r.data)
+                .unwrap_or(text);
+            (row.get(0), text)
+        })
+        .collect()
+    };
+    let plan = triage.plan(&old, &iso(&now));
+    let fresh: Vec<&Write<'_>> = plan.writes.iter().filter(|w| w.is_insert()).collect();
+    if !fresh.is_empty() {
+        copy_rows(tx, page, &fresh, now)?;
+    }
+    let changed: Vec<&Write<'_>> = plan.writes.iter().filter(|w| !w.is_insert()).collect();
+    if !changed.is_empty() {
+        update_rows(tx, table, &changed, now)?;
+    }
+    let log: Vec<LogRow<'_>> = plan
+        .writes
+        .iter()
+        .map(|w| LogRow {
+            id: &w.record.id,
+            op: w.op.as_str(),
+            source_updated_at: w.record.updated_at.as_deref(),
+            changes: w.changes.clone(),
+        })
+        .collect();
+    copy_log(tx, page.run_id, table, &log, now)?;
+    // A record stored in good form clears its own quarantined copy.
+    tx.execute(
+        "DELETE FROM rejected_records WHERE entity = $1 AND record_key = ANY($2)",
+        &[&page.state_key, &plan.stored_ids()],
+    )?;
+    Ok((plan.applied(), plan.custom_removed))
 }
 
 /// One change-log row.
@@ -271,137 +327,11 @@ struct LogRow<'a> {
     changes: Option<String>,
 }
 
-/// Stores `records`: new ones inserted, changed ones updated with a change-log diff, unchanged ones
-/// left alone. Answers the counts and whether an update may have taken a name out of the custom
-/// view.
-fn write_records(
-    tx: &mut impl GenericClient,
-    page: &PageWrite,
-    records: &[Record],
-    now: DateTime<Utc>,
-) -> Result<(Applied, bool), postgres::Error> {
-    let table = page.table;
-    let mut applied = Applied::default();
-    if records.is_empty() {
-        return Ok((applied, false));
-    }
-    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    let existing: HashMap<String, Existing> = tx
-        .query(
-            &format!("SELECT id, hash, deleted_at IS NOT NULL FROM {table} WHERE id = ANY($1)"),
-            &[&ids],
-        )?
-        .into_iter()
-        .map(|row| {
-            (
-                row.get(0),
-                Existing {
-                    hash: row.get(1),
-                    deleted: row.get(2),
-                },
-            )
-        })
-        .collect();
-    let mut fresh: Vec<&Record> = Vec::new();
-    let mut changed: Vec<&Record> = Vec::new();
-    // A record twice in one page (the engine filters these, so only as a safeguard): the last
-    // version wins, as a sequence of upserts would leave it.
-    let mut last: HashMap<&str, usize> = HashMap::new();
-    for (i, record) in records.iter().enumerate() {
-        last.insert(record.id.as_str(), i);
-    }
-    for (i, record) in records.iter().enumerate() {
-        if last.get(record.id.as_str()) != Some(&i) {
-            continue;
-        }
-        match existing.get(&record.id) {
-            None => fresh.push(record),
-            Some(e) if e.hash == record.hash && e.deleted == record.deleted => {
-                applied.unchanged += 1
-            }
-            Some(_) => changed.push(record),
-        }
-    }
-    let mut log: Vec<LogRow<'_>> = Vec::with_capacity(fresh.len() + changed.len());
-    if !fresh.is_empty() {
-        copy_rows(tx, page, &fresh, now)?;
-        applied.inserted += fresh.len() as u64;
-        log.extend(fresh.iter().map(|r| LogRow {
-            id: &r.id,
-            op: "insert",
-            source_updated_at: r.updated_at.as_deref(),
-            changes: None,
-        }));
-    }
-    let mut removed = false;
-    if !changed.is_empty() {
-        let changed_ids: Vec<&str> = changed.iter().map(|r| r.id.as_str()).collect();
-        let old: HashMap<String, (String, Option<String>)> = tx
-            .query(
-                &format!(
-                    "SELECT id, COALESCE(data_exact, data::text), {} FROM {table} WHERE id = ANY($1)",
-                    super::iso("deleted_at")
-                ),
-                &[&changed_ids],
-            )?
-            .into_iter()
-            .map(|row| (row.get(0), (row.get(1), row.get(2))))
-            .collect();
-        update_rows(tx, table, &changed, now)?;
-        for record in &changed {
-            let (old_data, old_deleted_at) = old.get(&record.id).cloned().unwrap_or_default();
-            let new_deleted_at = deleted_at(record, now).map(|t| iso(&t));
-            // jsonb's text has spaces and its own key order: the diff compares canonical texts.
-            let old_data = Record::from_text(old_data.as_bytes())
-                .map(|r| r.data)
-                .unwrap_or(old_data);
-            let mut diff = match Diff::between(&old_data, &record.data) {
-                Ok(diff) => diff,
-                Err(bad) => {
-                    tracing::warn!(
-                        entity = table, id = %record.id, error = %bad,
-                        "the stored version of this record is not valid JSON; logging the new version whole"
-                    );
-                    Diff::from_nothing(&record.data).unwrap_or_default()
-                }
-            };
-            removed |= diff.may_remove_custom();
-            if old_deleted_at != new_deleted_at {
-                diff.insert(
-                    "deleted_at",
-                    serde_json::json!(old_deleted_at).to_string(),
-                    serde_json::json!(new_deleted_at).to_string(),
-                );
-            }
-            let op = if old_deleted_at.is_none() && new_deleted_at.is_some() {
-                applied.deleted += 1;
-                "delete"
-            } else {
-                applied.updated += 1;
-                "update"
-            };
-            log.push(LogRow {
-                id: &record.id,
-                op,
-                source_updated_at: record.updated_at.as_deref(),
-                changes: Some(diff.to_json()),
-            });
-        }
-    }
-    copy_log(tx, page.run_id, table, &log, now)?;
-    // A record stored in good form clears its own quarantined copy.
-    tx.execute(
-        "DELETE FROM rejected_records WHERE entity = $1 AND record_key = ANY($2)",
-        &[&page.state_key, &ids],
-    )?;
-    Ok((applied, removed))
-}
-
 /// Inserts rows that do not exist yet, by binary COPY (generated columns are computed by the server).
 fn copy_rows(
     tx: &mut impl GenericClient,
     page: &PageWrite,
-    records: &[&Record],
+    writes: &[&Write<'_>],
     now: DateTime<Utc>,
 ) -> Result<(), postgres::Error> {
     let klass = page.klass.as_deref();
@@ -439,10 +369,11 @@ fn copy_rows(
         ),
     };
     let mut writer = BinaryCopyInWriter::new(tx.copy_in(&sql)?, &types);
-    for record in records {
+    for w in writes {
+        let record = w.record;
         let (data, exact) = jsonb::storable(&record.data);
         let data_exact = exact.then_some(record.data.as_str());
-        let deleted_at = deleted_at(record, now);
+        let deleted_at = w.deleted_at.as_deref().map(|t| at(t, now));
         let data = Jsonb(&data);
         match klass {
             Some(k) => writer.write(&[
@@ -474,9 +405,10 @@ fn copy_rows(
 fn update_rows(
     tx: &mut impl GenericClient,
     table: &str,
-    records: &[&Record],
+    writes: &[&Write<'_>],
     now: DateTime<Utc>,
 ) -> Result<(), postgres::Error> {
+    let records: Vec<&Record> = writes.iter().map(|w| w.record).collect();
     let storable: Vec<(std::borrow::Cow<'_, str>, bool)> =
         records.iter().map(|r| jsonb::storable(&r.data)).collect();
     let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
@@ -486,7 +418,10 @@ fn update_rows(
         .zip(&storable)
         .map(|(r, (_, exact))| exact.then_some(r.data.as_str()))
         .collect();
-    let deleted: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| deleted_at(r, now)).collect();
+    let deleted: Vec<Option<DateTime<Utc>>> = writes
+        .iter()
+        .map(|w| w.deleted_at.as_deref().map(|t| at(t, now)))
+        .collect();
     let hashes: Vec<&str> = records.iter().map(|r| r.hash.as_str()).collect();
     tx.execute(
         &format!(
@@ -557,13 +492,7 @@ fn quarantine<'a>(
                  times_seen = rejected_records.times_seen + 1",
             )?),
         };
-        let key = match &item.id {
-            Some(id) => id.clone(),
-            None => format!(
-                "raw:{:032x}",
-                xxhash_rust::xxh3::xxh3_128(item.raw.as_bytes())
-            ),
-        };
+        let key = plan::quarantine_key(item);
         // Text columns cannot hold NUL: what cannot be stored as is becomes U+FFFD.
         let id = item.id.as_deref().map(jsonb::text);
         let updated_at = item.updated_at.as_deref().map(jsonb::text);
@@ -615,7 +544,7 @@ fn tombstone_in(
         ),
         &[&ids, &now],
     )?;
-    let changes = serde_json::json!({"deleted_at": {"old": null, "new": iso(&now)}}).to_string();
+    let changes = plan::tombstone_changes(&iso(&now));
     let marked: Vec<(String, Option<String>)> =
         marked.iter().map(|r| (r.get(0), r.get(1))).collect();
     let rows: Vec<LogRow<'_>> = marked

@@ -55,7 +55,7 @@ pub struct Session {
     /// Tables in their first sync, whose deferred indexes are dropped.
     bulk: bulk::Bulk,
     /// The custom attribute views' names.
-    views: views::Known,
+    views: crate::mirror::views::Known,
 }
 
 impl Session {
@@ -169,7 +169,7 @@ impl Pg {
 
 /// The SQL name of the schema (validated at config time to need no escaping, quoted anyway).
 pub(crate) fn schema_ident(settings: &PgSettings) -> String {
-    format!("\"{}\"", settings.schema.replace('"', "\"\""))
+    crate::escape::identifier(&settings.schema)
 }
 
 /// The schema's advisory lock key: one bigint, 64 bits of a hash of the exact schema name (the

@@ -4,11 +4,13 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, now_iso};
-use crate::write::Cursor;
-pub use crate::write::{Mode, Outcome, State, cursor_ids};
+use crate::entity::Strategy;
+use crate::mirror::runs::{self, LEFT_RUNNING, StateChange};
+pub use crate::write::{Mode, Outcome, RunState, State};
 
-/// Starts a run: marks runs of the same key left `running` by a killed process as `interrupted`,
-/// inserts the new row and links it from `sync_state`. Returns the run id.
+/// Starts a run: marks the runs of the same key still `running` that are not in `live` (this
+/// process's own passes) as `interrupted` (a process that went away left them), inserts the new
+/// row and links it from `sync_state`. Returns the run id.
 pub fn begin_run(
     store: &mut Store,
     key: &str,
@@ -27,16 +29,21 @@ pub fn begin_run(
             .join(",")
     );
     tx.execute(
-        "UPDATE sync_runs SET status = 'interrupted', finished_at = ?2, \
-         error = COALESCE(error, 'the process stopped before the run finished') \
-         WHERE entity = ?1 AND status = 'running' \
-         AND id NOT IN (SELECT value FROM json_each(?3))",
-        params![key, now, live],
+        "UPDATE sync_runs SET status = ?4, finished_at = ?2, error = COALESCE(error, ?5) \
+         WHERE entity = ?1 AND status = ?6 AND id NOT IN (SELECT value FROM json_each(?3))",
+        params![
+            key,
+            now,
+            live,
+            RunState::Interrupted.as_str(),
+            LEFT_RUNNING,
+            RunState::Running.as_str()
+        ],
     )
     .map_err(err)?;
     tx.execute(
-        "INSERT INTO sync_runs (entity, mode, started_at, status) VALUES (?1, ?2, ?3, 'running')",
-        params![key, mode.as_str(), now],
+        "INSERT INTO sync_runs (entity, mode, started_at, status) VALUES (?1, ?2, ?3, ?4)",
+        params![key, mode.as_str(), now, RunState::Running.as_str()],
     )
     .map_err(err)?;
     let id = tx.last_insert_rowid();
@@ -69,7 +76,7 @@ pub fn record_preflight(
             params![
                 entity,
                 now,
-                status,
+                status.as_str(),
                 requests as i64,
                 error
             ],
@@ -91,30 +98,36 @@ pub fn finish_run(
     let err = |e| StoreError::sqlite(format!("finishing run {run_id} of {key}"), e);
     let now = now_iso();
     let tx = store.conn_mut().transaction().map_err(err)?;
-    let (status, error) = outcome.status_and_error();
+    let (status, error, change) = runs::finish(mode, outcome);
     tx.execute(
         "UPDATE sync_runs SET status = ?2, finished_at = ?3, error = ?4, \
          requests = COALESCE(?5, requests) WHERE id = ?1",
-        params![run_id, status, now, error, requests.map(|r| r as i64)],
+        params![
+            run_id,
+            status.as_str(),
+            now,
+            error,
+            requests.map(|r| r as i64)
+        ],
     )
     .map_err(err)?;
-    if outcome == Outcome::Interrupted {
-        // Not the entity's failure: leave its failure count and last error alone.
-    } else if error.is_some() {
-        tx.execute(
-            "UPDATE sync_state SET last_error = ?2, consecutive_failures = consecutive_failures + 1 WHERE entity = ?1",
-            params![key, error],
-        )
-        .map_err(err)?;
-    } else {
-        let full = matches!(mode, Mode::Full | Mode::Reconcile);
-        // (A preflight never has a run row to finish: see `record_preflight`.)
-        tx.execute(
-            "UPDATE sync_state SET last_error = NULL, consecutive_failures = 0, last_success_at = ?2, \
-             last_full_at = CASE WHEN ?3 THEN ?2 ELSE last_full_at END WHERE entity = ?1",
-            params![key, now, full],
-        )
-        .map_err(err)?;
+    match change {
+        StateChange::Leave => {}
+        StateChange::Failed(error) => {
+            tx.execute(
+                "UPDATE sync_state SET last_error = ?2, consecutive_failures = consecutive_failures + 1 WHERE entity = ?1",
+                params![key, error],
+            )
+            .map_err(err)?;
+        }
+        StateChange::Succeeded { full } => {
+            tx.execute(
+                "UPDATE sync_state SET last_error = NULL, consecutive_failures = 0, last_success_at = ?2, \
+                 last_full_at = CASE WHEN ?3 THEN ?2 ELSE last_full_at END WHERE entity = ?1",
+                params![key, now, full],
+            )
+            .map_err(err)?;
+        }
     }
     tx.commit().map_err(err)
 }
@@ -132,24 +145,20 @@ pub fn read_state(store: &Store, key: &str) -> Result<State, StoreError> {
         .map_err(|e| StoreError::sqlite(format!("reading the sync state of {key}"), e))?;
     Ok(match row {
         None => State::default(),
-        Some((strategy, cursor, ids)) => State {
-            strategy,
-            cursor: cursor.map(|at| Cursor {
-                at,
-                ids: cursor_ids(key, &ids),
-            }),
-        },
+        Some((strategy, cursor, ids)) => {
+            crate::mirror::cursor::state(key, strategy.as_deref(), cursor, &ids)
+        }
     })
 }
 
 /// Records the strategy an entity is synced with (`search` or `full`).
-pub fn set_strategy(store: &mut Store, key: &str, strategy: &str) -> Result<(), StoreError> {
+pub fn set_strategy(store: &mut Store, key: &str, strategy: Strategy) -> Result<(), StoreError> {
     store
         .conn()
         .execute(
             "INSERT INTO sync_state (entity, strategy) VALUES (?1, ?2) \
              ON CONFLICT (entity) DO UPDATE SET strategy = excluded.strategy",
-            params![key, strategy],
+            params![key, strategy.saved_name()],
         )
         .map_err(|e| StoreError::sqlite(format!("saving the strategy of {key}"), e))?;
     Ok(())

@@ -1,13 +1,16 @@
 //! Run bookkeeping in PostgreSQL: a `sync_runs` row per pass, the per-entity `sync_state`, and the
-//! reads the engine makes of them (saved state, live ids for the reconcile). The same rules as
-//! SQLite's `store::runs`.
+//! reads the engine makes of them (saved state, live ids for the reconcile), by the rules of
+//! `mirror::runs` and `mirror::cursor`.
 
 use postgres::Client;
 
 use super::jsonb::Jsonb;
-use crate::write::{Cursor, Mode, Outcome, State};
+use crate::entity::Strategy;
+use crate::mirror::runs::{self, LEFT_RUNNING, StateChange};
+use crate::write::{Cursor, Mode, Outcome, RunState, State};
 
-/// Starts a run (see `store::runs::begin_run`); returns its id.
+/// Starts a run: the runs of `key` still running that are not in `live` are marked interrupted
+/// (a process that went away left them); returns the new run's id.
 pub fn begin_run(
     c: &mut Client,
     key: &str,
@@ -16,15 +19,20 @@ pub fn begin_run(
 ) -> Result<i64, postgres::Error> {
     let mut tx = c.transaction()?;
     tx.execute(
-        "UPDATE sync_runs SET status = 'interrupted', finished_at = now(), \
-         error = COALESCE(error, 'the process stopped before the run finished') \
-         WHERE entity = $1 AND status = 'running' AND NOT (id = ANY($2))",
-        &[&key, &live],
+        "UPDATE sync_runs SET status = $3, finished_at = now(), error = COALESCE(error, $4) \
+         WHERE entity = $1 AND status = $5 AND NOT (id = ANY($2))",
+        &[
+            &key,
+            &live,
+            &RunState::Interrupted.as_str(),
+            &LEFT_RUNNING,
+            &RunState::Running.as_str(),
+        ],
     )?;
     let id: i64 = tx
         .query_one(
-            "INSERT INTO sync_runs (entity, mode, started_at, status) VALUES ($1, $2, now(), 'running') RETURNING id",
-            &[&key, &mode.as_str()],
+            "INSERT INTO sync_runs (entity, mode, started_at, status) VALUES ($1, $2, now(), $3) RETURNING id",
+            &[&key, &mode.as_str(), &RunState::Running.as_str()],
         )?
         .get(0);
     tx.execute(
@@ -47,12 +55,12 @@ pub fn record_preflight(
     c.execute(
         "INSERT INTO sync_runs (entity, mode, started_at, finished_at, status, requests, error) \
          VALUES ($1, 'preflight', now(), now(), $2, $3, $4)",
-        &[&entity, &status, &(requests as i64), &error],
+        &[&entity, &status.as_str(), &(requests as i64), &error],
     )?;
     Ok(())
 }
 
-/// Ends a run (see `store::runs::finish_run`).
+/// Ends a run, with what `mirror::runs::finish` says it does to `sync_state`.
 pub fn finish_run(
     c: &mut Client,
     key: &str,
@@ -61,28 +69,35 @@ pub fn finish_run(
     outcome: Outcome<'_>,
     requests: Option<u64>,
 ) -> Result<(), postgres::Error> {
-    let (status, error) = outcome.status_and_error();
+    let (status, error, change) = runs::finish(mode, outcome);
+    // Text columns cannot hold NUL: what cannot be stored as is becomes U+FFFD.
     let error = error.map(|e| super::jsonb::text(e).into_owned());
     let mut tx = c.transaction()?;
     tx.execute(
         "UPDATE sync_runs SET status = $2, finished_at = now(), error = $3, \
          requests = COALESCE($4, requests) WHERE id = $1",
-        &[&run_id, &status, &error, &requests.map(|r| r as i64)],
+        &[
+            &run_id,
+            &status.as_str(),
+            &error,
+            &requests.map(|r| r as i64),
+        ],
     )?;
-    if outcome == Outcome::Interrupted {
-        // Not the entity's failure: its failure count and last error stay.
-    } else if error.is_some() {
-        tx.execute(
-            "UPDATE sync_state SET last_error = $2, consecutive_failures = consecutive_failures + 1 WHERE entity = $1",
-            &[&key, &error],
-        )?;
-    } else {
-        let full = matches!(mode, Mode::Full | Mode::Reconcile);
-        tx.execute(
-            "UPDATE sync_state SET last_error = NULL, consecutive_failures = 0, last_success_at = now(), \
-             last_full_at = CASE WHEN $2 THEN now() ELSE last_full_at END WHERE entity = $1",
-            &[&key, &full],
-        )?;
+    match change {
+        StateChange::Leave => {}
+        StateChange::Failed(_) => {
+            tx.execute(
+                "UPDATE sync_state SET last_error = $2, consecutive_failures = consecutive_failures + 1 WHERE entity = $1",
+                &[&key, &error],
+            )?;
+        }
+        StateChange::Succeeded { full } => {
+            tx.execute(
+                "UPDATE sync_state SET last_error = NULL, consecutive_failures = 0, last_success_at = now(), \
+                 last_full_at = CASE WHEN $2 THEN now() ELSE last_full_at END WHERE entity = $1",
+                &[&key, &full],
+            )?;
+        }
     }
     tx.commit()
 }
@@ -96,25 +111,21 @@ pub fn read_state(c: &mut Client, key: &str) -> Result<State, postgres::Error> {
     )?;
     Ok(match row {
         None => State::default(),
-        Some(row) => {
-            let ids: String = row.get(2);
-            State {
-                strategy: row.get(0),
-                cursor: row.get::<_, Option<String>>(1).map(|at| Cursor {
-                    at,
-                    ids: crate::write::cursor_ids(key, &ids),
-                }),
-            }
-        }
+        Some(row) => crate::mirror::cursor::state(
+            key,
+            row.get::<_, Option<&str>>(0),
+            row.get(1),
+            row.get::<_, &str>(2),
+        ),
     })
 }
 
 /// Records the strategy `key` is synced with.
-pub fn set_strategy(c: &mut Client, key: &str, strategy: &str) -> Result<(), postgres::Error> {
+pub fn set_strategy(c: &mut Client, key: &str, strategy: Strategy) -> Result<(), postgres::Error> {
     c.execute(
         "INSERT INTO sync_state (entity, strategy) VALUES ($1, $2) \
          ON CONFLICT (entity) DO UPDATE SET strategy = excluded.strategy",
-        &[&key, &strategy],
+        &[&key, &strategy.saved_name()],
     )?;
     Ok(())
 }
@@ -151,7 +162,8 @@ pub fn advance_cursor(
         &[&key],
     )?;
     let current: Option<(Option<String>, String)> = current.map(|r| (r.get(0), r.get(1)));
-    let (at, ids) = cursor.merged(key, current.and_then(|(at, ids)| Some((at?, ids))));
+    let (at, ids) =
+        crate::mirror::cursor::merged(cursor, key, current.and_then(|(at, ids)| Some((at?, ids))));
     let (ids, _) = super::jsonb::storable(&ids);
     tx.execute(
         "INSERT INTO sync_state (entity, cursor, cursor_ids) VALUES ($1, $2, $3) \

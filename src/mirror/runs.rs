@@ -1,0 +1,38 @@
+//! The run rules: what beginning and finishing a pass records, and what a finished pass does to its
+//! entity's `sync_state` (success, failure, or neither for an interrupted pass). The executors
+//! write these in their dialect.
+
+use crate::write::{Mode, Outcome, RunState};
+
+/// The error recorded on a run that a process left running when it went away (marked so by the
+/// next run of the same key).
+pub const LEFT_RUNNING: &str = "the process stopped before the run finished";
+
+/// What a finished run does to its entity's `sync_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateChange<'a> {
+    /// Nothing: an interrupted pass is neither a success nor a failure of the entity.
+    Leave,
+    /// `last_error` set and `consecutive_failures` up by one.
+    Failed(&'a str),
+    /// `last_error` cleared, `consecutive_failures` reset, `last_success_at` now; `last_full_at`
+    /// too when `full` (a full refresh or reconcile).
+    Succeeded {
+        /// Whether the pass read everything.
+        full: bool,
+    },
+}
+
+/// How run `outcome` of a `mode` pass is recorded: its `sync_runs.status` and `error`, and what
+/// it does to `sync_state`. (A preflight never has a run row to finish.)
+pub fn finish(mode: Mode, outcome: Outcome<'_>) -> (RunState, Option<&str>, StateChange<'_>) {
+    let (state, error) = outcome.status_and_error();
+    let change = match (outcome, error) {
+        (Outcome::Interrupted, _) => StateChange::Leave,
+        (_, Some(e)) => StateChange::Failed(e),
+        (_, None) => StateChange::Succeeded {
+            full: matches!(mode, Mode::Full | Mode::Reconcile),
+        },
+    };
+    (state, error, change)
+}
