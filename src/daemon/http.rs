@@ -125,8 +125,21 @@ pub fn render(
     usage: crate::kustomer::limiter::Usage,
 ) -> String {
     let mut o = String::new();
+    render_row_counts(&mut o, statuses);
+    render_requests(&mut o, client);
+    render_rate_limit_holds(&mut o, client);
+    render_run_totals(&mut o, totals);
+    render_last_run_duration(&mut o, statuses);
+    render_freshness(&mut o, statuses);
+    render_running_passes(&mut o, statuses);
+    render_budget_usage(&mut o, usage);
+    o
+}
+
+/// Renders the per-entity row gauges: live and deleted rows, rejected records, view problems.
+fn render_row_counts(o: &mut String, statuses: &[EntityStatus]) {
     family(
-        &mut o,
+        o,
         "kustomer_mirror_rows",
         "gauge",
         "Rows in the mirror, by entity and state (live or deleted).",
@@ -144,7 +157,7 @@ pub fn render(
         );
     }
     family(
-        &mut o,
+        o,
         "kustomer_mirror_rejected_records",
         "gauge",
         "Served records set aside in rejected_records (undecodable or refused), by entity.",
@@ -157,7 +170,7 @@ pub fn render(
         );
     }
     family(
-        &mut o,
+        o,
         "kustomer_mirror_custom_view_problems",
         "gauge",
         "Custom attribute views that could not be built (rows stored all the same), by entity.",
@@ -170,8 +183,12 @@ pub fn render(
             s.view_problems.len()
         );
     }
+}
+
+/// Renders this process's request counters: by status class, 429s and retries.
+fn render_requests(o: &mut String, client: &crate::kustomer::ClientStats) {
     family(
-        &mut o,
+        o,
         "kustomer_mirror_http_requests_total",
         "counter",
         "HTTP requests to Kustomer by this process, by status class.",
@@ -189,7 +206,7 @@ pub fn render(
         );
     }
     family(
-        &mut o,
+        o,
         "kustomer_mirror_rate_limited_total",
         "counter",
         "429 answers received by this process.",
@@ -200,14 +217,18 @@ pub fn render(
         client.status_429
     );
     family(
-        &mut o,
+        o,
         "kustomer_mirror_retries_total",
         "counter",
         "Requests retried after transient failures by this process.",
     );
     let _ = writeln!(o, "kustomer_mirror_retries_total {}", client.retries);
+}
+
+/// Renders the rate-limit hold families: capped holds, unreadable headers, the hold still running.
+fn render_rate_limit_holds(o: &mut String, client: &crate::kustomer::ClientStats) {
     family(
-        &mut o,
+        o,
         "kustomer_mirror_rate_limit_holds_capped_total",
         "counter",
         "Rate-limit waits the server asked for that were longer than two rate windows and were cut to two.",
@@ -218,7 +239,7 @@ pub fn render(
         client.rate_holds_capped
     );
     family(
-        &mut o,
+        o,
         "kustomer_mirror_rate_limit_headers_unreadable_total",
         "counter",
         "Retry-After or x-ratelimit-reset headers that could not be read (one window was waited instead).",
@@ -229,7 +250,7 @@ pub fn render(
         client.rate_headers_unreadable
     );
     family(
-        &mut o,
+        o,
         "kustomer_mirror_rate_limit_hold_seconds",
         "gauge",
         "How long requests are still held for a rate-limit window the server reported (0: not held).",
@@ -239,6 +260,10 @@ pub fn render(
         "kustomer_mirror_rate_limit_hold_seconds {:.3}",
         client.rate_hold_remaining_ms as f64 / 1000.0
     );
+}
+
+/// Renders the sync_runs totals (runs, requests, records fetched, rows changed) by entity and status.
+fn render_run_totals(o: &mut String, totals: &[RunTotals]) {
     type Field = fn(&RunTotals) -> i64;
     let run_families: [(&str, &str, Field); 4] = [
         (
@@ -263,7 +288,7 @@ pub fn render(
         ),
     ];
     for (name, help, field) in run_families {
-        family(&mut o, name, "counter", help);
+        family(o, name, "counter", help);
         for t in totals {
             let _ = writeln!(
                 o,
@@ -274,8 +299,12 @@ pub fn render(
             );
         }
     }
+}
+
+/// Renders how long each entity's most recent finished run took.
+fn render_last_run_duration(o: &mut String, statuses: &[EntityStatus]) {
     family(
-        &mut o,
+        o,
         "kustomer_mirror_last_run_duration_seconds",
         "gauge",
         "Duration of the entity's most recent finished run.",
@@ -297,8 +326,12 @@ pub fn render(
             );
         }
     }
+}
+
+/// Renders how fresh each entity is: cursor lag, last success time, failed runs in a row.
+fn render_freshness(o: &mut String, statuses: &[EntityStatus]) {
     family(
-        &mut o,
+        o,
         "kustomer_mirror_cursor_lag_seconds",
         "gauge",
         "Seconds between now and the newest updatedAt mirrored (incremental entities).",
@@ -313,7 +346,7 @@ pub fn render(
         }
     }
     family(
-        &mut o,
+        o,
         "kustomer_mirror_last_success_timestamp_seconds",
         "gauge",
         "Unix time of the entity's last successful run.",
@@ -333,7 +366,7 @@ pub fn render(
         }
     }
     family(
-        &mut o,
+        o,
         "kustomer_mirror_consecutive_failures",
         "gauge",
         "Failed runs in a row per entity.",
@@ -345,6 +378,10 @@ pub fn render(
             s.entity, s.consecutive_failures
         );
     }
+}
+
+/// Renders the progress of passes under way: records fetched so far and expected in all.
+fn render_running_passes(o: &mut String, statuses: &[EntityStatus]) {
     // Passes under way: their committed counters move page by page, whichever process runs them.
     let running: Vec<_> = statuses
         .iter()
@@ -358,7 +395,7 @@ pub fn render(
         })
         .collect();
     family(
-        &mut o,
+        o,
         "kustomer_mirror_pass_records_fetched",
         "gauge",
         "Records fetched so far by the entity's running pass (committed pages).",
@@ -371,7 +408,7 @@ pub fn render(
         );
     }
     family(
-        &mut o,
+        o,
         "kustomer_mirror_pass_records_expected",
         "gauge",
         "Records the entity's running pass expects to fetch in all (when Kustomer reports totals).",
@@ -385,8 +422,12 @@ pub fn render(
             );
         }
     }
+}
+
+/// Renders the share of each rate budget (org, search) used in the current window.
+fn render_budget_usage(o: &mut String, usage: crate::kustomer::limiter::Usage) {
     family(
-        &mut o,
+        o,
         "kustomer_mirror_rate_budget_used_ratio",
         "gauge",
         "Share of each rate budget (org: every request; search) this process used in the current window.",
@@ -398,7 +439,6 @@ pub fn render(
             crate::kustomer::limiter::Usage::share(used)
         );
     }
-    o
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
