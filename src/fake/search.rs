@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::FakeHandle;
 use super::body::{Meta, error, page_body, page_params};
+use super::table::Table;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Range {
@@ -93,23 +94,9 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
             c.options.company_search,
         )
     };
-    let context = body["queryContext"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let (key, prefix) = match context.as_str() {
-        "customer" => ("customers".to_string(), "customer"),
-        "conversation" => ("conversations".to_string(), "conversation"),
-        "message" => ("messages".to_string(), "message"),
-        "note" => ("notes".to_string(), "note"),
-        "company" if company_ok => ("companies".to_string(), "company"),
-        "company" => {
-            return bad("Invalid queryContext: company search is not enabled for this org");
-        }
-        c if c.starts_with("kobject_") => {
-            (format!("kobjects:{}", &c["kobject_".len()..]), "kobject")
-        }
-        _ => return bad("Invalid queryContext"),
+    let (key, prefix) = match table_of(&body, company_ok) {
+        Ok(found) => found,
+        Err(msg) => return bad(&msg),
     };
     let (page, size) = page_params(query, 500);
     if page > max_pages || page * size > window {
@@ -118,83 +105,14 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
         ));
     }
     let ids_only = query.get("idsOnly").is_some_and(|v| v == "true");
-    let include_deleted = body["includeDeleted"].as_bool() == Some(true);
-    let (updated_attr, created_attr, id_attr) = (
-        format!("{prefix}_updated_at"),
-        format!("{prefix}_created_at"),
-        format!("{prefix}_id"),
-    );
-    let mut updated = Range::default();
-    let mut created = Range::default();
-    let mut ids: Option<Vec<String>> = None;
-    let criteria: Vec<Value> = match &body["and"] {
-        Value::Array(a) => a.clone(),
-        Value::Object(_) => vec![body["and"].clone()],
-        _ => Vec::new(),
+    let attrs = Attrs::of(prefix);
+    let filters = match Filters::parse(&body, &attrs) {
+        Ok(filters) => filters,
+        Err(msg) => return bad(&msg),
     };
-    if body["or"].as_array().is_some_and(|o| !o.is_empty()) {
-        return bad("The fake supports only \"and\" criteria");
-    }
-    for criterion in criteria {
-        let Some(obj) = criterion.as_object() else {
-            return bad("Invalid criterion");
-        };
-        for (attr, ops) in obj {
-            let Some(ops) = ops.as_object() else {
-                return bad("Invalid criterion");
-            };
-            for (op, value) in ops {
-                if *attr == id_attr {
-                    match op.as_str() {
-                        "equals" => ids = value.as_str().map(|v| vec![v.to_string()]),
-                        "in" => {
-                            ids = value.as_array().map(|a| {
-                                a.iter()
-                                    .filter_map(|v| v.as_str().map(str::to_string))
-                                    .collect()
-                            })
-                        }
-                        _ => return bad(&format!("Unsupported operator {op} on {attr}")),
-                    }
-                    continue;
-                }
-                let range = if *attr == updated_attr {
-                    &mut updated
-                } else if *attr == created_attr {
-                    &mut created
-                } else {
-                    return bad(&format!("Unknown or unsupported attribute {attr}"));
-                };
-                let Some(v) = normalise(value) else {
-                    return bad(&format!("Invalid date {value} for {attr}"));
-                };
-                match op.as_str() {
-                    "gt" => range.gt = Some(v),
-                    "gte" => range.gte = Some(v),
-                    "lt" => range.lt = Some(v),
-                    "lte" => range.lte = Some(v),
-                    _ => return bad(&format!("Unsupported operator {op} on {attr}")),
-                }
-            }
-        }
-    }
-    let (sort_created, desc) = match body["sort"]
-        .as_array()
-        .and_then(|s| s.first())
-        .and_then(Value::as_object)
-        .and_then(|o| o.iter().next())
-    {
-        None => (true, false),
-        Some((attr, dir)) => {
-            let desc = dir.as_str() == Some("desc");
-            if *attr == updated_attr {
-                (false, desc)
-            } else if *attr == created_attr {
-                (true, desc)
-            } else {
-                return bad(&format!("Sorting on {attr} is unavailable"));
-            }
-        }
+    let (sort_created, desc) = match sort_of(&body, &attrs) {
+        Ok(sort) => sort,
+        Err(msg) => return bad(&msg),
     };
     let mut state = fake.state();
     let Some(table) = state.tables.get_mut(&key) else {
@@ -207,18 +125,6 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
     // which is all a client can act on. Without the cap every keyset page of a large table would
     // walk to the end of the index to count.
     let cap = window.max(start + size) + 1;
-    let type_name = if prefix == "kobject" {
-        "kobject"
-    } else {
-        prefix
-    };
-    // Filters on what the updatedAt index holds; `created` needs the record itself.
-    let by_index = |id: &str, updated_at: &str, deleted: bool| {
-        (include_deleted || !deleted)
-            && updated.admits(updated_at)
-            && ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == id))
-    };
-    let created_filter = created != Range::default();
     let mut hits = Hits {
         start,
         size,
@@ -226,72 +132,12 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
         total: 0,
         items: Vec::with_capacity(size),
         ids_only,
-        type_name,
+        type_name: prefix,
     };
     if sort_created {
-        let order: Box<dyn Iterator<Item = &String>> = if desc {
-            Box::new(table.order.iter().rev())
-        } else {
-            Box::new(table.order.iter())
-        };
-        for id in order {
-            let Some(rec) = table.records.get(id) else {
-                continue;
-            };
-            let Some(ix) = &rec.indexed else { continue };
-            if by_index(id, &ix.updated, ix.deleted)
-                && created.admits(&rec.created)
-                && !hits.take(id, Some(&ix.text))
-            {
-                break;
-            }
-        }
+        walk_by_created(table, &filters, desc, &mut hits);
     } else {
-        use std::ops::Bound;
-        let lower = match (&updated.gte, &updated.gt) {
-            (Some(b), _) => Bound::Included((b.clone(), String::new())),
-            (None, Some(b)) => Bound::Excluded((b.clone(), "\u{10FFFF}".to_string())),
-            _ => Bound::Unbounded,
-        };
-        let range = table.by_updated.range((lower, Bound::Unbounded));
-        let entries: Box<dyn Iterator<Item = (&(String, String), &bool)>> = if desc {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
-        };
-        for ((updated_at, id), deleted) in entries {
-            let past_lt = updated
-                .lt
-                .as_deref()
-                .is_some_and(|b| updated_at.as_str() >= b);
-            let past_lte = updated
-                .lte
-                .as_deref()
-                .is_some_and(|b| updated_at.as_str() > b);
-            if !desc && (past_lt || past_lte) {
-                break;
-            }
-            if !by_index(id, updated_at, *deleted) {
-                continue;
-            }
-            // Every `by_updated` entry has an indexed record (Table keeps them in step), so a
-            // match only being counted needs no lookup unless `created` filters it.
-            let text = if hits.on_page() || created_filter {
-                let Some(rec) = table.records.get(id) else {
-                    continue;
-                };
-                let Some(ix) = &rec.indexed else { continue };
-                if !created.admits(&rec.created) {
-                    continue;
-                }
-                Some(&*ix.text)
-            } else {
-                None
-            };
-            if !hits.take(id, text) {
-                break;
-            }
-        }
+        walk_by_updated(table, &filters, desc, &mut hits);
     }
     drop(state);
     let refs: Vec<&str> = hits.items.iter().map(String::as_str).collect();
@@ -305,4 +151,225 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
         &refs,
         Meta::Search,
     )
+}
+
+/// The table key and attribute prefix of the body's `queryContext`, or why it is refused.
+fn table_of(body: &Value, company_ok: bool) -> Result<(String, &'static str), String> {
+    let context = body["queryContext"].as_str().unwrap_or_default();
+    Ok(match context {
+        "customer" => ("customers".to_string(), "customer"),
+        "conversation" => ("conversations".to_string(), "conversation"),
+        "message" => ("messages".to_string(), "message"),
+        "note" => ("notes".to_string(), "note"),
+        "company" if company_ok => ("companies".to_string(), "company"),
+        "company" => {
+            return Err(
+                "Invalid queryContext: company search is not enabled for this org".to_string(),
+            );
+        }
+        c if c.starts_with("kobject_") => {
+            (format!("kobjects:{}", &c["kobject_".len()..]), "kobject")
+        }
+        _ => return Err("Invalid queryContext".to_string()),
+    })
+}
+
+/// The searchable attribute names of one context: `<prefix>_updated_at`, `_created_at` and `_id`.
+struct Attrs {
+    updated: String,
+    created: String,
+    id: String,
+}
+
+impl Attrs {
+    /// The attribute names for `prefix` (e.g. `customer`).
+    fn of(prefix: &str) -> Attrs {
+        Attrs {
+            updated: format!("{prefix}_updated_at"),
+            created: format!("{prefix}_created_at"),
+            id: format!("{prefix}_id"),
+        }
+    }
+}
+
+/// What a search body filters on: deleted records, `updatedAt` and `createdAt` ranges, ids.
+#[derive(Default)]
+struct Filters {
+    include_deleted: bool,
+    updated: Range,
+    created: Range,
+    ids: Option<Vec<String>>,
+}
+
+impl Filters {
+    /// Parses `includeDeleted` and the `and` criteria (refusing `or`), or says what is wrong.
+    fn parse(body: &Value, attrs: &Attrs) -> Result<Filters, String> {
+        let mut filters = Filters {
+            include_deleted: body["includeDeleted"].as_bool() == Some(true),
+            ..Filters::default()
+        };
+        let criteria: Vec<Value> = match &body["and"] {
+            Value::Array(a) => a.clone(),
+            Value::Object(_) => vec![body["and"].clone()],
+            _ => Vec::new(),
+        };
+        if body["or"].as_array().is_some_and(|o| !o.is_empty()) {
+            return Err("The fake supports only \"and\" criteria".to_string());
+        }
+        for criterion in criteria {
+            let Some(obj) = criterion.as_object() else {
+                return Err("Invalid criterion".to_string());
+            };
+            for (attr, ops) in obj {
+                let Some(ops) = ops.as_object() else {
+                    return Err("Invalid criterion".to_string());
+                };
+                for (op, value) in ops {
+                    filters.apply(attrs, attr, op, value)?;
+                }
+            }
+        }
+        Ok(filters)
+    }
+
+    /// Adds one `attr: {op: value}` condition: equals/in on the id, a bound on either date.
+    fn apply(&mut self, attrs: &Attrs, attr: &str, op: &str, value: &Value) -> Result<(), String> {
+        if attr == attrs.id {
+            self.ids = match op {
+                "equals" => value.as_str().map(|v| vec![v.to_string()]),
+                "in" => value.as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                }),
+                _ => return Err(format!("Unsupported operator {op} on {attr}")),
+            };
+            return Ok(());
+        }
+        let range = if attr == attrs.updated {
+            &mut self.updated
+        } else if attr == attrs.created {
+            &mut self.created
+        } else {
+            return Err(format!("Unknown or unsupported attribute {attr}"));
+        };
+        let Some(v) = normalise(value) else {
+            return Err(format!("Invalid date {value} for {attr}"));
+        };
+        match op {
+            "gt" => range.gt = Some(v),
+            "gte" => range.gte = Some(v),
+            "lt" => range.lt = Some(v),
+            "lte" => range.lte = Some(v),
+            _ => return Err(format!("Unsupported operator {op} on {attr}")),
+        }
+        Ok(())
+    }
+
+    /// Filters on what the updatedAt index holds; `created` needs the record itself.
+    fn admits_indexed(&self, id: &str, updated_at: &str, deleted: bool) -> bool {
+        (self.include_deleted || !deleted)
+            && self.updated.admits(updated_at)
+            && self
+                .ids
+                .as_ref()
+                .is_none_or(|ids| ids.iter().any(|i| i == id))
+    }
+}
+
+/// The body's sort as (by `createdAt` rather than `updatedAt`, descending); default created, asc.
+fn sort_of(body: &Value, attrs: &Attrs) -> Result<(bool, bool), String> {
+    Ok(
+        match body["sort"]
+            .as_array()
+            .and_then(|s| s.first())
+            .and_then(Value::as_object)
+            .and_then(|o| o.iter().next())
+        {
+            None => (true, false),
+            Some((attr, dir)) => {
+                let desc = dir.as_str() == Some("desc");
+                if *attr == attrs.updated {
+                    (false, desc)
+                } else if *attr == attrs.created {
+                    (true, desc)
+                } else {
+                    return Err(format!("Sorting on {attr} is unavailable"));
+                }
+            }
+        },
+    )
+}
+
+/// Walks the table in creation order (newest first when `desc`), counting matches into `hits`.
+fn walk_by_created(table: &Table, filters: &Filters, desc: bool, hits: &mut Hits<'_>) {
+    let order: Box<dyn Iterator<Item = &String>> = if desc {
+        Box::new(table.order.iter().rev())
+    } else {
+        Box::new(table.order.iter())
+    };
+    for id in order {
+        let Some(rec) = table.records.get(id) else {
+            continue;
+        };
+        let Some(ix) = &rec.indexed else { continue };
+        if filters.admits_indexed(id, &ix.updated, ix.deleted)
+            && filters.created.admits(&rec.created)
+            && !hits.take(id, Some(&ix.text))
+        {
+            break;
+        }
+    }
+}
+
+/// Walks the updatedAt index from the filter's lower bound (stopping at its upper bound when
+/// ascending), counting matches into `hits`.
+fn walk_by_updated(table: &Table, filters: &Filters, desc: bool, hits: &mut Hits<'_>) {
+    use std::ops::Bound;
+    let updated = &filters.updated;
+    let created_filter = filters.created != Range::default();
+    let lower = match (&updated.gte, &updated.gt) {
+        (Some(b), _) => Bound::Included((b.clone(), String::new())),
+        (None, Some(b)) => Bound::Excluded((b.clone(), "\u{10FFFF}".to_string())),
+        _ => Bound::Unbounded,
+    };
+    let range = table.by_updated.range((lower, Bound::Unbounded));
+    let entries: Box<dyn Iterator<Item = (&(String, String), &bool)>> = if desc {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
+    for ((updated_at, id), deleted) in entries {
+        let past_lt = updated
+            .lt
+            .as_deref()
+            .is_some_and(|b| updated_at.as_str() >= b);
+        let past_lte = updated
+            .lte
+            .as_deref()
+            .is_some_and(|b| updated_at.as_str() > b);
+        if !desc && (past_lt || past_lte) {
+            break;
+        }
+        if !filters.admits_indexed(id, updated_at, *deleted) {
+            continue;
+        }
+        // Every `by_updated` entry has an indexed record (Table keeps them in step), so a
+        // match only being counted needs no lookup unless `created` filters it.
+        let text = if hits.on_page() || created_filter {
+            let Some(rec) = table.records.get(id) else {
+                continue;
+            };
+            let Some(ix) = &rec.indexed else { continue };
+            if !filters.created.admits(&rec.created) {
+                continue;
+            }
+            Some(&*ix.text)
+        } else {
+            None
+        };
+        if !hits.take(id, text) {
+            break;
+        }
+    }
 }
