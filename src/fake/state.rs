@@ -102,147 +102,133 @@ pub struct State {
     pub index_lag: Duration,
 }
 
+/// A generation under way: the tables so far, the pools later records refer to, the RNG and the
+/// last `updatedAt` handed out.
+struct Generator {
+    tables: BTreeMap<String, Table>,
+    pools: Pools,
+    rng: Rng,
+    last: i64,
+}
+
+impl Generator {
+    /// Adds to table `key` the record `make(rng, id, created, updated)` at the next times; its id.
+    fn add(
+        &mut self,
+        key: &str,
+        make: &mut dyn FnMut(&mut Rng, &str, i64, i64) -> Value,
+    ) -> String {
+        let (c, u) = data::times(&mut self.rng, &mut self.last);
+        let id = self.rng.object_id(c / 1000);
+        let value = make(&mut self.rng, &id, c, u);
+        self.tables
+            .entry(key.to_string())
+            .or_default()
+            .add_indexed(id.clone(), Rec::from_value(&value));
+        id
+    }
+
+    /// Generates the directory other records refer to: users, teams, tags, queues and klasses.
+    fn directory(&mut self, n: &Counts) {
+        for i in 0..n.users {
+            let id = self.add("users", &mut |r, id, c, u| data::user(r, id, c, u, i));
+            self.pools.users.push(id);
+        }
+        for i in 0..n.teams {
+            let p = self.pools.clone();
+            let id = self.add("teams", &mut |r, id, c, u| data::team(r, id, c, u, i, &p));
+            self.pools.teams.push(id);
+        }
+        for i in 0..n.tags {
+            let id = self.add("tags", &mut |r, id, c, u| data::tag(r, id, c, u, i));
+            self.pools.tags.push(id);
+        }
+        for i in 0..n.queues {
+            let id = self.add("queues", &mut |r, id, c, u| data::queue(r, id, c, u, i));
+            self.pools.queues.push(id);
+        }
+        for i in 0..n.klasses {
+            let id = self.add("klasses", &mut |_, id, c, u| data::klass(id, c, u, i));
+            self.pools
+                .klasses
+                .push((KLASSES[i % KLASSES.len()].0.to_string(), id));
+        }
+    }
+
+    /// Generates companies, then customers (who may belong to them).
+    fn companies_and_customers(&mut self, n: &Counts) {
+        let p = self.pools.clone_small();
+        for i in 0..n.companies {
+            let id = self.add("companies", &mut |r, id, c, u| {
+                data::company(r, id, c, u, i, &p)
+            });
+            self.pools.companies.push(id);
+        }
+        let p = self.pools.clone_small();
+        for i in 0..n.customers {
+            let id = self.add("customers", &mut |r, id, c, u| {
+                data::customer(r, id, c, u, i, &p)
+            });
+            self.pools.customers.push(id);
+        }
+    }
+
+    /// Generates conversations of random customers, then their messages and notes.
+    fn conversations(&mut self, n: &Counts) {
+        let small = self.pools.clone_small();
+        for _ in 0..n.conversations {
+            let customer = self.rng.pick(&self.pools.customers).clone();
+            let id = self.add("conversations", &mut |r, id, c, u| {
+                data::conversation(r, id, &customer, c, u, &small)
+            });
+            self.pools.conversations.push((id, customer));
+        }
+        for _ in 0..n.messages {
+            let (conv, customer) = self.rng.pick(&self.pools.conversations).clone();
+            self.add("messages", &mut |r, id, c, u| {
+                data::message(r, id, &conv, &customer, c, u, &small)
+            });
+        }
+        for _ in 0..n.notes {
+            let (conv, customer) = self.rng.pick(&self.pools.conversations).clone();
+            self.add("notes", &mut |r, id, c, u| {
+                data::note(r, id, &conv, &customer, c, u, &small)
+            });
+        }
+    }
+
+    /// Generates custom objects of random klasses, each linked to a random customer.
+    fn kobjects(&mut self, n: &Counts) {
+        for i in 0..n.kobjects {
+            let (name, klass_id) = self.rng.pick(&self.pools.klasses).clone();
+            let customer = self.rng.pick(&self.pools.customers).clone();
+            self.add(&format!("kobjects:{name}"), &mut |r, id, c, u| {
+                data::kobject(r, id, (&name, &klass_id), &customer, c, u, i)
+            });
+        }
+    }
+}
+
 impl State {
     /// Generates the organisation for `seed` at `scale`.
     pub fn generate(seed: u64, scale: Scale, index_lag: Duration) -> State {
         let n = counts(scale);
-        let mut rng = Rng::new(seed);
-        let mut tables: BTreeMap<String, Table> = BTreeMap::new();
-        let mut pools = Pools::default();
-        let mut last = 0i64;
-        let add = |tables: &mut BTreeMap<String, Table>,
-                   key: &str,
-                   rng: &mut Rng,
-                   last: &mut i64,
-                   make: &mut dyn FnMut(&mut Rng, &str, i64, i64) -> Value|
-         -> String {
-            let (c, u) = data::times(rng, last);
-            let id = rng.object_id(c / 1000);
-            let value = make(rng, &id, c, u);
-            tables
-                .entry(key.to_string())
-                .or_default()
-                .add_indexed(id.clone(), Rec::from_value(&value));
-            id
+        let mut g = Generator {
+            rng: Rng::new(seed),
+            tables: BTreeMap::new(),
+            pools: Pools::default(),
+            last: 0,
         };
-        for i in 0..n.users {
-            let id = add(
-                &mut tables,
-                "users",
-                &mut rng,
-                &mut last,
-                &mut |r, id, c, u| data::user(r, id, c, u, i),
-            );
-            pools.users.push(id);
-        }
-        for i in 0..n.teams {
-            let p = pools.clone();
-            let id = add(
-                &mut tables,
-                "teams",
-                &mut rng,
-                &mut last,
-                &mut |r, id, c, u| data::team(r, id, c, u, i, &p),
-            );
-            pools.teams.push(id);
-        }
-        for i in 0..n.tags {
-            let id = add(
-                &mut tables,
-                "tags",
-                &mut rng,
-                &mut last,
-                &mut |r, id, c, u| data::tag(r, id, c, u, i),
-            );
-            pools.tags.push(id);
-        }
-        for i in 0..n.queues {
-            let id = add(
-                &mut tables,
-                "queues",
-                &mut rng,
-                &mut last,
-                &mut |r, id, c, u| data::queue(r, id, c, u, i),
-            );
-            pools.queues.push(id);
-        }
-        for i in 0..n.klasses {
-            let id = add(
-                &mut tables,
-                "klasses",
-                &mut rng,
-                &mut last,
-                &mut |_, id, c, u| data::klass(id, c, u, i),
-            );
-            pools
-                .klasses
-                .push((KLASSES[i % KLASSES.len()].0.to_string(), id));
-        }
-        let p = pools.clone_small();
-        for i in 0..n.companies {
-            let id = add(
-                &mut tables,
-                "companies",
-                &mut rng,
-                &mut last,
-                &mut |r, id, c, u| data::company(r, id, c, u, i, &p),
-            );
-            pools.companies.push(id);
-        }
-        let p = pools.clone_small();
-        for i in 0..n.customers {
-            let id = add(
-                &mut tables,
-                "customers",
-                &mut rng,
-                &mut last,
-                &mut |r, id, c, u| data::customer(r, id, c, u, i, &p),
-            );
-            pools.customers.push(id);
-        }
-        let small = pools.clone_small();
-        for _ in 0..n.conversations {
-            let customer = rng.pick(&pools.customers).clone();
-            let id = add(
-                &mut tables,
-                "conversations",
-                &mut rng,
-                &mut last,
-                &mut |r, id, c, u| data::conversation(r, id, &customer, c, u, &small),
-            );
-            pools.conversations.push((id, customer));
-        }
-        for _ in 0..n.messages {
-            let (conv, customer) = rng.pick(&pools.conversations).clone();
-            add(
-                &mut tables,
-                "messages",
-                &mut rng,
-                &mut last,
-                &mut |r, id, c, u| data::message(r, id, &conv, &customer, c, u, &small),
-            );
-        }
-        for _ in 0..n.notes {
-            let (conv, customer) = rng.pick(&pools.conversations).clone();
-            add(
-                &mut tables,
-                "notes",
-                &mut rng,
-                &mut last,
-                &mut |r, id, c, u| data::note(r, id, &conv, &customer, c, u, &small),
-            );
-        }
-        for i in 0..n.kobjects {
-            let (name, klass_id) = rng.pick(&pools.klasses).clone();
-            let customer = rng.pick(&pools.customers).clone();
-            add(
-                &mut tables,
-                &format!("kobjects:{name}"),
-                &mut rng,
-                &mut last,
-                &mut |r, id, c, u| data::kobject(r, id, (&name, &klass_id), &customer, c, u, i),
-            );
-        }
+        g.directory(&n);
+        g.companies_and_customers(&n);
+        g.conversations(&n);
+        g.kobjects(&n);
+        let Generator {
+            mut tables,
+            pools,
+            rng,
+            ..
+        } = g;
         let klasses = pools.klasses.clone();
         for (name, _) in &klasses {
             tables.entry(format!("kobjects:{name}")).or_default();
@@ -257,11 +243,16 @@ impl State {
             rotate: 0,
             index_lag,
         };
-        // A few percent of customers and conversations were deleted before we ever looked (within
-        // the data's time range, so a first sync's cursor stays in it).
+        state.delete_some_before_start();
+        state
+    }
+
+    /// Soft-deletes a few percent of customers and conversations before we ever looked (within the
+    /// data's time range, so a first sync's cursor stays in it).
+    fn delete_some_before_start(&mut self) {
         for entity in ["customers", "conversations"] {
-            let ids = state.pick_live(entity, state.count(entity) / 40);
-            let Some(table) = state.tables.get_mut(entity) else {
+            let ids = self.pick_live(entity, self.count(entity) / 40);
+            let Some(table) = self.tables.get_mut(entity) else {
                 continue;
             };
             for id in ids {
@@ -279,7 +270,6 @@ impl State {
                 table.put(&id, Rec::from_value(&value), None);
             }
         }
-        state
     }
 
     /// Table keys of `entity` (kobjects: one per klass).
