@@ -2,6 +2,7 @@
 //! deletes and search, answered in Kustomer's JSON:API shapes.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -12,11 +13,11 @@ use axum::routing::any;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::FakeHandle;
 use super::body::{Meta, error, json_response, page_body, page_params};
 use super::limits::{self, Fault};
 use super::search;
 use super::table::Table;
+use super::{Control, FakeHandle, ResetStyle};
 
 pub fn router(handle: FakeHandle) -> Router {
     Router::new()
@@ -130,13 +131,37 @@ async fn serve_v1(
     query: HashMap<String, String>,
     body: Bytes,
 ) -> Response {
-    let segs: Vec<String> = path
-        .trim_start_matches("/v1/")
+    let segs = path_segments(&path);
+    run_due_hooks(&fake);
+    let class = classify(&fake, &method, &path, &segs);
+    let gate = admit(&fake, class, &segs, &body);
+    let mut response = if !bearer_matches(&headers, &gate.expected_key) {
+        fake.control().stats.unauthorized += 1;
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized: missing or invalid API key",
+        )
+    } else if gate.limited {
+        too_many_requests(gate.retry_after, gate.rate_headers.2)
+    } else {
+        answer_with_fault(&fake, gate.fault, &method, &segs, &query, &body).await
+    };
+    finish(&fake, &mut response, gate.rate_headers, gate.reset_style);
+    response
+}
+
+/// The non-empty path segments after `/v1/`.
+fn path_segments(path: &str) -> Vec<String> {
+    path.trim_start_matches("/v1/")
         .split('/')
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-        .collect();
-    // Hooks due at this request run first, without locks held.
+        .collect()
+}
+
+/// Runs the hooks due at this request (counting it as seen), without locks held.
+fn run_due_hooks(fake: &FakeHandle) {
     let due: Vec<_> = {
         let mut c = fake.control();
         c.seen += 1;
@@ -148,135 +173,175 @@ async fn serve_v1(
         due
     };
     for (_, hook) in due {
-        hook(&fake);
+        hook(fake);
     }
-    let class = if method == Method::POST && path == "/v1/customers/search" {
+}
+
+/// Which kind of request this is, for the counters and the rate budgets.
+fn classify(fake: &FakeHandle, method: &Method, path: &str, segs: &[String]) -> Class {
+    if method == Method::POST && path == "/v1/customers/search" {
         Class::Search
-    } else if method == Method::GET && is_list(&segs, &fake) {
+    } else if method == Method::GET && is_list(segs, fake) {
         Class::List
     } else if method == Method::GET {
         Class::ById
     } else {
         Class::Other
-    };
+    }
+}
+
+/// What the fake decided about one request before answering it, under one lock.
+struct Gate {
+    /// The fault to inject, with the delay of slow answers.
+    fault: Option<(Fault, Duration)>,
+    /// `x-ratelimit-limit`, `x-ratelimit-remaining` and the time until the window resets.
+    rate_headers: (u32, u32, Duration),
+    /// Whether a rate budget is spent (a 429).
+    limited: bool,
+    /// The API key accepted.
+    expected_key: String,
+    /// Whether a 429 carries `Retry-After`.
+    retry_after: bool,
+    /// How `x-ratelimit-reset` is written.
+    reset_style: ResetStyle,
+}
+
+/// Counts the request, spends the rate budgets it draws on and draws a fault unless it is limited.
+fn admit(fake: &FakeHandle, class: Class, segs: &[String], body: &Bytes) -> Gate {
     let now = Instant::now();
-    let (fault, rate_headers, limited, expected_key, retry_after, reset_style) = {
-        let mut c = fake.control();
-        c.stats.requests += 1;
-        match class {
-            Class::Search => c.stats.search_requests += 1,
-            Class::List => c.stats.list_requests += 1,
-            Class::ById => c.stats.by_id_requests += 1,
-            Class::Other => {}
-        }
-        let context = if class == Class::Search {
-            serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|b| b["queryContext"].as_str().map(str::to_string))
-                .unwrap_or_default()
-        } else {
-            segs.first().cloned().unwrap_or_default()
-        };
-        *c.stats.requests_by_context.entry(context).or_default() += 1;
-        let org_ok = c.org.try_spend(now);
-        let search_ok = class != Class::Search || !org_ok || c.search.try_spend(now);
-        let (window, other) = if !search_ok {
-            (&c.search, &c.org)
-        } else {
-            (&c.org, &c.search)
-        };
-        let _ = other;
-        let (limit, remaining, left) = window.headers(now);
-        let limited = !(org_ok && search_ok);
-        if limited {
-            c.stats.served_429 += 1;
-        }
-        let faults = c.faults.clone();
-        let fault = if limited {
-            None
-        } else {
-            limits::draw(&mut c.rng, &faults)
-        };
-        if fault.is_some() {
-            c.stats.faults_injected += 1;
-        }
-        (
-            fault.map(|f| (f, faults.slow_delay)),
-            (limit, remaining, left),
-            limited,
-            c.options.api_key.clone(),
-            c.options.retry_after,
-            c.options.reset_style,
-        )
+    let mut c = fake.control();
+    count_request(&mut c, class, segs, body);
+    let org_ok = c.org.try_spend(now);
+    let search_ok = class != Class::Search || !org_ok || c.search.try_spend(now);
+    let window = if !search_ok { &c.search } else { &c.org };
+    let rate_headers = window.headers(now);
+    let limited = !(org_ok && search_ok);
+    if limited {
+        c.stats.served_429 += 1;
+    }
+    let faults = c.faults.clone();
+    let fault = if limited {
+        None
+    } else {
+        limits::draw(&mut c.rng, &faults)
     };
-    let authorised = headers
+    if fault.is_some() {
+        c.stats.faults_injected += 1;
+    }
+    Gate {
+        fault: fault.map(|f| (f, faults.slow_delay)),
+        rate_headers,
+        limited,
+        expected_key: c.options.api_key.clone(),
+        retry_after: c.options.retry_after,
+        reset_style: c.options.reset_style,
+    }
+}
+
+/// Adds the request to the counters: in all, by class and by search context or list path.
+fn count_request(c: &mut Control, class: Class, segs: &[String], body: &Bytes) {
+    c.stats.requests += 1;
+    match class {
+        Class::Search => c.stats.search_requests += 1,
+        Class::List => c.stats.list_requests += 1,
+        Class::ById => c.stats.by_id_requests += 1,
+        Class::Other => {}
+    }
+    let context = if class == Class::Search {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|b| b["queryContext"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    } else {
+        segs.first().cloned().unwrap_or_default()
+    };
+    *c.stats.requests_by_context.entry(context).or_default() += 1;
+}
+
+/// Whether the `authorization` header is `Bearer <expected_key>`.
+fn bearer_matches(headers: &HeaderMap, expected_key: &str) -> bool {
+    headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|k| k == expected_key);
-    let mut response = if !authorised {
-        fake.control().stats.unauthorized += 1;
-        error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Unauthorized: missing or invalid API key",
-        )
-    } else if limited {
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_exceeded",
-            "Too many requests: the rate limit was exceeded",
-        );
-        if retry_after {
-            let secs = rate_headers.2.as_secs_f64().ceil() as u64;
+        .is_some_and(|k| k == expected_key)
+}
+
+/// The 429 answer, with `Retry-After` (whole seconds, at least 1) when the fake sends it.
+fn too_many_requests(retry_after: bool, left: Duration) -> Response {
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_exceeded",
+        "Too many requests: the rate limit was exceeded",
+    );
+    if retry_after {
+        let secs = left.as_secs_f64().ceil() as u64;
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(secs.max(1)));
+    }
+    r
+}
+
+/// Answers an admitted request, spoiled by `fault` when one was drawn.
+async fn answer_with_fault(
+    fake: &FakeHandle,
+    fault: Option<(Fault, Duration)>,
+    method: &Method,
+    segs: &[String],
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Response {
+    match fault {
+        Some((Fault::ExpiredToken, _)) => {
+            fake.control().stats.unauthorized += 1;
+            error(StatusCode::UNAUTHORIZED, "unauthorized", "Expired token")
+        }
+        Some((Fault::ServerError(code), _)) => error(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "internal_error",
+            "Internal server error",
+        ),
+        Some((Fault::EmptyBody(code), _)) => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() =
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            r
+        }
+        Some((Fault::Dropped, _)) => {
+            let stream = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other(
+                    "connection dropped by the fake",
+                ))
+            });
+            let mut r = Response::new(Body::from_stream(stream));
             r.headers_mut()
-                .insert("retry-after", HeaderValue::from(secs.max(1)));
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            r
         }
-        r
-    } else {
-        match fault {
-            Some((Fault::ExpiredToken, _)) => {
-                fake.control().stats.unauthorized += 1;
-                error(StatusCode::UNAUTHORIZED, "unauthorized", "Expired token")
-            }
-            Some((Fault::ServerError(code), _)) => error(
-                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                "internal_error",
-                "Internal server error",
-            ),
-            Some((Fault::EmptyBody(code), _)) => {
-                let mut r = Response::new(Body::empty());
-                *r.status_mut() =
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                r
-            }
-            Some((Fault::Dropped, _)) => {
-                let stream = futures_util::stream::once(async {
-                    Err::<Bytes, std::io::Error>(std::io::Error::other(
-                        "connection dropped by the fake",
-                    ))
-                });
-                let mut r = Response::new(Body::from_stream(stream));
-                r.headers_mut()
-                    .insert("content-type", HeaderValue::from_static("application/json"));
-                r
-            }
-            Some((Fault::Slow, delay)) => {
-                tokio::time::sleep(delay).await;
-                answer(&fake, &method, &segs, &query, &body)
-            }
-            Some((Fault::Truncated, _)) => {
-                let r = answer(&fake, &method, &segs, &query, &body);
-                let (parts, body) = r.into_parts();
-                let bytes = axum::body::to_bytes(body, usize::MAX)
-                    .await
-                    .unwrap_or_default();
-                let cut = bytes.slice(..bytes.len() / 2);
-                Response::from_parts(parts, Body::from(cut))
-            }
-            None => answer(&fake, &method, &segs, &query, &body),
+        Some((Fault::Slow, delay)) => {
+            tokio::time::sleep(delay).await;
+            answer(fake, method, segs, query, body)
         }
-    };
+        Some((Fault::Truncated, _)) => {
+            let r = answer(fake, method, segs, query, body);
+            let (parts, body) = r.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let cut = bytes.slice(..bytes.len() / 2);
+            Response::from_parts(parts, Body::from(cut))
+        }
+        None => answer(fake, method, segs, query, body),
+    }
+}
+
+/// Counts a 5xx answer and adds the `x-ratelimit-*` headers every answer carries.
+fn finish(
+    fake: &FakeHandle,
+    response: &mut Response,
+    rate_headers: (u32, u32, Duration),
+    reset_style: ResetStyle,
+) {
     if response.status().is_server_error() {
         fake.control().stats.served_5xx += 1;
     }
@@ -286,7 +351,6 @@ async fn serve_v1(
     if let Ok(v) = HeaderValue::from_str(&limits::reset_value(reset_style, rate_headers.2)) {
         h.insert("x-ratelimit-reset", v);
     }
-    response
 }
 
 fn is_list(segs: &[String], fake: &FakeHandle) -> bool {
