@@ -161,63 +161,110 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let plans = plans(&settings)?;
     let engine = engine.with_shutdown(shutdown.clone());
-    let listener =
-        match (listener, settings.http.listen) {
-            (Some(l), _) => Some(l),
-            (None, Some(addr)) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                DaemonError::Listen {
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
-                }
-            })?),
-            (None, None) => None,
-        };
+    let listener = bind_listener(listener, &settings).await?;
     let mut background = JoinSet::new();
     if let Some(listener) = listener {
-        let state = http::HttpState {
-            db: Arc::new(crate::destination::Reader::new(&settings.database)),
-            client: engine.client().clone(),
-            max_failures: settings.http.max_consecutive_failures,
-            max_lag: settings.http.max_lag,
-        };
-        let mut stop = shutdown.clone();
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        tracing::info!(address = %addr, "serving /healthz and /metrics");
-        background.spawn(async move {
-            let serve =
-                axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
-                    stopped(&mut stop).await;
-                });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "the health and metrics listener stopped");
-            }
-        });
+        spawn_http(&mut background, listener, &settings, &engine, &shutdown);
     }
     if let Some(interval) = notify::watchdog_interval() {
-        let engine = engine.clone();
-        let mut stop = shutdown.clone();
-        background.spawn(async move {
-            let mut tick = tokio::time::interval(interval / 2);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        // Ping only while the writer answers: a wedged database stops the pings and
-                        // systemd restarts us.
-                        if tokio::time::timeout(interval / 2, engine.writer_alive()).await == Ok(true) {
-                            notify::notify("WATCHDOG=1");
-                        }
-                    }
-                    _ = stopped(&mut stop) => break,
-                }
-            }
-        });
+        spawn_watchdog(&mut background, interval, &engine, &shutdown);
     }
 
     let (ticks, mut tick_rx) = mpsc::channel::<usize>(64);
-    let mut scheduler = JobScheduler::new()
+    let mut scheduler = schedule(&plans, &ticks).await?;
+    start_first_pass(&plans, &ticks);
+
+    let own_schedule = own_schedules(&plans, &settings);
+    let mut dispatcher = dispatch::Dispatcher::new(engine.clone(), &settings, own_schedule);
+    dispatch_until_stopped(&plans, &mut dispatcher, &mut tick_rx, &mut shutdown).await;
+
+    stop_gracefully(&mut scheduler, &mut dispatcher, &mut background).await;
+    Ok(())
+}
+
+/// The health and metrics listener: the one given, else one bound to `http.listen`, else none.
+async fn bind_listener(
+    listener: Option<tokio::net::TcpListener>,
+    settings: &Settings,
+) -> Result<Option<tokio::net::TcpListener>, DaemonError> {
+    Ok(match (listener, settings.http.listen) {
+        (Some(l), _) => Some(l),
+        (None, Some(addr)) => {
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| DaemonError::Listen {
+                        addr: addr.to_string(),
+                        reason: e.to_string(),
+                    })?,
+            )
+        }
+        (None, None) => None,
+    })
+}
+
+/// Spawns the `/healthz` and `/metrics` server on `listener`, stopping gracefully with `shutdown`.
+fn spawn_http(
+    background: &mut JoinSet<()>,
+    listener: tokio::net::TcpListener,
+    settings: &Settings,
+    engine: &Engine,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let state = http::HttpState {
+        db: Arc::new(crate::destination::Reader::new(&settings.database)),
+        client: engine.client().clone(),
+        max_failures: settings.http.max_consecutive_failures,
+        max_lag: settings.http.max_lag,
+    };
+    let mut stop = shutdown.clone();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(address = %addr, "serving /healthz and /metrics");
+    background.spawn(async move {
+        let serve = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+            stopped(&mut stop).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "the health and metrics listener stopped");
+        }
+    });
+}
+
+/// Spawns the systemd watchdog pinger: `WATCHDOG=1` every half `interval` while the writer answers.
+fn spawn_watchdog(
+    background: &mut JoinSet<()>,
+    interval: Duration,
+    engine: &Engine,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let engine = engine.clone();
+    let mut stop = shutdown.clone();
+    background.spawn(async move {
+        let mut tick = tokio::time::interval(interval / 2);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    // Ping only while the writer answers: a wedged database stops the pings and
+                    // systemd restarts us.
+                    if tokio::time::timeout(interval / 2, engine.writer_alive()).await == Ok(true) {
+                        notify::notify("WATCHDOG=1");
+                    }
+                }
+                _ = stopped(&mut stop) => break,
+            }
+        }
+    });
+}
+
+/// Starts the cron scheduler with one job per plan, each sending its plan's index to `ticks`.
+async fn schedule(
+    plans: &[Plan],
+    ticks: &mpsc::Sender<usize>,
+) -> Result<JobScheduler, DaemonError> {
+    let scheduler = JobScheduler::new()
         .await
         .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
     for (i, plan) in plans.iter().enumerate() {
@@ -240,6 +287,11 @@ pub async fn run(
         .start()
         .await
         .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+    Ok(scheduler)
+}
+
+/// Queues the first pass at start and tells systemd the daemon is ready.
+fn start_first_pass(plans: &[Plan], ticks: &mpsc::Sender<usize>) {
     // The first pass at start: every sync and fallback refresh job once (the sweep and the reconcile
     // wait for their schedules).
     for (i, plan) in plans.iter().enumerate() {
@@ -248,17 +300,28 @@ pub async fn run(
         }
     }
     notify::notify("READY=1\nSTATUS=started; first pass running");
+}
 
-    let own_schedule: HashSet<&'static str> = plans
+/// The planned entities that have their own `[schedules]` entry.
+fn own_schedules(plans: &[Plan], settings: &Settings) -> HashSet<&'static str> {
+    plans
         .iter()
         .flat_map(|p| p.entities.iter())
         .filter(|e| settings.sync.schedules.contains_key(e.name))
         .map(|e| e.name)
-        .collect();
-    let mut dispatcher = dispatch::Dispatcher::new(engine.clone(), &settings, own_schedule);
+        .collect()
+}
+
+/// Feeds cron ticks to the dispatcher and reaps finished passes until `shutdown` turns true.
+async fn dispatch_until_stopped(
+    plans: &[Plan],
+    dispatcher: &mut dispatch::Dispatcher,
+    tick_rx: &mut mpsc::Receiver<usize>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
-            _ = stopped(&mut shutdown) => break,
+            _ = stopped(shutdown) => break,
             Some(i) = tick_rx.recv() => {
                 let Some(plan) = plans.get(i) else { continue };
                 for e in &plan.entities {
@@ -272,7 +335,15 @@ pub async fn run(
             }
         }
     }
+}
 
+/// Stops the scheduler, gives passes [`SHUTDOWN_GRACE`] to reach a page boundary, then aborts
+/// what is left, background tasks included.
+async fn stop_gracefully(
+    scheduler: &mut JobScheduler,
+    dispatcher: &mut dispatch::Dispatcher,
+    background: &mut JoinSet<()>,
+) {
     notify::notify("STOPPING=1\nSTATUS=stopping: finishing the pages in flight");
     tracing::info!("stopping: letting passes reach a page boundary");
     let _ = scheduler.shutdown().await;
@@ -288,7 +359,6 @@ pub async fn run(
         passes.abort_all();
     }
     background.abort_all();
-    Ok(())
 }
 
 /// Resolves once `rx` turns true (or its sender is gone).
