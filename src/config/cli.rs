@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::values::format_duration;
-use super::{REDACTED, Settings};
+use super::{MembraneSettings, REDACTED, Settings};
 use crate::exit::{EXIT_OK, EXIT_USAGE};
 
 /// Runs `check-config`.
@@ -48,54 +48,84 @@ pub fn check_config(path: Option<&Path>) -> ExitCode {
 
 /// The effective settings as TOML, secrets redacted.
 pub fn render(s: &Settings) -> String {
-    let q = |v: &str| toml::Value::String(v.to_string()).to_string();
     let mut out = String::new();
+    render_kustomer(&mut out, s);
+    render_database(&mut out, s);
+    render_sync(&mut out, s);
+    render_schedules(&mut out, s);
+    render_log(&mut out, s);
+    if s.kustomer.transport != crate::config::Transport::Direct {
+        render_membrane(&mut out, &s.membrane);
+    }
+    render_http(&mut out, s);
+    out
+}
+
+/// A TOML string literal of `v`.
+fn quoted(v: &str) -> String {
+    toml::Value::String(v.to_string()).to_string()
+}
+
+/// Writes the `[kustomer]` table: transport, URL, where the key comes from (redacted), timeouts.
+fn render_kustomer(out: &mut String, s: &Settings) {
     out.push_str("[kustomer]\n");
     out.push_str(&format!(
         "transport = {}\n",
-        q(s.kustomer.transport.as_str())
+        quoted(s.kustomer.transport.as_str())
     ));
     if let Some(url) = &s.kustomer.base_url {
         out.push_str(&format!(
             "base_url = {}\n",
-            q(url.as_str().trim_end_matches('/'))
+            quoted(url.as_str().trim_end_matches('/'))
         ));
     }
     if s.kustomer.api_key.is_some() {
-        out.push_str(&format!("api_key = {}\n", q(REDACTED)));
+        out.push_str(&format!("api_key = {}\n", quoted(REDACTED)));
     }
     if let Some(file) = &s.kustomer.api_key_file {
         out.push_str(&format!(
             "api_key_file = {}\n",
-            q(&file.display().to_string())
+            quoted(&file.display().to_string())
         ));
     }
     out.push_str(&format!(
         "connect_timeout = {}\n",
-        q(&format_duration(s.kustomer.connect_timeout))
+        quoted(&format_duration(s.kustomer.connect_timeout))
     ));
     out.push_str(&format!(
         "request_timeout = {}\n",
-        q(&format_duration(s.kustomer.request_timeout))
+        quoted(&format_duration(s.kustomer.request_timeout))
     ));
+}
+
+/// Writes the `[database]` table: the SQLite path, or the PostgreSQL URL (as shown) and TLS settings.
+fn render_database(out: &mut String, s: &Settings) {
     out.push_str("\n[database]\n");
     match &s.database.postgres {
         None => out.push_str(&format!(
             "path = {}\n",
-            q(&s.database.path.display().to_string())
+            quoted(&s.database.path.display().to_string())
         )),
         Some(pg) => {
-            out.push_str(&format!("url = {}  # from {}\n", q(&pg.shown), pg.source));
-            out.push_str(&format!("schema = {}\n", q(&pg.schema)));
-            out.push_str(&format!("sslmode = {}\n", q(pg.sslmode.as_str())));
+            out.push_str(&format!(
+                "url = {}  # from {}\n",
+                quoted(&pg.shown),
+                pg.source
+            ));
+            out.push_str(&format!("schema = {}\n", quoted(&pg.schema)));
+            out.push_str(&format!("sslmode = {}\n", quoted(pg.sslmode.as_str())));
             if let Some(root) = &pg.sslrootcert {
                 out.push_str(&format!(
                     "sslrootcert = {}\n",
-                    q(&root.display().to_string())
+                    quoted(&root.display().to_string())
                 ));
             }
         }
     }
+}
+
+/// Writes the `[sync]` table: rate budgets, paging, schedules, entities, backoff and concurrency.
+fn render_sync(out: &mut String, s: &Settings) {
     out.push_str("\n[sync]\n");
     out.push_str(&format!(
         "requests_per_minute = {}\n",
@@ -107,99 +137,115 @@ pub fn render(s: &Settings) -> String {
     ));
     out.push_str(&format!(
         "rate_window = {}\n",
-        q(&format_duration(s.sync.rate_window))
+        quoted(&format_duration(s.sync.rate_window))
     ));
     out.push_str(&format!("page_size = {}\n", s.sync.page_size));
     out.push_str(&format!(
         "overlap = {}\n",
-        q(&format_duration(s.sync.overlap))
+        quoted(&format_duration(s.sync.overlap))
     ));
-    out.push_str(&format!("schedule = {}\n", q(&s.sync.schedule)));
-    let entities: Vec<String> = s.sync.entities.iter().map(|e| q(e)).collect();
+    out.push_str(&format!("schedule = {}\n", quoted(&s.sync.schedule)));
+    let entities: Vec<String> = s.sync.entities.iter().map(|e| quoted(e)).collect();
     out.push_str(&format!("entities = [{}]\n", entities.join(", ")));
     out.push_str(&format!(
         "full_refresh_schedule = {}\n",
-        q(&s.sync.full_refresh_schedule)
+        quoted(&s.sync.full_refresh_schedule)
     ));
     out.push_str(&format!(
         "reconcile_schedule = {}\n",
-        q(&s.sync.reconcile_schedule)
+        quoted(&s.sync.reconcile_schedule)
     ));
     out.push_str(&format!(
         "sweep_window = {}\n",
-        q(&format_duration(s.sync.sweep_window))
+        quoted(&format_duration(s.sync.sweep_window))
     ));
-    out.push_str(&format!("sweep_schedule = {}\n", q(&s.sync.sweep_schedule)));
+    out.push_str(&format!(
+        "sweep_schedule = {}\n",
+        quoted(&s.sync.sweep_schedule)
+    ));
     out.push_str(&format!(
         "failure_backoff = {}\n",
-        q(&format_duration(s.sync.failure_backoff))
+        quoted(&format_duration(s.sync.failure_backoff))
     ));
     out.push_str(&format!("concurrency = {}\n", s.sync.concurrency));
+}
+
+/// Writes the `[schedules]` table of per-entity cron overrides, when there are any.
+fn render_schedules(out: &mut String, s: &Settings) {
     if !s.sync.schedules.is_empty() {
         out.push_str("\n[schedules]\n");
         for (entity, cron) in &s.sync.schedules {
-            out.push_str(&format!("{entity} = {}\n", q(cron)));
+            out.push_str(&format!("{entity} = {}\n", quoted(cron)));
         }
     }
+}
+
+/// Writes the `[log]` table: level, format and progress interval.
+fn render_log(out: &mut String, s: &Settings) {
     out.push_str("\n[log]\n");
-    out.push_str(&format!("level = {}\n", q(&s.log.level)));
+    out.push_str(&format!("level = {}\n", quoted(&s.log.level)));
     let format = match s.log.format {
         crate::logging::Format::Auto => "auto",
         crate::logging::Format::Human => "human",
         crate::logging::Format::Json => "json",
     };
-    out.push_str(&format!("format = {}\n", q(format)));
+    out.push_str(&format!("format = {}\n", quoted(format)));
     out.push_str(&format!(
         "progress_interval = {}\n",
-        q(&format_duration(s.log.progress_interval))
+        quoted(&format_duration(s.log.progress_interval))
     ));
-    if s.kustomer.transport != crate::config::Transport::Direct {
-        let m = &s.membrane;
-        out.push_str("\n[membrane]\n");
-        out.push_str(&format!("api_uri = {}\n", q(&m.api_uri)));
-        if let Some(id) = &m.connection_id {
-            out.push_str(&format!("connection_id = {}\n", q(id)));
-        }
-        for (key, set) in [
-            ("token", m.token.is_some()),
-            ("workspace_secret", m.workspace_secret.is_some()),
-        ] {
-            if set {
-                out.push_str(&format!("{key} = {}\n", q(REDACTED)));
-            }
-        }
-        for (key, file) in [
-            ("token_file", &m.token_file),
-            ("workspace_secret_file", &m.workspace_secret_file),
-        ] {
-            if let Some(f) = file {
-                out.push_str(&format!("{key} = {}\n", q(&f.display().to_string())));
-            }
-        }
-        for (key, value) in [
-            ("workspace_key", &m.workspace_key),
-            ("tenant_key", &m.tenant_key),
-        ] {
-            if let Some(v) = value {
-                out.push_str(&format!("{key} = {}\n", q(v)));
-            }
-        }
-        out.push_str(&format!(
-            "token_lifetime = {}\n",
-            q(&format_duration(m.token_lifetime))
-        ));
-        out.push_str(&format!(
-            "cli_path = {}\n",
-            q(&m.cli_path.display().to_string())
-        ));
-        out.push_str(&format!(
-            "cli_timeout = {}\n",
-            q(&format_duration(m.cli_timeout))
-        ));
+}
+
+/// Writes the `[membrane]` table: API URI, connection, secrets (redacted) or their files, keys, CLI.
+fn render_membrane(out: &mut String, m: &MembraneSettings) {
+    out.push_str("\n[membrane]\n");
+    out.push_str(&format!("api_uri = {}\n", quoted(&m.api_uri)));
+    if let Some(id) = &m.connection_id {
+        out.push_str(&format!("connection_id = {}\n", quoted(id)));
     }
+    for (key, set) in [
+        ("token", m.token.is_some()),
+        ("workspace_secret", m.workspace_secret.is_some()),
+    ] {
+        if set {
+            out.push_str(&format!("{key} = {}\n", quoted(REDACTED)));
+        }
+    }
+    for (key, file) in [
+        ("token_file", &m.token_file),
+        ("workspace_secret_file", &m.workspace_secret_file),
+    ] {
+        if let Some(f) = file {
+            out.push_str(&format!("{key} = {}\n", quoted(&f.display().to_string())));
+        }
+    }
+    for (key, value) in [
+        ("workspace_key", &m.workspace_key),
+        ("tenant_key", &m.tenant_key),
+    ] {
+        if let Some(v) = value {
+            out.push_str(&format!("{key} = {}\n", quoted(v)));
+        }
+    }
+    out.push_str(&format!(
+        "token_lifetime = {}\n",
+        quoted(&format_duration(m.token_lifetime))
+    ));
+    out.push_str(&format!(
+        "cli_path = {}\n",
+        quoted(&m.cli_path.display().to_string())
+    ));
+    out.push_str(&format!(
+        "cli_timeout = {}\n",
+        quoted(&format_duration(m.cli_timeout))
+    ));
+}
+
+/// Writes the `[http]` table: the listen address and the health thresholds.
+fn render_http(out: &mut String, s: &Settings) {
     out.push_str("\n[http]\n");
     if let Some(listen) = s.http.listen {
-        out.push_str(&format!("listen = {}\n", q(&listen.to_string())));
+        out.push_str(&format!("listen = {}\n", quoted(&listen.to_string())));
     }
     out.push_str(&format!(
         "max_consecutive_failures = {}\n",
@@ -207,7 +253,6 @@ pub fn render(s: &Settings) -> String {
     ));
     out.push_str(&format!(
         "max_lag = {}\n",
-        q(&format_duration(s.http.max_lag))
+        quoted(&format_duration(s.http.max_lag))
     ));
-    out
 }
