@@ -15,6 +15,7 @@ mod batches;
 mod bi;
 mod commands;
 mod config;
+mod contract;
 mod custom_views;
 mod daemon;
 mod decoder;
