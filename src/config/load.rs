@@ -9,6 +9,7 @@ use std::time::Duration;
 use config::{Config, Environment, File, FileFormat, Value, ValueKind};
 
 use super::database::{self, DatabaseSettings, PgSettings, SslMode};
+use super::defaults;
 use super::values::{did_you_mean, parse_duration, valid_cron};
 use super::{
     ConfigError, HttpSettings, KustomerSettings, LogSettings, MembraneSettings, Secret, Settings,
@@ -241,18 +242,18 @@ impl Reader {
         }
         let connect_timeout = self.duration(
             "kustomer.connect_timeout",
-            Duration::from_secs(10),
+            defaults::CONNECT_TIMEOUT,
             Duration::from_secs(600),
         );
-        let max_retries = self.number("kustomer.max_retries", 4, 0, 20);
+        let max_retries = self.number("kustomer.max_retries", defaults::MAX_RETRIES, 0, 20);
         let retry_backoff = self.duration(
             "kustomer.retry_backoff",
-            Duration::from_millis(500),
+            defaults::RETRY_BACKOFF,
             Duration::from_secs(600),
         );
         let request_timeout = self.duration(
             "kustomer.request_timeout",
-            Duration::from_secs(60),
+            defaults::REQUEST_TIMEOUT,
             Duration::from_secs(3600),
         );
         let database = self.database(env);
@@ -656,10 +657,10 @@ impl Reader {
                 Duration::from_secs(60),
                 Duration::from_secs(3600),
             ),
-            page_size: self.number("sync.page_size", 500, 1, 500),
+            page_size: self.number("sync.page_size", defaults::PAGE_SIZE, 1, 500),
             overlap: self.duration(
                 "sync.overlap",
-                Duration::from_secs(300),
+                defaults::OVERLAP,
                 Duration::from_secs(86_400),
             ),
             schedule,
@@ -678,7 +679,7 @@ impl Reader {
                 Duration::from_secs(86_400),
             ),
             entities,
-            concurrency: self.number("sync.concurrency", 4, 1, 32),
+            concurrency: self.number("sync.concurrency", defaults::CONCURRENCY, 1, 32),
         }
     }
 

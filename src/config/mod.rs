@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod database;
+pub mod defaults;
 mod load;
 mod secret;
 pub mod values;

@@ -35,12 +35,13 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
+        use crate::config::defaults;
         ClientOptions {
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(60),
-            max_attempts: 5,
-            backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(60),
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            request_timeout: defaults::REQUEST_TIMEOUT,
+            max_attempts: defaults::MAX_RETRIES + 1,
+            backoff: defaults::RETRY_BACKOFF,
+            max_backoff: defaults::MAX_BACKOFF,
         }
     }
 }

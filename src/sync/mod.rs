@@ -68,10 +68,11 @@ pub enum Start {
 
 impl Default for SyncOptions {
     fn default() -> Self {
+        use crate::config::defaults;
         SyncOptions {
-            page_size: 500,
-            overlap: Duration::from_secs(300),
-            concurrency: 4,
+            page_size: defaults::PAGE_SIZE,
+            overlap: defaults::OVERLAP,
+            concurrency: defaults::CONCURRENCY as usize,
             full: false,
             start: Start::Overlap,
             fallback: Fallback::Either,
