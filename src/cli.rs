@@ -1,6 +1,6 @@
-//! The command line: argument parsing (clap) and dispatch to commands, which answer with the exit
-//! codes of [`crate::exit`]; the shell completions (`completions bash|zsh|fish`) and the man page
-//! (`man`), generated from the same definitions.
+//! The command line: argument parsing (clap) and dispatch to commands (`crate::commands`, a file
+//! each), which answer with the exit codes of [`crate::exit`]. The shell completions and the man page
+//! are generated from these same definitions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,115 +71,14 @@ pub fn main() -> ExitCode {
         Command::Sync(args) => crate::commands::sync::run(cli.config.as_deref(), args),
         Command::Status(args) => crate::commands::status::run(cli.config.as_deref(), args),
         Command::Demo(args) => crate::commands::demo::run(args),
-        Command::CheckConfig => crate::config::cli::check_config(cli.config.as_deref()),
+        Command::CheckConfig => crate::commands::check_config::run(cli.config.as_deref()),
         Command::FakeApi(args) => crate::commands::fake_api::serve(args),
-        Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "kustomer-mirror", &mut std::io::stdout());
-            ExitCode::from(EXIT_OK)
-        }
-        Command::Man => match man(&mut std::io::stdout()) {
-            Ok(()) => ExitCode::from(EXIT_OK),
-            Err(e) => {
-                eprintln!("error: cannot write the man page: {e}");
-                ExitCode::from(crate::exit::EXIT_SYNC_FAILED)
-            }
-        },
+        Command::Completions { shell } => crate::commands::completions::run(shell, definitions()),
+        Command::Man => crate::commands::man::run(definitions()),
     }
 }
 
-/// Writes the man page: the command and its options, each visible subcommand with its usage and
-/// options, then the exit codes, the files and the environment.
-pub fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let mut cmd = <Cli as clap::CommandFactory>::command();
-    cmd.build();
-    let page = clap_mangen::Man::new(cmd.clone());
-    page.render_title(out)?;
-    page.render_name_section(out)?;
-    page.render_synopsis_section(out)?;
-    page.render_description_section(out)?;
-    page.render_options_section(out)?;
-    writeln!(out, ".SH COMMANDS")?;
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let name = sub.get_name();
-        writeln!(out, ".SS \"{}\"", roff(&format!("kustomer-mirror {name}")))?;
-        if let Some(about) = sub.get_about() {
-            writeln!(out, "{}", roff(&about.to_string()))?;
-        }
-        let usage = sub
-            .clone()
-            .bin_name(format!("kustomer-mirror {name}"))
-            .render_usage()
-            .to_string();
-        writeln!(out, ".PP\n{}", roff(usage.trim()))?;
-        for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
-            let id = arg.get_id().as_str();
-            if id == "help" || id == "version" || arg.is_global_set() {
-                continue;
-            }
-            let flag = match (arg.get_short(), arg.get_long()) {
-                (Some(s), Some(l)) => format!("-{s}, --{l}"),
-                (None, Some(l)) => format!("--{l}"),
-                (Some(s), None) => format!("-{s}"),
-                (None, None) => format!("<{}>", id.to_uppercase()),
-            };
-            let value = match arg.get_value_names() {
-                Some(names) if arg.get_long().is_some() && arg.get_action().takes_values() => {
-                    names.iter().map(|n| format!(" <{n}>")).collect::<String>()
-                }
-                _ => String::new(),
-            };
-            writeln!(out, ".TP\n\\fB{}\\fR{}", roff(&flag), roff(&value))?;
-            if let Some(help) = arg.get_help() {
-                writeln!(out, "{}", roff(&help.to_string()))?;
-            }
-        }
-    }
-    out.write_all(MAN_EXTRA.as_bytes())?;
-    page.render_version_section(out)?;
-    Ok(())
+/// The command line's definitions, for the commands that print them (completions, man page).
+fn definitions() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
-
-/// Text as roff: backslashes and hyphens escaped, no line starting with a control character.
-fn roff(text: &str) -> String {
-    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
-    escaped
-        .lines()
-        .map(|l| {
-            if l.starts_with('.') || l.starts_with('\'') {
-                format!("\\&{l}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The man page's sections that clap does not know.
-const MAN_EXTRA: &str = r#".SH "EXIT STATUS"
-0 success; 1 a sync failed, or another kustomer\-mirror is writing the database; 2 bad usage or
-configuration; 130 a second SIGTERM or SIGINT.
-.SH FILES
-.TP
-/etc/kustomer\-mirror/config.toml
-The configuration (every key with its default: /usr/share/doc/kustomer\-mirror/config.example.toml).
-.TP
-/etc/kustomer\-mirror/api\-key
-The Kustomer API key, passed to the service as a systemd credential.
-.TP
-/var/lib/kustomer\-mirror/kustomer\-mirror.db
-The mirror (SQLite), readable by the kustomer\-mirror group.
-.SH ENVIRONMENT
-.TP
-KUSTOMER_MIRROR__SECTION__KEY
-Overrides a configuration key, e.g. KUSTOMER_MIRROR__SYNC__PAGE_SIZE=100.
-.TP
-KUSTOMER_API_KEY
-The Kustomer API key.
-.TP
-KUSTOMER_MIRROR_CONFIG
-The configuration file, as \-\-config.
-.SH "SEE ALSO"
-/usr/share/doc/kustomer\-mirror/README.md, docs/schema.md and docs/queries.md there.
-"#;

@@ -1,8 +1,12 @@
-//! The commands (`run`, `sync`, `status`, `demo`, `fake-api`): turning settings into a
-//! client, a writer and an engine, printing outcomes, and choosing exit codes.
+//! The commands, a file each (`run`, `sync`, `status`, `demo`, `fake-api`, `check-config`,
+//! `completions`, `man`): turning settings into a client, a writer and an engine, printing
+//! outcomes, and choosing exit codes.
 
+pub mod check_config;
+pub mod completions;
 pub mod demo;
 pub mod fake_api;
+pub mod man;
 pub mod run;
 pub mod status;
 pub mod sync;

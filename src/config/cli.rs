@@ -1,50 +1,8 @@
-//! `check-config`: prints the effective settings as TOML with secrets redacted and says where the API
-//! key comes from (never what it is); exits 2 with one line per problem when the settings are invalid.
-
-use std::path::Path;
-use std::process::ExitCode;
+//! The effective settings as TOML with secrets redacted, as `check-config` (`commands::check_config`)
+//! prints them: every key, defaults included, so that the output is a complete configuration file.
 
 use super::values::format_duration;
 use super::{MembraneSettings, REDACTED, Settings};
-use crate::exit::{EXIT_OK, EXIT_USAGE};
-
-/// Runs `check-config`.
-pub fn check_config(path: Option<&Path>) -> ExitCode {
-    match Settings::load(path) {
-        Ok(settings) => {
-            print!("{}", render(&settings));
-            if settings.kustomer.transport != crate::config::Transport::Direct {
-                println!(
-                    "# Kustomer is reached through Membrane ({}); no Kustomer API key is used",
-                    settings.kustomer.transport.as_str()
-                );
-                return ExitCode::from(EXIT_OK);
-            }
-            match settings.kustomer.api_key() {
-                Ok(_) => {
-                    println!(
-                        "# API key: set, from {}",
-                        settings
-                            .kustomer
-                            .api_key_source
-                            .unwrap_or("the configuration")
-                    );
-                    ExitCode::from(EXIT_OK)
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(EXIT_USAGE)
-                }
-            }
-        }
-        Err(e) => {
-            for line in e.to_string().lines() {
-                eprintln!("error: {line}");
-            }
-            ExitCode::from(EXIT_USAGE)
-        }
-    }
-}
 
 /// The effective settings as TOML, secrets redacted.
 pub fn render(s: &Settings) -> String {
