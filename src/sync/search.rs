@@ -165,22 +165,16 @@ pub(super) async fn run(
     written.and(read)
 }
 
-async fn read(
+/// Where a pass starts: the anchor every query starts from, and the ids already stored at exactly
+/// that timestamp (skipped when the pass starts at the saved cursor itself). A saved cursor that is
+/// not a timestamp (an older version let a bad `updatedAt` in) would be refused by every search: it
+/// is dropped, and the pass reads from the start (unchanged records write nothing).
+fn start(
     engine: &Engine,
     target: &Target,
-    sink: &mut PageSink<'_>,
-    tally: &mut Tally,
-) -> Result<(), SyncError> {
-    let key = target.key.clone();
-    let state = engine
-        .store(&target.key, move |s| s.read_state(&key))
-        .await?;
-    let page_size = engine.options.page_size.clamp(1, 500);
-    // The anchor every query starts from, and the ids already stored at exactly that timestamp.
-    // A saved cursor that is not a timestamp (an older version let a bad `updatedAt` in) would be
-    // refused by every search: it is dropped, and the pass reads from the start (unchanged records
-    // write nothing).
-    let saved = state.cursor.as_ref().and_then(|c| match time::normal(&c.at) {
+    cursor: Option<&Cursor>,
+) -> (Option<String>, HashSet<String>) {
+    let saved = cursor.and_then(|c| match time::normal(&c.at) {
         Some(at) => Some((at, &c.ids)),
         None => {
             tracing::warn!(
@@ -195,19 +189,53 @@ async fn read(
         Start::Back(d) => Some(d),
         Start::At(_) | Start::All => None,
     };
-    let (mut anchor, mut skip): (Option<String>, HashSet<String>) =
-        match (engine.options.start, saved) {
-            (Start::All, _) => (None, HashSet::new()),
-            (Start::At(t), _) => (
-                Some(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
-                HashSet::new(),
-            ),
-            (_, None) => (None, HashSet::new()),
-            (_, Some((at, ids))) if back.is_some_and(|d| d.is_zero()) => {
-                (Some(at), ids.iter().cloned().collect())
-            }
-            (_, Some((at, _))) => (Some(minus(&at, back.unwrap_or_default())), HashSet::new()),
-        };
+    match (engine.options.start, saved) {
+        (Start::All, _) => (None, HashSet::new()),
+        (Start::At(t), _) => (
+            Some(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+            HashSet::new(),
+        ),
+        (_, None) => (None, HashSet::new()),
+        (_, Some((at, ids))) if back.is_some_and(|d| d.is_zero()) => {
+            (Some(at), ids.iter().cloned().collect())
+        }
+        (_, Some((at, _))) => (Some(minus(&at, back.unwrap_or_default())), HashSet::new()),
+    }
+}
+
+/// The ids of the page's records whose `updatedAt` is `at` (normal form).
+fn ids_at(page: &Page, at: &str) -> Vec<String> {
+    page.records
+        .iter()
+        .filter(|r| r.cursor_at.as_deref() == Some(at))
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+/// The cursor a page ending at `last_at` saves. It never runs ahead of the server's clock: a record
+/// dated in the future (a bad clock upstream) is stored, but the saved cursor stops at the clock,
+/// so the ordinary updates made meanwhile are still found by the next run.
+fn page_cursor(target: &Target, page: &Page, last_at: &str) -> Cursor {
+    let at = clock_limited(target, page, last_at);
+    Cursor {
+        ids: ids_at(page, &at),
+        at,
+    }
+}
+
+/// Reads the pages of one incremental pass into `sink`: the keyset algorithm of docs/design.md §2.
+async fn read(
+    engine: &Engine,
+    target: &Target,
+    sink: &mut PageSink<'_>,
+    tally: &mut Tally,
+) -> Result<(), SyncError> {
+    let key = target.key.clone();
+    let state = engine
+        .store(&target.key, move |s| s.read_state(&key))
+        .await?;
+    let page_size = engine.options.page_size.clamp(1, 500);
+    let (mut anchor, mut skip) = start(engine, target, state.cursor.as_ref());
     // Items set aside at exactly the anchor, by text: the re-anchored query serves them again, and
     // they are quarantined (and counted) once per pass.
     let mut skip_rejected: HashSet<String> = HashSet::new();
@@ -299,29 +327,8 @@ async fn read(
             recent.push_back((0, first));
         }
         let whole_page_at_anchor = anchor.as_deref() == Some(last_at.as_str());
-        let ids_at = |at: &str| -> Vec<String> {
-            page.records
-                .iter()
-                .filter(|r| r.cursor_at.as_deref() == Some(at))
-                .map(|r| r.id.clone())
-                .collect()
-        };
-        let ids_at_last = ids_at(&last_at);
-        // The cursor never runs ahead of the server's clock: a record dated in the future (a bad
-        // clock upstream) is stored, but the saved cursor stops at the clock, so the ordinary
-        // updates made meanwhile are still found by the next run.
-        let cursor_at = clock_limited(target, &page, &last_at);
-        let cursor = if cursor_at == last_at {
-            Cursor {
-                at: last_at.clone(),
-                ids: ids_at_last.clone(),
-            }
-        } else {
-            Cursor {
-                ids: ids_at(&cursor_at),
-                at: cursor_at,
-            }
-        };
+        let ids_at_last = ids_at(&page, &last_at);
+        let cursor = page_cursor(target, &page, &last_at);
         let fresh: Vec<_> = page
             .records
             .into_iter()
