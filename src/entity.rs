@@ -1,6 +1,22 @@
 //! The eleven mirrored entities described as data (docs/design.md §2): table, API paths, sync strategy and
-//! search attributes. `sync` and `store` are generic over these descriptors; adding an entity is a
-//! descriptor plus a `schema.sql` block.
+//! search attributes. The engine (`sync`), the core (`mirror`) and both executors (`sqlite`,
+//! `postgres`) are generic over these descriptors: no code path names an entity.
+//!
+//! # Adding an entity
+//!
+//! What a new entity touches, and what checks that it was not forgotten:
+//! 1. A descriptor in [`ENTITIES`] (and `custom_views` if it carries `attributes.custom`).
+//! 2. Its table in `schema.sql` and its twin in `src/postgres/schema.sql`: the same columns and
+//!    typed columns (`tests/pg_schema.rs` compares the two models on real databases, and
+//!    `tests/store.rs` checks every entity table has the contract columns).
+//! 3. An upgrade step in `sqlite/migrate.rs` and one in `postgres/migrate.rs` that creates the
+//!    table in an existing mirror (the upgrade tests compare an upgraded database with a new one).
+//! 4. The fake: its name in `fake::state::ENTITIES` (the fake keeps its own list, as Kustomer does:
+//!    the tests compare the mirror with it) and records in `fake::state` generation.
+//! 5. The README's entity list and docs/schema.md.
+//!
+//! Nothing else: the writes, change log, cursor, runs, status, views and `/metrics` follow the
+//! descriptor.
 
 /// How an entity is kept up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,23 +6,29 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (clap): parses arguments and dispatches to commands; the shell
-//!   completions and the man page, generated from the same definitions.
+//! - [`cli`]: the command line (clap): parses arguments and dispatches to commands.
 //! - [`failpoint`]: failure injection for the tests that drive the real binary
 //!   (`KUSTOMER_MIRROR_FAILPOINTS`; unset in production).
 //! - [`exit`]: the exit codes every command answers with (0 ok, 1 sync failed or another writer,
 //!   2 bad usage or config, 130 second signal).
-//! - [`commands`]: `sync`, `run`, `status`, `demo` and `fake-api`: settings to engine, the writer
-//!   lock, printed reports, exit codes.
-//! - [`config`]: settings: defaults → TOML file → environment, validation with messages that name the
-//!   key, secrets that never print (the PostgreSQL URL's password included).
+//! - [`commands`]: one file per command (`sync`, `run`, `status`, `demo`, `fake-api`,
+//!   `check-config`, `completions`, `man`): settings to engine, the writer lock, printed reports,
+//!   exit codes.
+//! - [`config`]: settings: defaults (`config::defaults`, shared with the options' `Default`) → TOML
+//!   file → environment, validation with messages that name the key, secrets that never print (the
+//!   PostgreSQL URL's password included), the effective settings as `check-config` shows them.
 //! - [`custom`]: the naming rules of the per-org custom attribute views (view per table or klass,
-//!   column and kind per attribute), shared by both destinations; no SQL.
+//!   column and kind per attribute, identifiers bounded to 63 bytes); no SQL.
 //! - [`ddl`]: reading the index definitions out of a schema file, for the first-sync bulk loads.
 //! - [`destination`]: the seam between the engine and the database: the `Destination` trait (what
-//!   the writer does with a batch), its SQLite and PostgreSQL implementations, the writer thread
-//!   that owns one (and commits queued pages together), and the `Reader` behind `status`,
-//!   `/healthz` and `/metrics`.
+//!   the writer does with a batch), its SQLite and PostgreSQL implementations over the two
+//!   executors, the writer thread that owns one (and commits queued pages together), and the
+//!   `Reader` behind `status`, `/healthz` and `/metrics`.
+//! - [`mirror`]: the core, the mirror's rules written once for both destinations, with no SQL and
+//!   no I/O: what a page writes (`mirror::plan`: inserts, updates with their change-log diff,
+//!   unchanged records, tombstones, quarantine), how a cursor moves (`mirror::cursor`), what a run
+//!   records (`mirror::runs`), what each custom view shows (`mirror::views`).
+//! - [`escape`]: SQL literals and identifiers, percent-decoding: written once.
 //! - [`daemon`]: `run`: cron jobs feeding one dispatcher (`daemon::dispatch`: runs going, deferred
 //!   runs, backoff, panicked tasks) over the sync engine, graceful stop,
 //!   systemd notify and watchdog, `/healthz` and `/metrics`.
@@ -36,20 +42,22 @@
 //!   diff, `updatedAt` in one normal form for cursors (`record::time`). Knows neither HTTP nor SQL.
 //! - [`sync`]: the sync engine: search-incremental, full refresh and reconcile passes over entities,
 //!   exact request accounting, the cursor bounded by the server's clock.
-//! - [`status`]: per-entity status read from the mirror (rows, quarantined records, cursor, last run,
-//!   lag); a cheaper scope for `/healthz`.
-//! - [`pg`]: the PostgreSQL mirror: connecting (rustls, libpq's sslmode, errors a user can fix),
-//!   the data model twin (`pg/schema.sql`) and its upgrades, the schema's advisory lock, page writes
-//!   (binary COPY and set-based upserts in one transaction, record-by-record fallback), reconnects
-//!   with backoff, first-sync index deferral, custom views and status reads.
-//! - [`store`]: the SQLite mirror: opening (WAL, busy timeout), schema versions and upgrades, page
-//!   writes (rows, change log, quarantine, counters and cursor in one
+//! - [`status`]: the one status model (rows, quarantined records, cursor, last run with its typed
+//!   state, lag), assembled from the reads each destination answers (`status::Source`); a cheaper
+//!   scope for `/healthz`; the terminal table.
+//! - [`postgres`]: the PostgreSQL executor: connecting (rustls, libpq's sslmode, errors a user can
+//!   fix), the data model twin (`postgres/schema.sql`) and its upgrades, the schema's advisory lock,
+//!   carrying out the core's page plans (binary COPY and set-based upserts in one transaction,
+//!   record-by-record fallback), reconnects with backoff, first-sync index deferral, the custom
+//!   views' dialect and the status reads.
+//! - [`sqlite`]: the SQLite executor: opening (WAL, busy timeout), schema versions and upgrades,
+//!   carrying out the core's page plans (rows, change log, quarantine, counters and cursor in one
 //!   transaction, or several queued pages in one), first-sync bulk loading with deferred indexes
-//!   (`store::bulk`), WAL checkpoints on a thread of their own (`store::checkpoint`), the one-writer
-//!   lock (`store::lock`), the per-org custom attribute views (`store::views`) and the 0640 mode of
-//!   the files it creates (`store::mode`).
-//! - [`write`](mod@write): what the engine hands a destination to write (a page of records with its cursor) and
-//!   the run bookkeeping types; shared by every destination, knows no SQL.
+//!   (`sqlite::bulk`), WAL checkpoints on a thread of their own (`sqlite::checkpoint`), the
+//!   one-writer lock (`sqlite::lock`), the custom views' dialect (`sqlite::views`), the status reads
+//!   and the 0640 mode of the files it creates (`sqlite::mode`).
+//! - [`write`](mod@write): what the engine hands a destination to write (a page of records with its
+//!   cursor) and the run bookkeeping types (mode, outcome, typed run state); knows no SQL.
 //! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding
 //!   into records, typed errors that say what to do; links and redirects followed only on the
 //!   configured origin; rate-limit headers read as bounded hints (`kustomer::hold`) by the limiter.
