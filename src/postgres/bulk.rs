@@ -1,34 +1,19 @@
 //! First loads into PostgreSQL: while a table receives its first sync, the secondary indexes on
 //! scattered values (random ids, emails) and the change log's per-record index are dropped, and
-//! built once, each in one sorted pass, when the last such pass ends — as `store::bulk` does for
-//! SQLite, from the same kind of definitions (`crate::ddl`) in `pg/schema.sql`. Rows arrive by binary
+//! built once, each in one sorted pass, when the last such pass ends — as `sqlite::bulk` does for
+//! SQLite (the bookkeeping is `mirror::bulk`'s), from the same kind of definitions (`crate::ddl`) in
+//! `postgres/schema.sql`. Rows arrive by binary
 //! COPY (`apply`). Primary keys and unique indexes always stay, so every constraint holds throughout.
 //!
 //! Readers: dropping an index needs a moment's exclusive lock on the table, so it waits at most a
 //! few seconds for readers and otherwise loads with the indexes in place. After a crash (or an
 //! interrupted pass) the next pass of the table rebuilds whatever is missing.
 
-use std::collections::HashMap;
-
 use postgres::Client;
 
 use super::{SCHEMA_SQL, VIEWS_MARKER};
 use crate::ddl::{IndexDef, schema_indexes};
-
-/// The change log's table name: its deferred indexes wait while any table bulk-loads.
-const CHANGE_LOG: &str = "change_log";
-
-/// Passes currently bulk-loading, per table.
-#[derive(Debug, Default)]
-pub struct Bulk {
-    tables: HashMap<String, usize>,
-}
-
-impl Bulk {
-    fn loading(&self) -> usize {
-        self.tables.values().sum()
-    }
-}
+pub use crate::mirror::bulk::Bulk;
 
 fn indexes() -> Vec<IndexDef> {
     schema_indexes(SCHEMA_SQL, VIEWS_MARKER)
@@ -45,17 +30,14 @@ pub fn begin(c: &mut Client, bulk: &mut Bulk, table: &str) -> Result<bool, postg
         )?
         .get(0);
     if !first_sync {
-        if bulk.tables.get(table).copied().unwrap_or(0) == 0 {
-            rebuild(c, table)?;
-        }
-        if bulk.loading() == 0 {
-            rebuild(c, CHANGE_LOG)?;
+        for settled in bulk.settled(table) {
+            rebuild(c, settled)?;
         }
         return Ok(false);
     }
-    let drops: Vec<String> = indexes()
+    let defs = indexes();
+    let drops: Vec<String> = Bulk::deferred(&defs, table)
         .into_iter()
-        .filter(|d| d.deferred && (d.table == table || d.table == CHANGE_LOG))
         .map(|d| format!("DROP INDEX IF EXISTS {}", d.name))
         .collect();
     let mut tx = c.transaction()?;
@@ -72,7 +54,7 @@ pub fn begin(c: &mut Client, bulk: &mut Bulk, table: &str) -> Result<bool, postg
         }
         Err(e) => return Err(e),
     }
-    *bulk.tables.entry(table.to_string()).or_default() += 1;
+    bulk.enter(table);
     tracing::debug!(
         table,
         "first sync: secondary indexes deferred until it ends"
@@ -88,20 +70,8 @@ pub fn end(
     table: &str,
     rebuild_now: bool,
 ) -> Result<(), postgres::Error> {
-    if let Some(n) = bulk.tables.get_mut(table) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            bulk.tables.remove(table);
-        }
-    }
-    if !rebuild_now {
-        return Ok(());
-    }
-    if !bulk.tables.contains_key(table) {
-        rebuild(c, table)?;
-    }
-    if bulk.loading() == 0 {
-        rebuild(c, CHANGE_LOG)?;
+    for done in bulk.leave(table, rebuild_now) {
+        rebuild(c, &done)?;
     }
     Ok(())
 }

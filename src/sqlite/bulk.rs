@@ -16,36 +16,14 @@
 //! (or an interrupted pass, which skips the rebuild to stop quickly) the next pass of the table either
 //! continues the bulk load or, if the table has finished its first sync, recreates what is missing.
 
-use std::collections::HashMap;
-
 use rusqlite::Connection;
 
 use super::{SCHEMA_SQL, Store, StoreError, VIEWS_MARKER};
+use crate::ddl::IndexDef;
+pub use crate::mirror::bulk::Bulk;
 
 /// Page cache (and so sorter memory) while an index is built, in KiB.
 const BUILD_CACHE_KIB: u32 = 8_000;
-
-/// The change log's table name: its indexes are deferred while any table bulk-loads.
-const CHANGE_LOG: &str = "change_log";
-
-/// Passes currently bulk-loading, per table.
-#[derive(Debug, Default)]
-pub struct Bulk {
-    tables: HashMap<String, usize>,
-}
-
-impl Bulk {
-    fn loading(&self) -> usize {
-        self.tables.values().sum()
-    }
-
-    /// Whether `table` is in its first sync (most records written are new).
-    pub fn is_loading(&self, table: &str) -> bool {
-        self.tables.contains_key(table)
-    }
-}
-
-pub use crate::ddl::IndexDef;
 
 /// The non-unique indexes of `schema.sql` (unique ones are constraints and always stay).
 pub fn schema_indexes() -> Vec<IndexDef> {
@@ -67,26 +45,20 @@ pub fn begin(store: &mut Store, table: &str) -> Result<bool, StoreError> {
         )
         .map_err(|e| StoreError::sqlite(ctx("checking for an earlier sync"), e))?;
     if !first_sync {
-        if store.bulk.tables.get(table).copied().unwrap_or(0) == 0 {
-            rebuild(store.conn(), table)
+        for settled in store.bulk.settled(table) {
+            rebuild(store.conn(), settled)
                 .map_err(|e| StoreError::sqlite(ctx("recreating missing indexes"), e))?;
-        }
-        if store.bulk.loading() == 0 {
-            rebuild(store.conn(), CHANGE_LOG)
-                .map_err(|e| StoreError::sqlite(ctx("recreating missing change_log indexes"), e))?;
         }
         return Ok(false);
     }
-    for def in schema_indexes()
-        .into_iter()
-        .filter(|d| d.deferred && (d.table == table || d.table == CHANGE_LOG))
-    {
+    let defs = schema_indexes();
+    for def in Bulk::deferred(&defs, table) {
         store
             .conn()
             .execute_batch(&format!("DROP INDEX IF EXISTS {}", def.name))
             .map_err(|e| StoreError::sqlite(ctx("deferring indexes for the first sync"), e))?;
     }
-    *store.bulk.tables.entry(table.to_string()).or_default() += 1;
+    store.bulk.enter(table);
     tracing::debug!(
         table,
         "first sync: secondary indexes deferred until it ends"
@@ -98,23 +70,13 @@ pub fn begin(store: &mut Store, table: &str) -> Result<bool, StoreError> {
 /// the last of all rebuilds the change log's; `rebuild_now: false` (an interrupted pass, stopping
 /// quickly) leaves that to the next pass.
 pub fn end(store: &mut Store, table: &str, rebuild_now: bool) -> Result<(), StoreError> {
-    let ctx = |what: &str| format!("{what} ({table})");
-    if let Some(n) = store.bulk.tables.get_mut(table) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            store.bulk.tables.remove(table);
-        }
-    }
-    if !rebuild_now {
-        return Ok(());
-    }
-    if !store.bulk.tables.contains_key(table) {
-        rebuild(store.conn(), table)
-            .map_err(|e| StoreError::sqlite(ctx("building the indexes after the first sync"), e))?;
-    }
-    if store.bulk.loading() == 0 {
-        rebuild(store.conn(), CHANGE_LOG)
-            .map_err(|e| StoreError::sqlite(ctx("building the change_log indexes"), e))?;
+    for done in store.bulk.leave(table, rebuild_now) {
+        rebuild(store.conn(), &done).map_err(|e| {
+            StoreError::sqlite(
+                format!("building the indexes of {done} after the first sync of {table}"),
+                e,
+            )
+        })?;
     }
     Ok(())
 }
@@ -174,7 +136,10 @@ mod tests {
                 && d.sql
                     .starts_with("CREATE INDEX messages_conversation_id ON messages")
         }));
-        assert!(defs.iter().any(|d| d.table == CHANGE_LOG));
+        assert!(
+            defs.iter()
+                .any(|d| d.table == crate::mirror::bulk::CHANGE_LOG)
+        );
         assert!(!defs.iter().any(|d| d.name == "klasses_name"));
     }
 
