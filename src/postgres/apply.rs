@@ -551,7 +551,7 @@ fn tombstone_in(
         .iter()
         .map(|(id, updated_at)| LogRow {
             id,
-            op: "delete",
+            op: plan::Op::Delete.as_str(),
             source_updated_at: updated_at.as_deref(),
             changes: Some(changes.clone()),
         })

@@ -321,7 +321,7 @@ fn tombstone_in(
     ))?;
     let mut log = tx.prepare_cached(
         "INSERT INTO change_log (run_id, entity, record_id, op, source_updated_at, synced_at, changes) \
-         VALUES (?1, ?2, ?3, 'delete', ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6)",
     )?;
     let changes = plan::tombstone_changes(&now);
     let mut n = 0;
@@ -330,7 +330,15 @@ fn tombstone_in(
             .query_row(params![id, now], |row| row.get(0))
             .optional()?;
         if let Some(updated_at) = updated_at {
-            log.execute(params![run_id, table, id, updated_at, now, changes])?;
+            log.execute(params![
+                run_id,
+                table,
+                id,
+                updated_at,
+                now,
+                changes,
+                plan::Op::Delete.as_str()
+            ])?;
             n += 1;
         }
     }
