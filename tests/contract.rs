@@ -42,7 +42,7 @@ contract!(
     a_first_insert_logs_and_a_second_store_writes_nothing,
     an_update_logs_each_changed_field_with_old_and_new,
     a_tombstone_and_its_resurrection_are_logged_with_deleted_at,
-    confirmed_deletes_tombstone_live_rows_once,
+    confirmed_deletes_tombstone_live_rows_once_and_a_second_sighting_revives_them,
     quarantined_items_are_kept_once_and_cleared_by_a_good_copy,
     the_cursor_keeps_ties_and_never_moves_back,
     a_failed_batch_commits_nothing_and_runs_end_as_recorded,
@@ -282,7 +282,7 @@ fn a_tombstone_and_its_resurrection_are_logged_with_deleted_at(db: &Db) {
     assert_eq!(counters(db, run), vec![4, 0, 1, 1, 1, 1, 0]);
 }
 
-fn confirmed_deletes_tombstone_live_rows_once(db: &Db) {
+fn confirmed_deletes_tombstone_live_rows_once_and_a_second_sighting_revives_them(db: &Db) {
     let mut dest = db.destination();
     let run = dest
         .begin_run("conversations", Mode::Reconcile, &[])
@@ -300,9 +300,9 @@ fn confirmed_deletes_tombstone_live_rows_once(db: &Db) {
     let ids = vec!["a".to_string(), "nowhere".to_string()];
     assert_eq!(dest.tombstone_ids("conversations", run, &ids).unwrap(), 1);
     assert_eq!(dest.tombstone_ids("conversations", run, &ids).unwrap(), 0);
-    let log = log(db);
-    assert_eq!(log.len(), 3);
-    let (id, op, changes) = &log[2];
+    let logged = log(db);
+    assert_eq!(logged.len(), 3);
+    let (id, op, changes) = &logged[2];
     assert_eq!((id.as_str(), op.as_str()), ("a", "delete"));
     assert_eq!(changes["deleted_at"]["old"], Value::Null);
     assert!(changes["deleted_at"]["new"].is_string(), "{changes}");
@@ -317,6 +317,19 @@ fn confirmed_deletes_tombstone_live_rows_once(db: &Db) {
     assert_eq!(counters(db, run)[5], 1);
     let s = status_of(&mut *dest, "conversations");
     assert_eq!((s.live, s.deleted), (1, 1));
+    // Served again exactly as stored (the delete was wrong, or it came back): the row lives again,
+    // and the log says only that.
+    let out = apply(
+        &mut *dest,
+        page(run, vec![record(&conversation("a", "open", T0))]),
+    );
+    assert_eq!(out, applied(0, 1, 0, 0, 0));
+    let (id, op, changes) = log(db).pop().unwrap();
+    assert_eq!((id.as_str(), op.as_str()), ("a", "update"));
+    assert_eq!(changes["deleted_at"]["new"], Value::Null);
+    assert!(changes["deleted_at"]["old"].is_string(), "{changes}");
+    assert_eq!(changes.as_object().unwrap().len(), 1, "{changes}");
+    assert_eq!(status_of(&mut *dest, "conversations").deleted, 0);
 }
 
 fn quarantined_items_are_kept_once_and_cleared_by_a_good_copy(db: &Db) {

@@ -66,9 +66,12 @@ fn apply_in(
 ) -> Result<Applied, StoreError> {
     let ctx = |what: &str| format!("{what} ({} page of run {})", page.state_key, page.run_id);
     let now = now_iso();
-    let (stored, old) = read_stored(tx, page.table, &page.records)
+    let stored = read_stored(tx, page.table, &page.records)
         .map_err(|e| StoreError::sqlite(ctx("reading the stored rows"), e))?;
-    let mut plan = plan::triage(&page.records, &stored).plan(&old, &now);
+    let triage = plan::triage(&page.records, &stored);
+    let old = read_text(tx, page.table, &triage.changed_ids())
+        .map_err(|e| StoreError::sqlite(ctx("reading the stored rows"), e))?;
+    let mut plan = triage.plan(&old, &now);
     let refused = write_rows(tx, page, &mut plan, &now)
         .map_err(|e| StoreError::sqlite(ctx("storing records"), e))?;
     let mut applied = plan.applied();
@@ -95,32 +98,52 @@ fn apply_in(
     Ok(applied)
 }
 
-/// The stored hash and tombstone of the page's ids, and the text of the rows a record changes,
-/// one indexed lookup each.
+/// The stored hash and tombstone of the page's ids, one indexed lookup each.
 fn read_stored(
     tx: &Transaction<'_>,
     table: &str,
     records: &[Record],
-) -> rusqlite::Result<(HashMap<String, Stored>, HashMap<String, String>)> {
+) -> rusqlite::Result<HashMap<String, Stored>> {
     let mut select = tx.prepare_cached(&format!(
-        "SELECT hash, deleted_at, data FROM {table} WHERE id = ?1"
+        "SELECT hash, deleted_at FROM {table} WHERE id = ?1"
     ))?;
     let mut stored = HashMap::with_capacity(records.len());
-    let mut old = HashMap::new();
     for record in records {
-        let row: Option<(String, Option<String>, String)> = select
+        let row = select
             .query_row([&record.id], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                Ok(Stored {
+                    hash: row.get(0)?,
+                    deleted_at: row.get(1)?,
+                })
             })
             .optional()?;
-        if let Some((hash, deleted_at, data)) = row {
-            if hash != record.hash {
-                old.insert(record.id.clone(), data);
-            }
-            stored.insert(record.id.clone(), Stored { hash, deleted_at });
+        if let Some(row) = row {
+            stored.insert(record.id.clone(), row);
         }
     }
-    Ok((stored, old))
+    Ok(stored)
+}
+
+/// The stored text of the rows the plan changes, for the change log's diff.
+fn read_text(
+    tx: &Transaction<'_>,
+    table: &str,
+    ids: &[&str],
+) -> rusqlite::Result<HashMap<String, String>> {
+    let mut old = HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(old);
+    }
+    let mut select = tx.prepare_cached(&format!("SELECT data FROM {table} WHERE id = ?1"))?;
+    for id in ids {
+        if let Some(data) = select
+            .query_row([id], |row| row.get::<_, String>(0))
+            .optional()?
+        {
+            old.insert(id.to_string(), data);
+        }
+    }
+    Ok(old)
 }
 
 /// Carries out the plan's row writes and change-log entries, each record's in its own statements:
