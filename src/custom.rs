@@ -2,7 +2,8 @@
 //! table (or klass) gets, and which column, of which kind, each attribute under `attributes.custom`
 //! becomes. Kustomer's name suffix gives the kind (`Str`/`Txt`/`Url` text, `Num` number, `At` time,
 //! `Bool` flag); names become snake_case, the suffix dropped unless two attributes would collide.
-//! Knows no SQL: `store::views` and `pg` turn the columns into their own dialect.
+//! Knows no SQL: `mirror::views` plans the columns, and `sqlite::views` and `postgres::views` render
+//! them in their own dialect.
 
 use std::collections::BTreeSet;
 

@@ -1,5 +1,5 @@
 //! Reading the non-unique index definitions out of a schema file. Both dialects' `schema.sql` write
-//! them as `CREATE INDEX name ON table (col, …)`; the first-sync bulk loads of `store` and `pg` drop
+//! them as `CREATE INDEX name ON table (col, …)`; the first-sync bulk loads of `sqlite` and `postgres` drop
 //! the costly ones and rebuild them from these definitions when the load ends.
 
 /// Leading columns whose index stays during a bulk load: their values arrive in sync order or have a

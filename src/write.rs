@@ -1,7 +1,7 @@
 //! What the sync engine hands a destination to write, and what it answers: one page of records
 //! ([`PageWrite`]) with its cursor, the counts of what applying it changed ([`Applied`]), and the run
-//! bookkeeping types ([`Mode`], [`Outcome`], [`State`]). Shared by every destination (`store` for
-//! SQLite, `pg` for PostgreSQL) and the engine; knows no SQL.
+//! bookkeeping types ([`Mode`], [`Outcome`], [`RunState`], [`State`]). Shared by every destination (`sqlite` for
+//! SQLite, `postgres` for PostgreSQL) and the engine; knows no SQL.
 
 use crate::record::{Record, Rejected};
 

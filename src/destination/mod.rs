@@ -1,7 +1,8 @@
 //! The seam between the sync engine and where the mirror lives. [`Destination`] is what the writer
 //! does with a batch (apply a page, tombstone, run bookkeeping, the first-sync bulk phase);
-//! `sqlite` and `postgres` implement it over `store` and `pg`. The [`Writer`] thread owns one
-//! destination and runs the engine's jobs on it, so the engine, daemon and commands never know which
+//! its `sqlite` and `postgres` implementations hand each call to the executor of that name, which
+//! carries out the core's (`mirror`) decisions. The [`Writer`] thread owns one destination and runs
+//! the engine's jobs on it, so the engine, daemon and commands never know which
 //! database they write to. [`Reader`] answers `status`, `/healthz` and `/metrics` from either.
 //!
 //! Every method runs on the writer thread (both database clients are blocking), never on an async

@@ -1,4 +1,4 @@
-//! [`Destination`] over the PostgreSQL [`Pg`]: each method is one transaction of `pg`'s, run by
+//! [`Destination`] over the PostgreSQL [`Pg`]: each method is one transaction of `postgres`'s, run by
 //! [`Pg::with`], which reconnects and runs it again when the server went away mid-way.
 
 use super::{Destination, Error};

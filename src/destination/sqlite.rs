@@ -1,4 +1,4 @@
-//! [`Destination`] over the SQLite [`Store`]: each method is the `store` function of the same name.
+//! [`Destination`] over the SQLite [`Store`]: each method is the `sqlite` function of the same name.
 
 use super::{Destination, Error};
 use crate::sqlite::{Store, apply, bulk, runs};

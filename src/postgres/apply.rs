@@ -28,7 +28,7 @@ pub struct Committing {
 }
 
 /// Applies `pages` in order in one transaction, each page's rows, change log, counters and cursor
-/// with it (see `store::apply::apply_pages`). The first page is always applied; after it, pages are
+/// with it (see `sqlite::apply::apply_pages`). The first page is always applied; after it, pages are
 /// added only until `deadline` passes. Each page runs in a savepoint, so a record the server refuses
 /// makes only its own page run again record by record. Answers what each applied page changed.
 ///
