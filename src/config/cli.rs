@@ -16,6 +16,7 @@ pub fn render(s: &Settings) -> String {
         render_membrane(&mut out, &s.membrane);
     }
     render_http(&mut out, s);
+    render_webhooks(&mut out, s);
     out
 }
 
@@ -212,5 +213,33 @@ fn render_http(out: &mut String, s: &Settings) {
     out.push_str(&format!(
         "max_lag = {}\n",
         quoted(&format_duration(s.http.max_lag))
+    ));
+}
+
+/// Writes the `[webhooks]` table; the token is redacted and the token file named, never read.
+fn render_webhooks(out: &mut String, s: &Settings) {
+    let w = &s.webhooks;
+    out.push_str("\n[webhooks]\n");
+    if let Some(listen) = w.listen {
+        out.push_str(&format!("listen = {}\n", quoted(&listen.to_string())));
+    }
+    out.push_str(&format!("path = {}\n", quoted(&w.path)));
+    if w.token.is_some() {
+        out.push_str(&format!("token = {}\n", quoted(crate::config::REDACTED)));
+    }
+    if let Some(file) = &w.token_file {
+        out.push_str(&format!(
+            "token_file = {}\n",
+            quoted(&file.display().to_string())
+        ));
+    }
+    out.push_str(&format!(
+        "inbox = {}\n",
+        quoted(&w.inbox.display().to_string())
+    ));
+    out.push_str(&format!("max_body = {}\n", w.max_body));
+    out.push_str(&format!(
+        "read_timeout = {}\n",
+        quoted(&format_duration(w.read_timeout))
     ));
 }

@@ -20,3 +20,11 @@ pub const PAGE_SIZE: u32 = 500;
 pub const OVERLAP: Duration = Duration::from_secs(300);
 /// `sync.concurrency`.
 pub const CONCURRENCY: u32 = 4;
+/// `webhooks.path`.
+pub const WEBHOOK_PATH: &str = "/webhooks/kustomer";
+/// `webhooks.inbox` when the mirror is on PostgreSQL (relative to the working directory).
+pub const WEBHOOK_INBOX: &str = "kustomer-mirror-webhooks.db";
+/// `webhooks.max_body`: 8 MiB, far above any resource Kustomer sends.
+pub const WEBHOOK_MAX_BODY: u32 = 8 << 20;
+/// `webhooks.read_timeout`: Kustomer expects an answer within a few seconds anyway.
+pub const WEBHOOK_READ_TIMEOUT: Duration = Duration::from_secs(10);

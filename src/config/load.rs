@@ -13,7 +13,7 @@ use super::defaults;
 use super::values::{did_you_mean, parse_duration, valid_cron};
 use super::{
     ConfigError, HttpSettings, KustomerSettings, LogSettings, MembraneSettings, Secret, Settings,
-    SyncSettings, Transport,
+    SyncSettings, Transport, WebhookSettings,
 };
 use crate::logging::Format;
 
@@ -63,6 +63,13 @@ pub const KEYS: &[&str] = &[
     "http.listen",
     "http.max_consecutive_failures",
     "http.max_lag",
+    "webhooks.listen",
+    "webhooks.path",
+    "webhooks.token",
+    "webhooks.token_file",
+    "webhooks.inbox",
+    "webhooks.max_body",
+    "webhooks.read_timeout",
 ];
 
 /// Layers and validates.
@@ -260,6 +267,7 @@ impl Reader {
         let sync = self.sync();
         let log = self.log();
         let http = self.http();
+        let webhooks = self.webhooks(&database);
         Some(Settings {
             kustomer: KustomerSettings {
                 transport,
@@ -281,6 +289,7 @@ impl Reader {
             log,
             http,
             membrane,
+            webhooks,
         })
     }
 
@@ -591,6 +600,77 @@ impl Reader {
                 Duration::from_secs(3600),
                 Duration::from_secs(30 * 86_400),
             ),
+        }
+    }
+
+    /// `[webhooks]`. The inbox defaults to a file beside the SQLite mirror, or to
+    /// `kustomer-mirror-webhooks.db` in the working directory (the unit's StateDirectory) for
+    /// PostgreSQL.
+    fn webhooks(&mut self, database: &DatabaseSettings) -> WebhookSettings {
+        let listen = self.text("webhooks.listen").filter(|t| !t.trim().is_empty()).and_then(|t| {
+            match t.trim().parse::<std::net::SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.bad("webhooks.listen", &t, "an address and port such as 127.0.0.1:8089 (leave unset to turn the receiver off)");
+                    None
+                }
+            }
+        });
+        let path = self
+            .text("webhooks.path")
+            .unwrap_or_else(|| defaults::WEBHOOK_PATH.to_string());
+        let path_ok = path.starts_with('/')
+            && path.len() <= 200
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b));
+        if !path_ok {
+            self.bad(
+                "webhooks.path",
+                &path,
+                "an absolute URL path of letters, digits and / - _ . ~ such as /webhooks/kustomer",
+            );
+        }
+        let token = self
+            .text("webhooks.token")
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Secret::new(t.trim()));
+        let token_file = self
+            .text("webhooks.token_file")
+            .filter(|t| !t.trim().is_empty())
+            .map(PathBuf::from);
+        let inbox = match self.text("webhooks.inbox").filter(|t| !t.trim().is_empty()) {
+            Some(p) => PathBuf::from(p),
+            None if database.postgres.is_some() => PathBuf::from(defaults::WEBHOOK_INBOX),
+            None => {
+                let mut name = database.path.as_os_str().to_os_string();
+                name.push(".webhooks");
+                PathBuf::from(name)
+            }
+        };
+        let max_body = self.number(
+            "webhooks.max_body",
+            defaults::WEBHOOK_MAX_BODY,
+            1024,
+            1 << 30,
+        );
+        let read_timeout = self.duration(
+            "webhooks.read_timeout",
+            defaults::WEBHOOK_READ_TIMEOUT,
+            Duration::from_secs(300),
+        );
+        WebhookSettings {
+            listen,
+            path: if path_ok {
+                path
+            } else {
+                defaults::WEBHOOK_PATH.to_string()
+            },
+            token,
+            token_file,
+            inbox,
+            max_body: u64::from(max_body),
+            read_timeout,
         }
     }
 

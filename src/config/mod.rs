@@ -32,6 +32,60 @@ pub struct Settings {
     pub http: HttpSettings,
     /// How to reach Kustomer through Membrane (`kustomer.transport = "membrane" | "membrane-cli"`).
     pub membrane: MembraneSettings,
+    /// The receiver of Kustomer's outbound webhooks (`[webhooks]`).
+    pub webhooks: WebhookSettings,
+}
+
+/// `[webhooks]`: the receiver of Kustomer's outbound webhooks, on a listener of its own.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Where to listen; `None` (the default) turns the receiver off.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The path Kustomer posts to (default `/webhooks/kustomer`).
+    pub path: String,
+    /// A token given in the config or `KUSTOMER_MIRROR__WEBHOOKS__TOKEN`.
+    pub token: Option<Secret>,
+    /// A file of tokens, one per line (several during a rotation); `webhooks register` writes it.
+    pub token_file: Option<PathBuf>,
+    /// The durable inbox: a SQLite file that holds each verified event until it is applied.
+    pub inbox: PathBuf,
+    /// Bodies larger than this are refused with 413 before they are read whole.
+    pub max_body: u64,
+    /// A client that has not sent its whole request within this time is cut off.
+    pub read_timeout: Duration,
+}
+
+impl WebhookSettings {
+    /// The tokens events may be signed with: the configured one, then each non-empty line of the
+    /// token file. An error names the file and what to do; no tokens at all is an error too.
+    pub fn tokens(&self) -> Result<Vec<Secret>, ConfigError> {
+        let mut tokens: Vec<Secret> = self.token.iter().cloned().collect();
+        if let Some(path) = &self.token_file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => tokens.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(Secret::new),
+                ),
+                Err(e) if tokens.is_empty() => {
+                    return Err(ConfigError::KeyFile {
+                        path: path.clone(),
+                        reason: format!(
+                            "{e} (webhooks.token_file; `kustomer-mirror webhooks register --url https://…` writes it)"
+                        ),
+                    });
+                }
+                Err(_) => {}
+            }
+        }
+        if tokens.is_empty() {
+            return Err(ConfigError::Invalid(vec![
+                "webhooks.listen is set but there is no webhook token: set webhooks.token_file (run `kustomer-mirror webhooks register --url https://…` to create the hook and the file), webhooks.token or KUSTOMER_MIRROR__WEBHOOKS__TOKEN".to_string(),
+            ]));
+        }
+        Ok(tokens)
+    }
 }
 
 /// How requests reach Kustomer.
