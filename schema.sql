@@ -242,7 +242,7 @@ CREATE INDEX kobjects_customer_id ON kobjects (customer_id);
 CREATE TABLE sync_runs (
     id          INTEGER PRIMARY KEY,
     entity      TEXT NOT NULL,
-    mode        TEXT NOT NULL CHECK (mode IN ('incremental', 'full', 'reconcile', 'preflight')),
+    mode        TEXT NOT NULL CHECK (mode IN ('incremental', 'full', 'reconcile', 'preflight', 'webhook')),
     started_at  TEXT NOT NULL,
     finished_at TEXT,
     status      TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),
@@ -284,6 +284,22 @@ CREATE TABLE view_problems (
     entity    TEXT NOT NULL,
     error     TEXT NOT NULL,
     failed_at TEXT NOT NULL
+);
+
+-- The last outbound-webhook event applied per entity, and how many were applied since the table
+-- began (`changed`: wrote a row; `stale`: not newer than the row, left alone; `rejected`: set
+-- aside in rejected_records; the rest left the row as it was). The events' changes are in change_log under the `webhook` run.
+CREATE TABLE webhook_events (
+    entity      TEXT PRIMARY KEY,
+    event       TEXT NOT NULL,
+    event_id    TEXT,
+    record_id   TEXT,
+    received_at TEXT NOT NULL,
+    applied_at  TEXT NOT NULL,
+    events      INTEGER NOT NULL DEFAULT 0,
+    changed     INTEGER NOT NULL DEFAULT 0,
+    stale       INTEGER NOT NULL DEFAULT 0,
+    rejected    INTEGER NOT NULL DEFAULT 0
 );
 
 -- One row per real change (never for an unchanged record). For an update, `changes` is a JSON object

@@ -70,6 +70,9 @@ pub struct Entity {
     /// Whether its records carry `attributes.custom`, shown by `<table>_custom` views (per klass for
     /// kobjects).
     pub custom_views: bool,
+    /// Whether Kustomer's outbound webhooks send `kustomer.<context>.{create,update}` events for it
+    /// (customers, conversations, messages, users, teams and tags; no deletes for any).
+    pub webhook_events: bool,
 }
 
 impl Entity {
@@ -138,6 +141,15 @@ const fn entity(
         list_max_page_size,
         strategy,
         custom_views: false,
+        webhook_events: false,
+    }
+}
+
+/// `e` with outbound-webhook events.
+const fn with_webhook_events(e: Entity) -> Entity {
+    Entity {
+        webhook_events: true,
+        ..e
     }
 }
 
@@ -151,9 +163,27 @@ const fn with_custom_views(e: Entity) -> Entity {
 
 /// All entities in the order a full pass syncs them (klasses before kobjects).
 pub const ENTITIES: [Entity; 11] = [
-    entity("users", "user", "/v1/users", 500, Strategy::FullRefresh),
-    entity("teams", "team", "/v1/teams", 500, Strategy::FullRefresh),
-    entity("tags", "tag", "/v1/tags", 100, Strategy::FullRefresh),
+    with_webhook_events(entity(
+        "users",
+        "user",
+        "/v1/users",
+        500,
+        Strategy::FullRefresh,
+    )),
+    with_webhook_events(entity(
+        "teams",
+        "team",
+        "/v1/teams",
+        500,
+        Strategy::FullRefresh,
+    )),
+    with_webhook_events(entity(
+        "tags",
+        "tag",
+        "/v1/tags",
+        100,
+        Strategy::FullRefresh,
+    )),
     entity(
         "queues",
         "queue",
@@ -175,27 +205,27 @@ pub const ENTITIES: [Entity; 11] = [
         100,
         Strategy::SearchOrFull,
     )),
-    with_custom_views(entity(
+    with_webhook_events(with_custom_views(entity(
         "customers",
         "customer",
         "/v1/customers",
         100,
         Strategy::Search,
-    )),
-    with_custom_views(entity(
+    ))),
+    with_webhook_events(with_custom_views(entity(
         "conversations",
         "conversation",
         "/v1/conversations",
         100,
         Strategy::Search,
-    )),
-    with_custom_views(entity(
+    ))),
+    with_webhook_events(with_custom_views(entity(
         "messages",
         "message",
         "/v1/messages",
         100,
         Strategy::Search,
-    )),
+    ))),
     entity("notes", "note", "/v1/notes", 100, Strategy::Search),
     with_custom_views(entity(
         "kobjects",
@@ -209,6 +239,31 @@ pub const ENTITIES: [Entity; 11] = [
 /// Looks an entity up by its plural name.
 pub fn by_name(name: &str) -> Option<&'static Entity> {
     ENTITIES.iter().find(|e| e.name == name)
+}
+
+/// The entity and whether the event is a create, for an outbound-webhook event name such as
+/// `kustomer.conversation.update`; `None` for any other name (an event Kustomer may add later).
+pub fn by_webhook_event(event: &str) -> Option<(&'static Entity, bool)> {
+    let rest = event.strip_prefix("kustomer.")?;
+    let (context, verb) = rest.split_once('.')?;
+    let create = match verb {
+        "create" => true,
+        "update" => false,
+        _ => return None,
+    };
+    ENTITIES
+        .iter()
+        .find(|e| e.webhook_events && e.context == context)
+        .map(|e| (e, create))
+}
+
+/// Every outbound-webhook event name the mirror applies (`webhooks register` subscribes to these).
+pub fn webhook_event_names() -> Vec<String> {
+    ENTITIES
+        .iter()
+        .filter(|e| e.webhook_events)
+        .flat_map(|e| ["create", "update"].map(|verb| format!("kustomer.{}.{verb}", e.context)))
+        .collect()
 }
 
 /// The tables with custom attribute views.

@@ -131,6 +131,32 @@ pub struct EntityStatus {
     /// Custom attribute views of this entity that could not be built (`view: error`), from
     /// `view_problems`; the rows are stored all the same.
     pub view_problems: Vec<String>,
+    /// The last outbound-webhook event applied to this entity, and the counts since the mirror
+    /// began receiving them (`None` before the first, and for entities Kustomer sends none for).
+    pub webhook: Option<WebhookStatus>,
+}
+
+/// A `webhook_events` row: the last pushed event of an entity and the counts of all of them.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WebhookStatus {
+    /// The event name, e.g. `kustomer.conversation.update`.
+    pub event: String,
+    /// The event's own id, when it had one.
+    pub event_id: Option<String>,
+    /// The record it carried.
+    pub record_id: Option<String>,
+    /// When the receiver got it (RFC 3339 UTC).
+    pub received_at: String,
+    /// When it was committed to the mirror.
+    pub applied_at: String,
+    /// Events applied in all.
+    pub events: i64,
+    /// Of which changed a row.
+    pub changed: i64,
+    /// Of which were not newer than the stored row (duplicates, late deliveries).
+    pub stale: i64,
+    /// Of which were set aside in `rejected_records`.
+    pub rejected: i64,
 }
 
 /// How much [`read`] reads.
@@ -165,6 +191,9 @@ pub trait Source {
 
     /// The `sync_runs` row `id`.
     fn run(&mut self, id: i64) -> Result<Option<RunSummary>, Self::Error>;
+
+    /// The `webhook_events` row of `table`.
+    fn webhook(&mut self, table: &str) -> Result<Option<WebhookStatus>, Self::Error>;
 }
 
 /// The `sync_state` columns [`read`] shows.
@@ -228,6 +257,10 @@ fn read_one<S: Source>(
         Some(id) => source.run(id)?,
         None => None,
     };
+    let webhook = match state.klass {
+        None if state.entity.webhook_events => source.webhook(state.table())?,
+        _ => None,
+    };
     let lag_seconds = row.last_success_at.as_deref().and_then(|t| {
         chrono::DateTime::parse_from_rfc3339(t)
             .ok()
@@ -246,6 +279,7 @@ fn read_one<S: Source>(
         lag_seconds,
         last_run,
         view_problems,
+        webhook,
     })
 }
 
@@ -303,6 +337,25 @@ pub fn render_table(statuses: &[EntityStatus]) -> String {
         .iter()
         .flat_map(|s| s.view_problems.iter().map(|p| (s.entity.as_str(), p)))
         .collect();
+    let pushed: Vec<(&str, &WebhookStatus)> = statuses
+        .iter()
+        .filter_map(|s| s.webhook.as_ref().map(|w| (s.entity.as_str(), w)))
+        .collect();
+    if !pushed.is_empty() {
+        out.push_str("\nWebhooks (last event per entity; totals since the first):\n");
+        for (entity, w) in pushed {
+            out.push_str(&format!(
+                "  {entity:<28} {} {} at {} ({} events: {} changed, {} stale, {} rejected)\n",
+                w.event,
+                w.record_id.as_deref().unwrap_or("-"),
+                w.applied_at,
+                w.events,
+                w.changed,
+                w.stale,
+                w.rejected
+            ));
+        }
+    }
     if !problems.is_empty() {
         out.push_str("\nCustom views that could not be built (the rows are stored; retried by later syncs):\n");
         for (entity, problem) in problems {

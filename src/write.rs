@@ -42,6 +42,10 @@ pub struct PageWrite {
     /// Items the whole run is expected to fetch, as far as the server's totals tell; recorded in
     /// `sync_runs.expected` for progress and ETAs (`None` leaves the recorded value).
     pub expected: Option<u64>,
+    /// True for records a webhook pushed: each is applied only when it is newer than the stored
+    /// row (`mirror::fresh`), so a duplicate or a late, older delivery changes nothing. Polled pages
+    /// are the source of truth and are applied as served.
+    pub only_newer: bool,
 }
 
 /// What applying writes changed.
@@ -57,6 +61,9 @@ pub struct Applied {
     pub deleted: u64,
     /// Items set aside in `rejected_records` (undecodable, or refused by the database).
     pub rejected: u64,
+    /// Pushed records older than (or as old as) the stored row, left alone (`only_newer` pages);
+    /// counted in `unchanged` too.
+    pub stale: u64,
 }
 
 impl Applied {
@@ -67,6 +74,7 @@ impl Applied {
         self.unchanged += other.unchanged;
         self.deleted += other.deleted;
         self.rejected += other.rejected;
+        self.stale += other.stale;
     }
 
     /// Rows written (inserted, updated or deleted).
@@ -128,6 +136,9 @@ pub enum Mode {
     Reconcile,
     /// Requests spent outside any pass (access check, klass discovery, strategy probe).
     Preflight,
+    /// Records pushed by Kustomer's outbound webhooks while the daemon runs: one run per daemon
+    /// start under the key `webhooks`, whose change-log rows are the pushed changes.
+    Webhook,
 }
 
 impl Mode {
@@ -138,6 +149,7 @@ impl Mode {
             Mode::Full => "full",
             Mode::Reconcile => "reconcile",
             Mode::Preflight => "preflight",
+            Mode::Webhook => "webhook",
         }
     }
 }
@@ -171,4 +183,27 @@ impl<'a> Outcome<'a> {
             Outcome::Interrupted => (RunState::Interrupted, Some("stopped by shutdown")),
         }
     }
+}
+
+/// What a batch of pushed events did to one entity, for its `webhook_events` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsApplied {
+    /// The entity's table.
+    pub table: &'static str,
+    /// The batch's last event name.
+    pub event: String,
+    /// Its id, when it had one.
+    pub event_id: Option<String>,
+    /// The record it carried, when it could be read.
+    pub record_id: Option<String>,
+    /// When the receiver got it (normal RFC 3339 text).
+    pub received_at: String,
+    /// Events in the batch.
+    pub events: u64,
+    /// Of which changed a row.
+    pub changed: u64,
+    /// Of which were not newer than their row.
+    pub stale: u64,
+    /// Of which were set aside.
+    pub rejected: u64,
 }

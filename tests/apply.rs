@@ -32,6 +32,7 @@ fn page(run_id: i64, records: Vec<Record>, cursor: Option<&str>) -> PageWrite {
             ids: vec![],
         }),
         expected: None,
+        only_newer: false,
     }
 }
 

@@ -93,6 +93,13 @@ impl Destination for Counting {
     fn status(&mut self) -> Result<Vec<EntityStatus>, Error> {
         self.inner.status()
     }
+
+    fn record_events(
+        &mut self,
+        batches: &[kustomer_mirror::write::EventsApplied],
+    ) -> Result<(), Error> {
+        self.inner.record_events(batches)
+    }
 }
 
 /// A page of `n` customers of pass `run_id`, ids `<tag>-0…`, every one updated at `at`, which is
@@ -123,6 +130,7 @@ fn page(table: &'static str, run_id: i64, tag: &str, n: usize, at: &str) -> Page
             ids: vec![],
         }),
         expected: None,
+        only_newer: false,
     }
 }
 

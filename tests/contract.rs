@@ -7,7 +7,7 @@
 use kustomer_mirror::destination::Destination;
 use kustomer_mirror::record::{Record, Rejected};
 use kustomer_mirror::status::{EntityStatus, RunState};
-use kustomer_mirror::write::{Applied, Cursor, Mode, Outcome, PageWrite};
+use kustomer_mirror::write::{Applied, Cursor, EventsApplied, Mode, Outcome, PageWrite};
 use serde_json::{Value, json};
 
 use crate::common::{Db, Mirror};
@@ -46,6 +46,7 @@ contract!(
     quarantined_items_are_kept_once_and_cleared_by_a_good_copy,
     the_cursor_keeps_ties_and_never_moves_back,
     a_failed_batch_commits_nothing_and_runs_end_as_recorded,
+    pushed_records_apply_only_when_newer_and_never_move_the_cursor,
 );
 
 const T0: &str = "2024-05-01T00:00:00.000Z";
@@ -81,6 +82,7 @@ fn page(run_id: i64, records: Vec<Record>) -> PageWrite {
         fetched: 0,
         cursor: None,
         expected: None,
+        only_newer: false,
     }
 }
 
@@ -105,6 +107,7 @@ fn applied(inserted: u64, updated: u64, unchanged: u64, deleted: u64, rejected: 
         unchanged,
         deleted,
         rejected,
+        stale: 0,
     }
 }
 
@@ -498,4 +501,136 @@ fn a_failed_batch_commits_nothing_and_runs_end_as_recorded(db: &Db) {
         .unwrap();
     let s = status_of(&mut *dest, "conversations");
     assert_eq!((s.consecutive_failures, s.last_error), (0, None));
+}
+
+/// A conversation as a webhook pushes it: with its `rev`.
+fn pushed(id: &str, status: &str, rev: u64, updated: &str) -> Record {
+    let mut v = conversation(id, status, updated);
+    v["attributes"]["rev"] = json!(rev);
+    record(&v)
+}
+
+fn webhook_page(run_id: i64, records: Vec<Record>) -> PageWrite {
+    PageWrite {
+        only_newer: true,
+        requests: 0,
+        ..page(run_id, records)
+    }
+}
+
+fn pushed_records_apply_only_when_newer_and_never_move_the_cursor(db: &Db) {
+    let mut dest = db.destination();
+    let poll = dest
+        .begin_run("conversations", Mode::Incremental, &[])
+        .unwrap();
+    apply(
+        &mut *dest,
+        with_cursor(page(poll, vec![pushed("a", "open", 5, T1)]), T1, &["a"]),
+    );
+    let hook = dest.begin_run("webhooks", Mode::Webhook, &[]).unwrap();
+    // Newer by rev (even with an earlier time), then a duplicate of it, then an older rev with a
+    // later time, then the same rev with a later time, then a new record.
+    let newer = apply(
+        &mut *dest,
+        webhook_page(hook, vec![pushed("a", "snoozed", 6, T0)]),
+    );
+    assert_eq!((newer.updated, newer.stale), (1, 0));
+    let duplicate = apply(
+        &mut *dest,
+        webhook_page(hook, vec![pushed("a", "snoozed", 6, T0)]),
+    );
+    assert_eq!(
+        (duplicate.updated, duplicate.unchanged, duplicate.stale),
+        (0, 1, 1)
+    );
+    let older = apply(
+        &mut *dest,
+        webhook_page(hook, vec![pushed("a", "done", 5, T2)]),
+    );
+    assert_eq!((older.updated, older.stale), (0, 1));
+    let later = apply(
+        &mut *dest,
+        webhook_page(hook, vec![pushed("a", "done", 6, T2)]),
+    );
+    assert_eq!((later.updated, later.stale), (1, 0));
+    let new = apply(
+        &mut *dest,
+        webhook_page(hook, vec![pushed("b", "open", 1, T0)]),
+    );
+    assert_eq!((new.inserted, new.stale), (1, 0));
+    assert_eq!(
+        rows(db),
+        vec![
+            ("a".into(), "done".into(), "live".into()),
+            ("b".into(), "open".into(), "live".into())
+        ]
+    );
+    // The pushed changes are logged under the webhook run, field by field.
+    let hooked = db.query(&format!(
+        "SELECT record_id, op FROM change_log WHERE run_id = {hook} ORDER BY seq"
+    ));
+    let hooked: Vec<(String, String)> = hooked
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        hooked,
+        vec![
+            ("a".into(), "update".into()),
+            ("a".into(), "update".into()),
+            ("b".into(), "insert".into())
+        ]
+    );
+    assert_eq!(
+        log(db)[1].2,
+        json!({"attributes.rev": {"old": 5, "new": 6}, "attributes.status": {"old": "open", "new": "snoozed"},
+               "attributes.updatedAt": {"old": T1, "new": T0}})
+    );
+    // The run's counters (stale ones count as unchanged); the cursor is the poll's, untouched.
+    assert_eq!(counters(db, hook), vec![0, 0, 1, 2, 2, 0, 0]);
+    let mode = db.query(&format!("SELECT mode FROM sync_runs WHERE id = {hook}"));
+    assert_eq!(mode[0][0].as_deref(), Some("webhook"));
+    let s = status_of(&mut *dest, "conversations");
+    assert_eq!(s.cursor.as_deref(), Some(T1));
+    assert_eq!(s.last_run.unwrap().id, poll);
+    dest.finish_run("webhooks", hook, Mode::Webhook, Outcome::Ok, None)
+        .unwrap();
+    let s = status_of(&mut *dest, "conversations");
+    assert!(s.last_success_at.is_none());
+    assert!(s.webhook.is_none());
+    dest.record_events(&[EventsApplied {
+        table: "conversations",
+        event: "kustomer.conversation.update".into(),
+        event_id: Some("e5".into()),
+        record_id: Some("b".into()),
+        received_at: T2.into(),
+        events: 5,
+        changed: 3,
+        stale: 2,
+        rejected: 0,
+    }])
+    .unwrap();
+    dest.record_events(&[EventsApplied {
+        table: "conversations",
+        event: "kustomer.conversation.create".into(),
+        event_id: None,
+        record_id: Some("c".into()),
+        received_at: T2.into(),
+        events: 1,
+        changed: 0,
+        stale: 0,
+        rejected: 1,
+    }])
+    .unwrap();
+    let w = status_of(&mut *dest, "conversations").webhook.unwrap();
+    assert_eq!(
+        (
+            w.event.as_str(),
+            w.event_id,
+            w.record_id.as_deref(),
+            w.received_at.as_str()
+        ),
+        ("kustomer.conversation.create", None, Some("c"), T2)
+    );
+    assert_eq!((w.events, w.changed, w.stale, w.rejected), (6, 3, 2, 1));
 }

@@ -212,6 +212,7 @@ fn hostile_names_on(db: Db) {
                     fetched: 1,
                     cursor: None,
                     expected: None,
+                    only_newer: false,
                 };
                 dest.apply_pages(&[page], None).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 drop(dest);

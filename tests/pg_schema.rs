@@ -257,7 +257,8 @@ async fn a_version_1_schema_upgrades_to_the_current_one_with_its_rows() {
     let name = name.to_string();
     tokio::task::spawn_blocking(move || {
         // A current schema as the binary creates it, taken back to version 1 by hand: version 2
-        // added `sync_runs.expected`, version 3 `view_problems`.
+        // added `sync_runs.expected`, version 3 `view_problems`, version 4 `webhook_events` and the
+        // `webhook` mode.
         drop(kustomer_mirror::postgres::Pg::open(&settings, false).unwrap());
         let current = columns_of(cluster, &name, "kustomer");
         cluster.execute(
@@ -265,6 +266,10 @@ async fn a_version_1_schema_upgrades_to_the_current_one_with_its_rows() {
             "SET search_path TO kustomer; \
              ALTER TABLE sync_runs DROP COLUMN expected CASCADE; \
              DROP TABLE view_problems; \
+             DROP TABLE webhook_events; \
+             ALTER TABLE sync_runs DROP CONSTRAINT sync_runs_mode_check; \
+             ALTER TABLE sync_runs ADD CONSTRAINT sync_runs_mode_check \
+               CHECK (mode IN ('incremental', 'full', 'reconcile', 'preflight')); \
              UPDATE schema_meta SET version = 1; \
              INSERT INTO sync_runs (entity, mode, started_at, finished_at, status, requests, fetched, inserted) \
              VALUES ('conversations', 'incremental', now(), now(), 'ok', 7, 5, 5);",

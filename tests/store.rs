@@ -321,6 +321,7 @@ fn committed_pages_are_checkpointed_into_the_file_in_the_background_and_the_wal_
             fetched: 500,
             cursor: None,
             expected: None,
+            only_newer: false,
         };
         apply_page(&mut store, &page).unwrap();
     }

@@ -157,6 +157,10 @@ pub trait Destination: Send {
 
     /// The status of every entity, as `status` shows it (the writer's own view, for `demo`).
     fn status(&mut self) -> Result<Vec<crate::status::EntityStatus>, Error>;
+
+    /// Adds a batch of pushed events to each entity's `webhook_events` row (the last event, the
+    /// counts), after the batch's pages committed.
+    fn record_events(&mut self, batches: &[crate::write::EventsApplied]) -> Result<(), Error>;
 }
 
 /// Opens the destination `settings` name, creating or upgrading its schema. For PostgreSQL this

@@ -123,4 +123,11 @@ impl Destination for Pg {
             crate::postgres::status_of(c, Scope::Full)
         })?)
     }
+
+    fn record_events(&mut self, batches: &[crate::write::EventsApplied]) -> Result<(), Error> {
+        // Statistics only: a commit whose answer was lost and is run again counts its batch twice.
+        Ok(self.with("recording the webhook events applied", |c, _| {
+            runs::record_events(c, batches)
+        })?)
+    }
 }

@@ -87,4 +87,8 @@ impl Destination for Store {
             crate::status::Scope::Full,
         )?)
     }
+
+    fn record_events(&mut self, batches: &[crate::write::EventsApplied]) -> Result<(), Error> {
+        Ok(runs::record_events(self, batches)?)
+    }
 }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
+use super::fresh::Version;
 use crate::record::diff::Diff;
 use crate::record::{Record, Rejected, time};
 use crate::write::Applied;
@@ -23,6 +24,8 @@ pub struct Stored {
     pub hash: String,
     /// The stored tombstone time as text, `None` for a live row.
     pub deleted_at: Option<String>,
+    /// The stored row's version, read only for pages of pushed records (`only_newer`).
+    pub version: Option<Version>,
 }
 
 /// What a change-log row records.
@@ -82,13 +85,20 @@ enum Verdict {
     Insert,
     Unchanged,
     Change,
+    /// A pushed record not newer than its row: left alone.
+    Stale,
 }
 
 /// Sorts `records` against the stored state of their ids (absent ids have no row). An unchanged
 /// record (same hash, same tombstone state) writes nothing. When an id appears twice in one page
 /// (the engine filters these, so only as a safeguard), its last copy wins, as a sequence of
-/// upserts would leave it.
-pub fn triage<'p>(records: &'p [Record], stored: &HashMap<String, Stored>) -> Triage<'p> {
+/// upserts would leave it. With `only_newer` (records pushed by a webhook), a record that is not
+/// newer than its row ([`Version::newer_than`]) is stale and writes nothing.
+pub fn triage<'p>(
+    records: &'p [Record],
+    stored: &HashMap<String, Stored>,
+    only_newer: bool,
+) -> Triage<'p> {
     let mut last: HashMap<&str, usize> = HashMap::with_capacity(records.len());
     for (i, record) in records.iter().enumerate() {
         last.insert(record.id.as_str(), i);
@@ -101,6 +111,12 @@ pub fn triage<'p>(records: &'p [Record], stored: &HashMap<String, Stored>) -> Tr
         }
         let verdict = match stored.get(&record.id) {
             None => Verdict::Insert,
+            Some(s)
+                if only_newer
+                    && !Version::of(record).newer_than(&s.version.clone().unwrap_or_default()) =>
+            {
+                Verdict::Stale
+            }
             Some(s) if s.hash == record.hash && s.deleted_at.is_some() == record.deleted => {
                 Verdict::Unchanged
             }
@@ -129,7 +145,9 @@ impl<'p> Triage<'p> {
 
     /// True when no record of the page changes its row.
     pub fn nothing_to_write(&self) -> bool {
-        self.sorted.iter().all(|(_, v)| *v == Verdict::Unchanged)
+        self.sorted
+            .iter()
+            .all(|(_, v)| matches!(v, Verdict::Unchanged | Verdict::Stale))
     }
 
     /// The plan, given the stored `data` text of the changed records (canonical JSON, as
@@ -139,14 +157,20 @@ impl<'p> Triage<'p> {
         let mut plan = Plan {
             writes: Vec::new(),
             unchanged: 0,
+            stale: 0,
             stored: Vec::with_capacity(self.sorted.len()),
             custom_removed: false,
         };
         for (record, verdict) in self.sorted {
+            if verdict == Verdict::Stale {
+                // Not stored: the row keeps its newer version (and any quarantined copy stays).
+                plan.stale += 1;
+                continue;
+            }
             plan.stored.push(record);
             let deleted_at = deleted_at(record, now);
             match verdict {
-                Verdict::Unchanged => plan.unchanged += 1,
+                Verdict::Unchanged | Verdict::Stale => plan.unchanged += 1,
                 Verdict::Insert => plan.writes.push(Write {
                     record,
                     deleted_at,
@@ -183,6 +207,8 @@ pub struct Plan<'p> {
     pub writes: Vec<Write<'p>>,
     /// Records whose row already holds them.
     pub unchanged: u64,
+    /// Pushed records not newer than their row, left alone.
+    pub stale: u64,
     /// Every record stored (written or unchanged): each clears its own quarantined copy.
     pub stored: Vec<&'p Record>,
     /// Whether an update removed or nulled a custom attribute, which may take a name out of the
@@ -209,7 +235,8 @@ impl<'p> Plan<'p> {
     /// The counts of the plan, for the run's counters (`rejected` is the quarantine's).
     pub fn applied(&self) -> Applied {
         let mut a = Applied {
-            unchanged: self.unchanged,
+            unchanged: self.unchanged + self.stale,
+            stale: self.stale,
             ..Applied::default()
         };
         for w in &self.writes {

@@ -23,12 +23,24 @@ pub enum StateChange<'a> {
     },
 }
 
+/// The `sync_runs.entity` of the webhook runs (one per daemon start; the change-log rows say which
+/// entity each pushed change was).
+pub const WEBHOOK_KEY: &str = "webhooks";
+
+/// Whether beginning a `mode` run links it from its key's `sync_state` row (its last run). A webhook
+/// run is not a pass of an entity: it never moves a cursor or a success time.
+pub fn links_state(mode: Mode) -> bool {
+    mode != Mode::Webhook
+}
+
 /// How run `outcome` of a `mode` pass is recorded: its `sync_runs.status` and `error`, and what
-/// it does to `sync_state`. (A preflight never has a run row to finish.)
+/// it does to `sync_state` (nothing for a webhook run). (A preflight never has a run row to
+/// finish.)
 pub fn finish(mode: Mode, outcome: Outcome<'_>) -> (RunState, Option<&str>, StateChange<'_>) {
     let (state, error) = outcome.status_and_error();
     let change = match (outcome, error) {
         (Outcome::Interrupted, _) => StateChange::Leave,
+        _ if mode == Mode::Webhook => StateChange::Leave,
         (_, Some(e)) => StateChange::Failed(e),
         (_, None) => StateChange::Succeeded {
             full: matches!(mode, Mode::Full | Mode::Reconcile),

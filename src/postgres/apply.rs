@@ -15,6 +15,7 @@ use postgres::{Client, GenericClient, Transaction};
 use super::Session;
 use super::error::refused_record;
 use super::jsonb::{self, Jsonb};
+use crate::mirror::fresh::Version;
 use crate::mirror::plan::{self, Stored, Write};
 use crate::record::{Record, Rejected};
 use crate::write::{Applied, PageWrite};
@@ -252,10 +253,16 @@ fn write_records(
         return Ok((Applied::default(), false));
     }
     let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    // Pushed records need the stored `rev` and `updatedAt` too (as text; the core reads them).
+    let versions = if page.only_newer {
+        "data #>> '{attributes,rev}', data #>> '{attributes,updatedAt}'"
+    } else {
+        "NULL::text, NULL::text"
+    };
     let stored: HashMap<String, Stored> = tx
         .query(
             &format!(
-                "SELECT id, hash, {} FROM {table} WHERE id = ANY($1)",
+                "SELECT id, hash, {}, {versions} FROM {table} WHERE id = ANY($1)",
                 super::iso("deleted_at")
             ),
             &[&ids],
@@ -267,11 +274,17 @@ fn write_records(
                 Stored {
                     hash: row.get(1),
                     deleted_at: row.get(2),
+                    version: page.only_newer.then(|| {
+                        Version::from_parts(
+                            row.get::<_, Option<&str>>(3),
+                            row.get::<_, Option<&str>>(4),
+                        )
+                    }),
                 },
             )
         })
         .collect();
-    let triage = plan::triage(records, &stored);
+    let triage = plan::triage(records, &stored, page.only_newer);
     let changed = triage.changed_ids();
     let old: HashMap<String, String> = if changed.is_empty() {
         HashMap::new()

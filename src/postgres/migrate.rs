@@ -15,7 +15,7 @@ pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 pub const VIEWS_MARKER: &str = "-- @views";
 
 /// The version this binary writes. Upgrades from older versions go in `upgrade`.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The tables part and the views part of [`SCHEMA_SQL`].
 pub fn parts() -> (&'static str, &'static str) {
@@ -125,5 +125,29 @@ fn upgrade(tx: &mut postgres::Transaction<'_>, from: i32) -> Result<(), postgres
              error text NOT NULL, failed_at timestamptz NOT NULL)",
         )?;
     }
+    if from < 4 {
+        // 3 → 4: the `webhook` mode of `sync_runs` and `webhook_events`, the last pushed event per
+        // entity (the table's text exactly as in schema.sql).
+        tx.batch_execute(
+            "ALTER TABLE sync_runs DROP CONSTRAINT IF EXISTS sync_runs_mode_check;
+             ALTER TABLE sync_runs ADD CONSTRAINT sync_runs_mode_check
+               CHECK (mode IN ('incremental', 'full', 'reconcile', 'preflight', 'webhook'));",
+        )?;
+        tx.batch_execute(WEBHOOK_EVENTS)?;
+    }
     Ok(())
 }
+
+/// `webhook_events` as `schema.sql` creates it (3 → 4).
+const WEBHOOK_EVENTS: &str = "CREATE TABLE webhook_events (
+    entity      text PRIMARY KEY,
+    event       text NOT NULL,
+    event_id    text,
+    record_id   text,
+    received_at timestamptz NOT NULL,
+    applied_at  timestamptz NOT NULL,
+    events      bigint NOT NULL DEFAULT 0,
+    changed     bigint NOT NULL DEFAULT 0,
+    stale       bigint NOT NULL DEFAULT 0,
+    rejected    bigint NOT NULL DEFAULT 0
+);";

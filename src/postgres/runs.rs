@@ -7,7 +7,7 @@ use postgres::Client;
 use super::jsonb::Jsonb;
 use crate::entity::Strategy;
 use crate::mirror::runs::{self, LEFT_RUNNING, StateChange};
-use crate::write::{Cursor, Mode, Outcome, RunState, State};
+use crate::write::{Cursor, EventsApplied, Mode, Outcome, RunState, State};
 
 /// Starts a run: the runs of `key` still running that are not in `live` are marked interrupted
 /// (a process that went away left them); returns the new run's id.
@@ -35,11 +35,13 @@ pub fn begin_run(
             &[&key, &mode.as_str(), &RunState::Running.as_str()],
         )?
         .get(0);
-    tx.execute(
-        "INSERT INTO sync_state (entity, last_run_id) VALUES ($1, $2) \
-         ON CONFLICT (entity) DO UPDATE SET last_run_id = excluded.last_run_id",
-        &[&key, &id],
-    )?;
+    if crate::mirror::runs::links_state(mode) {
+        tx.execute(
+            "INSERT INTO sync_state (entity, last_run_id) VALUES ($1, $2) \
+             ON CONFLICT (entity) DO UPDATE SET last_run_id = excluded.last_run_id",
+            &[&key, &id],
+        )?;
+    }
     tx.commit()?;
     Ok(id)
 }
@@ -175,4 +177,34 @@ pub fn advance_cursor(
 
 fn cursor_text(at: &str) -> String {
     super::jsonb::text(at).into_owned()
+}
+
+/// Adds each batch of pushed events to its entity's `webhook_events` row, in one transaction.
+pub fn record_events(c: &mut Client, batches: &[EventsApplied]) -> Result<(), postgres::Error> {
+    let mut tx = c.transaction()?;
+    for b in batches {
+        tx.execute(
+            "INSERT INTO webhook_events (entity, event, event_id, record_id, received_at, applied_at, \
+             events, changed, stale, rejected) \
+             VALUES ($1, $2, $3, $4, $5::text::timestamptz, now(), $6, $7, $8, $9) \
+             ON CONFLICT (entity) DO UPDATE SET event = excluded.event, event_id = excluded.event_id, \
+             record_id = excluded.record_id, received_at = excluded.received_at, \
+             applied_at = excluded.applied_at, events = webhook_events.events + excluded.events, \
+             changed = webhook_events.changed + excluded.changed, \
+             stale = webhook_events.stale + excluded.stale, \
+             rejected = webhook_events.rejected + excluded.rejected",
+            &[
+                &b.table,
+                &b.event,
+                &b.event_id,
+                &b.record_id,
+                &b.received_at,
+                &(b.events as i64),
+                &(b.changed as i64),
+                &(b.stale as i64),
+                &(b.rejected as i64),
+            ],
+        )?;
+    }
+    tx.commit()
 }

@@ -7,7 +7,9 @@ use postgres::{Client, GenericClient};
 
 use super::{PgError, iso};
 use crate::config::PgSettings;
-use crate::status::{self, EntityStatus, RunState, RunSummary, RunTotals, Scope, StateRow};
+use crate::status::{
+    self, EntityStatus, RunState, RunSummary, RunTotals, Scope, StateRow, WebhookStatus,
+};
 
 /// A reader of the mirror's status on its own session.
 #[derive(Debug)]
@@ -188,6 +190,29 @@ impl<C: GenericClient> status::Source for Reads<'_, C> {
             last_error: r.get(3),
             consecutive_failures: r.get(4),
             last_run_id: r.get(5),
+        }))
+    }
+
+    fn webhook(&mut self, table: &str) -> Result<Option<WebhookStatus>, postgres::Error> {
+        let row = self.0.query_opt(
+            &format!(
+                "SELECT event, event_id, record_id, {}, {}, events, changed, stale, rejected \
+                 FROM webhook_events WHERE entity = $1",
+                iso("received_at"),
+                iso("applied_at")
+            ),
+            &[&table],
+        )?;
+        Ok(row.map(|r| WebhookStatus {
+            event: r.get(0),
+            event_id: r.get(1),
+            record_id: r.get(2),
+            received_at: r.get(3),
+            applied_at: r.get(4),
+            events: r.get(5),
+            changed: r.get(6),
+            stale: r.get(7),
+            rejected: r.get(8),
         }))
     }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{Store, StoreError, now_iso};
+use crate::mirror::fresh::Version;
 use crate::mirror::plan::{self, Plan, Stored};
 use crate::record::{Record, Rejected};
 pub use crate::write::{Applied, Cursor, PageWrite};
@@ -66,9 +67,9 @@ fn apply_in(
 ) -> Result<Applied, StoreError> {
     let ctx = |what: &str| format!("{what} ({} page of run {})", page.state_key, page.run_id);
     let now = now_iso();
-    let stored = read_stored(tx, page.table, &page.records)
+    let stored = read_stored(tx, page.table, &page.records, page.only_newer)
         .map_err(|e| StoreError::sqlite(ctx("reading the stored rows"), e))?;
-    let triage = plan::triage(&page.records, &stored);
+    let triage = plan::triage(&page.records, &stored, page.only_newer);
     let old = read_text(tx, page.table, &triage.changed_ids())
         .map_err(|e| StoreError::sqlite(ctx("reading the stored rows"), e))?;
     let mut plan = triage.plan(&old, &now);
@@ -98,22 +99,32 @@ fn apply_in(
     Ok(applied)
 }
 
-/// The stored hash and tombstone of the page's ids, one indexed lookup each.
+/// The stored hash and tombstone of the page's ids, one indexed lookup each; with `versions`
+/// (pushed records), the stored `rev` and `updatedAt` texts too.
 fn read_stored(
     tx: &Transaction<'_>,
     table: &str,
     records: &[Record],
+    versions: bool,
 ) -> rusqlite::Result<HashMap<String, Stored>> {
-    let mut select = tx.prepare_cached(&format!(
-        "SELECT hash, deleted_at FROM {table} WHERE id = ?1"
-    ))?;
+    let mut select = tx.prepare_cached(&if versions {
+        format!(
+            "SELECT hash, deleted_at, CAST(json_extract(data, '$.attributes.rev') AS TEXT), \
+             CAST(json_extract(data, '$.attributes.updatedAt') AS TEXT) FROM {table} WHERE id = ?1"
+        )
+    } else {
+        format!("SELECT hash, deleted_at, NULL, NULL FROM {table} WHERE id = ?1")
+    })?;
     let mut stored = HashMap::with_capacity(records.len());
     for record in records {
         let row = select
             .query_row([&record.id], |row| {
+                let rev: Option<String> = row.get(2)?;
+                let at: Option<String> = row.get(3)?;
                 Ok(Stored {
                     hash: row.get(0)?,
                     deleted_at: row.get(1)?,
+                    version: versions.then(|| Version::from_parts(rev.as_deref(), at.as_deref())),
                 })
             })
             .optional()?;

@@ -16,7 +16,7 @@ use super::StoreError;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` describes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Upgrade steps for tables: `UPGRADES[i]` takes a database at version `i + 1` to version `i + 2`.
 /// Views are not upgraded step by step: after the steps, the views section of `schema.sql` (after
@@ -100,6 +100,33 @@ const UPGRADES: &[&str] = &[
     // 4 → 5: `view_problems`, the custom views that could not be built (the text exactly as in
     // schema.sql, so an upgraded database has the same schema as a new one).
     "CREATE TABLE view_problems (\n    view      TEXT PRIMARY KEY,\n    entity    TEXT NOT NULL,\n    error     TEXT NOT NULL,\n    failed_at TEXT NOT NULL\n);",
+    // 5 → 6: the `webhook` mode of `sync_runs` (a CHECK change: rebuilt as in 2 → 3) and
+    // `webhook_events`, the last pushed event per entity.
+    "PRAGMA legacy_alter_table = ON;
+     ALTER TABLE sync_runs RENAME TO sync_runs_v5;
+     DROP INDEX sync_runs_entity;
+     CREATE TABLE sync_runs (
+    id          INTEGER PRIMARY KEY,
+    entity      TEXT NOT NULL,
+    mode        TEXT NOT NULL CHECK (mode IN ('incremental', 'full', 'reconcile', 'preflight', 'webhook')),
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),
+    requests    INTEGER NOT NULL DEFAULT 0,
+    fetched     INTEGER NOT NULL DEFAULT 0,
+    inserted    INTEGER NOT NULL DEFAULT 0,
+    updated     INTEGER NOT NULL DEFAULT 0,
+    unchanged   INTEGER NOT NULL DEFAULT 0,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    rejected    INTEGER NOT NULL DEFAULT 0,
+    expected    INTEGER
+);
+     CREATE INDEX sync_runs_entity ON sync_runs (entity, id);
+     INSERT INTO sync_runs SELECT * FROM sync_runs_v5;
+     DROP TABLE sync_runs_v5;
+     PRAGMA legacy_alter_table = OFF;
+     CREATE TABLE webhook_events (\n    entity      TEXT PRIMARY KEY,\n    event       TEXT NOT NULL,\n    event_id    TEXT,\n    record_id   TEXT,\n    received_at TEXT NOT NULL,\n    applied_at  TEXT NOT NULL,\n    events      INTEGER NOT NULL DEFAULT 0,\n    changed     INTEGER NOT NULL DEFAULT 0,\n    stale       INTEGER NOT NULL DEFAULT 0,\n    rejected    INTEGER NOT NULL DEFAULT 0\n);",
 ];
 
 /// The line in `schema.sql` after which only views follow.

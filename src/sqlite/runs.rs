@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use super::{Store, StoreError, now_iso};
 use crate::entity::Strategy;
 use crate::mirror::runs::{self, LEFT_RUNNING, StateChange};
+use crate::write::EventsApplied;
 pub use crate::write::{Mode, Outcome, RunState, State};
 
 /// Starts a run: marks the runs of the same key still `running` that are not in `live` (this
@@ -47,12 +48,14 @@ pub fn begin_run(
     )
     .map_err(err)?;
     let id = tx.last_insert_rowid();
-    tx.execute(
-        "INSERT INTO sync_state (entity, last_run_id) VALUES (?1, ?2) \
-         ON CONFLICT (entity) DO UPDATE SET last_run_id = excluded.last_run_id",
-        params![key, id],
-    )
-    .map_err(err)?;
+    if runs::links_state(mode) {
+        tx.execute(
+            "INSERT INTO sync_state (entity, last_run_id) VALUES (?1, ?2) \
+             ON CONFLICT (entity) DO UPDATE SET last_run_id = excluded.last_run_id",
+            params![key, id],
+        )
+        .map_err(err)?;
+    }
     tx.commit().map_err(err)?;
     Ok(id)
 }
@@ -186,4 +189,36 @@ pub fn live_ids_by_created(
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(err)?;
     Ok(rows)
+}
+
+/// Adds each batch of pushed events to its entity's `webhook_events` row, in one transaction.
+pub fn record_events(store: &mut Store, batches: &[EventsApplied]) -> Result<(), StoreError> {
+    let err = |e| StoreError::sqlite("recording the webhook events applied".to_string(), e);
+    let now = now_iso();
+    let tx = store.conn_mut().transaction().map_err(err)?;
+    for b in batches {
+        tx.execute(
+            "INSERT INTO webhook_events (entity, event, event_id, record_id, received_at, applied_at, \
+             events, changed, stale, rejected) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (entity) DO UPDATE SET event = excluded.event, event_id = excluded.event_id, \
+             record_id = excluded.record_id, received_at = excluded.received_at, \
+             applied_at = excluded.applied_at, events = events + excluded.events, \
+             changed = changed + excluded.changed, stale = stale + excluded.stale, \
+             rejected = rejected + excluded.rejected",
+            params![
+                b.table,
+                b.event,
+                b.event_id,
+                b.record_id,
+                b.received_at,
+                now,
+                b.events as i64,
+                b.changed as i64,
+                b.stale as i64,
+                b.rejected as i64
+            ],
+        )
+        .map_err(err)?;
+    }
+    tx.commit().map_err(err)
 }

@@ -4,7 +4,9 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreError;
-use crate::status::{self, EntityStatus, RunState, RunSummary, RunTotals, Scope, StateRow};
+use crate::status::{
+    self, EntityStatus, RunState, RunSummary, RunTotals, Scope, StateRow, WebhookStatus,
+};
 
 /// The status reads on one connection.
 struct Reads<'c>(&'c Connection);
@@ -63,6 +65,29 @@ impl status::Source for Reads<'_> {
                         last_error: r.get(3)?,
                         consecutive_failures: r.get(4)?,
                         last_run_id: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+    }
+
+    fn webhook(&mut self, table: &str) -> rusqlite::Result<Option<WebhookStatus>> {
+        self.0
+            .query_row(
+                "SELECT event, event_id, record_id, received_at, applied_at, events, changed, stale, \
+                 rejected FROM webhook_events WHERE entity = ?1",
+                [table],
+                |r| {
+                    Ok(WebhookStatus {
+                        event: r.get(0)?,
+                        event_id: r.get(1)?,
+                        record_id: r.get(2)?,
+                        received_at: r.get(3)?,
+                        applied_at: r.get(4)?,
+                        events: r.get(5)?,
+                        changed: r.get(6)?,
+                        stale: r.get(7)?,
+                        rejected: r.get(8)?,
                     })
                 },
             )

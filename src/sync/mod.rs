@@ -589,7 +589,7 @@ impl Engine {
                     }
                 }
             }
-            Mode::Reconcile | Mode::Preflight => false,
+            Mode::Reconcile | Mode::Preflight | Mode::Webhook => false,
         };
         let mut tally = Tally {
             started: Some(started),
@@ -604,7 +604,7 @@ impl Engine {
                 Mode::Incremental => search::run(self, &target, run_id, &mut tally).await,
                 Mode::Full => full::run(self, &target, run_id, &mut tally).await,
                 Mode::Reconcile => reconcile::run(self, &target, run_id, &mut tally).await,
-                Mode::Preflight => Ok(()),
+                Mode::Preflight | Mode::Webhook => Ok(()),
             }
         };
         // A panic inside the pass (a bug) ends it as failed, like any error: its run row is finished,

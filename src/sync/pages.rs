@@ -153,6 +153,7 @@ impl<'a> PageSink<'a> {
             fetched,
             cursor,
             expected,
+            only_newer: false,
         };
         let written = self
             .engine
