@@ -21,6 +21,7 @@ mod daemon;
 mod decoder;
 mod exact;
 mod fake_api;
+mod fake_webhooks;
 mod hostile;
 mod indexes;
 mod membrane;

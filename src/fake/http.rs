@@ -1,5 +1,5 @@
 //! The fake's `/v1` HTTP surface: auth, rate limits and faults first, then lists, by-id reads,
-//! deletes and search, answered in Kustomer's JSON:API shapes.
+//! deletes, search and the outbound-webhook endpoints, answered in Kustomer's JSON:API shapes.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use super::body::{Meta, error, json_response, page_body, page_params};
 use super::limits::{self, Fault};
 use super::search;
 use super::table::Table;
+use super::webhooks;
 use super::{Control, FakeHandle, ResetStyle};
 
 pub fn router(handle: FakeHandle) -> Router {
@@ -380,6 +381,9 @@ fn answer(
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     if *method == Method::POST && s == ["customers", "search"] {
         return search::search(fake, query, body);
+    }
+    if let ["outbound-webhooks", rest @ ..] = s.as_slice() {
+        return webhooks::serve(&mut fake.webhooks(), method, rest, body);
     }
     let state = fake.state();
     let entity_of = |plural: &str| -> Option<&'static str> {

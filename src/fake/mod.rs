@@ -2,7 +2,8 @@
 //! with Kustomer's 401 body, JSON:API lists with relative links, `POST /v1/customers/search` with
 //! `*_updated_at` ranges, sorting, `includeDeleted`, `idsOnly` and the 100-page cap, per-parent lists,
 //! by-id reads, rate-limit headers and 429s, fault injection, deterministic data per seed, and a
-//! control API (in-process [`FakeHandle`], or HTTP under `/_fake/`) for tests to change data.
+//! control API (in-process [`FakeHandle`], or HTTP under `/_fake/`) for tests to change data, and
+//! Kustomer's outbound-webhook management endpoints (`webhooks`).
 //!
 //! Choices where Kustomer's behaviour is uncertain: GET lists include soft-deleted records flagged
 //! `deleted: true` (as teams and tags carry `deleted`/`deletedAt`); search hides them unless
@@ -18,6 +19,7 @@ mod rng;
 mod search;
 mod state;
 mod table;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -202,6 +204,7 @@ struct Control {
 struct Shared {
     state: Mutex<State>,
     control: Mutex<Control>,
+    webhooks: Mutex<webhooks::Registry>,
 }
 
 /// Changes and inspects a running fake. Cheap to clone; all methods are synchronous.
@@ -222,6 +225,10 @@ impl FakeHandle {
 
     fn control(&self) -> MutexGuard<'_, Control> {
         lock(&self.shared.control)
+    }
+
+    fn webhooks(&self) -> MutexGuard<'_, webhooks::Registry> {
+        lock(&self.shared.webhooks)
     }
 
     /// The entity names served.
@@ -375,6 +382,7 @@ impl FakeServer {
         let state = tokio::task::spawn_blocking(move || State::generate(seed, scale, lag))
             .await
             .map_err(std::io::Error::other)?;
+        let registry = webhooks::Registry::new(options.seed);
         let control = Control {
             faults: Faults::default(),
             rng: rng::Rng::new(options.seed ^ 0xFA17),
@@ -391,6 +399,7 @@ impl FakeServer {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
                 control: Mutex::new(control),
+                webhooks: Mutex::new(registry),
             }),
         };
         let app = http::router(handle.clone()).merge(control::router(handle.clone()));
