@@ -62,7 +62,9 @@
 //!   into records, typed errors that say what to do; links and redirects followed only on the
 //!   configured origin; rate-limit headers read as bounded hints (`kustomer::hold`) by the limiter.
 //! - [`fake`]: the built-in fake Kustomer API used by `demo`, `fake-api` and the tests: deterministic
-//!   data, JSON:API lists and search, rate limits, fault injection and a control API.
+//!   data, JSON:API lists and search, rate limits, fault injection, a control API, and outbound
+//!   webhooks (the management endpoints and a sender that POSTs signed events for every change,
+//!   with Kustomer's retries and switches to drop, duplicate, reorder and delay them).
 
 pub mod cli;
 pub mod commands;

@@ -1,5 +1,6 @@
 //! The fake's HTTP control API under `/_fake/` (no auth): a thin layer over [`FakeHandle`] for people
-//! and out-of-process tools (benchmarks, the real binary's tests) to change data and inject faults.
+//! and out-of-process tools (benchmarks, the real binary's tests) to change data and inject faults,
+//! and to steer and watch the webhook sender (`/_fake/webhooks…`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
 use super::body::json_response;
+use super::sender::SwitchesPatch;
 use super::{FakeHandle, Faults, RateLimit};
 
 pub fn router(handle: FakeHandle) -> Router {
@@ -20,6 +22,9 @@ pub fn router(handle: FakeHandle) -> Router {
         .route("/_fake/stats/reset", post(reset))
         .route("/_fake/faults", post(faults))
         .route("/_fake/rate-limit", post(rate_limit))
+        .route("/_fake/webhooks", post(webhook_switches))
+        .route("/_fake/webhooks/stats", get(webhook_stats))
+        .route("/_fake/webhooks/events", get(webhook_events))
         .route("/_fake/{entity}/update-many", post(update_many))
         .route("/_fake/{entity}/touch-same", post(touch_same))
         .route("/_fake/{entity}/insert", post(insert))
@@ -123,4 +128,33 @@ async fn hard_delete(
     Path((entity, id)): Path<(String, String)>,
 ) -> Response {
     ok(json!({"deleted": f.hard_delete(&entity, &id)}))
+}
+
+fn bad_request(why: String) -> Response {
+    json_response(StatusCode::BAD_REQUEST, json!({"error": why}).to_string())
+}
+
+/// `{"duplicate", "reorder", "delay_ms", "drop", "retry_scale"}`, all optional: keys left out keep
+/// their value. Answers the switches now in force.
+async fn webhook_switches(State(f): State<FakeHandle>, body: axum::body::Bytes) -> Response {
+    let patch = if body.is_empty() {
+        Ok(SwitchesPatch::default())
+    } else {
+        serde_json::from_slice::<SwitchesPatch>(&body).map_err(|e| e.to_string())
+    };
+    match patch.and_then(|p| p.apply(&f.webhook_switches())) {
+        Ok(switches) => {
+            f.set_webhook_switches(switches.clone());
+            ok(serde_json::to_value(switches).unwrap_or(Value::Null))
+        }
+        Err(why) => bad_request(why),
+    }
+}
+
+async fn webhook_stats(State(f): State<FakeHandle>) -> Response {
+    ok(serde_json::to_value(f.webhook_stats()).unwrap_or(Value::Null))
+}
+
+async fn webhook_events(State(f): State<FakeHandle>) -> Response {
+    ok(json!({"events": f.webhook_events()}))
 }

@@ -3,7 +3,9 @@
 //! `*_updated_at` ranges, sorting, `includeDeleted`, `idsOnly` and the 100-page cap, per-parent lists,
 //! by-id reads, rate-limit headers and 429s, fault injection, deterministic data per seed, and a
 //! control API (in-process [`FakeHandle`], or HTTP under `/_fake/`) for tests to change data, and
-//! Kustomer's outbound-webhook management endpoints (`webhooks`).
+//! Kustomer's outbound webhooks: the management endpoints (`webhooks`) and a sender that POSTs a
+//! signed event for every data change to the registered hooks, with switches to drop, duplicate,
+//! reorder and delay deliveries (`sender`).
 //!
 //! Choices where Kustomer's behaviour is uncertain: GET lists include soft-deleted records flagged
 //! `deleted: true` (as teams and tags carry `deleted`/`deletedAt`); search hides them unless
@@ -17,6 +19,7 @@ mod http;
 mod limits;
 mod rng;
 mod search;
+mod sender;
 mod state;
 mod table;
 mod webhooks;
@@ -29,6 +32,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use state::State;
+
+pub use sender::{WebhookEvent, WebhookStats, WebhookSwitches, sign as webhook_signature};
 
 /// Size of the fake organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -231,6 +236,18 @@ impl FakeHandle {
         lock(&self.shared.webhooks)
     }
 
+    /// Runs a mutation of the data and hands its journal of changes to the webhook sender, under the
+    /// data lock so that events are queued in the order of the changes (the sender never takes it).
+    fn mutate<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut state = self.state();
+        let out = f(&mut state);
+        let changes = std::mem::take(&mut state.journal);
+        if !changes.is_empty() {
+            self.webhooks().emit(changes);
+        }
+        out
+    }
+
     /// The entity names served.
     pub fn entities() -> &'static [&'static str] {
         &state::ENTITIES
@@ -269,36 +286,38 @@ impl FakeHandle {
 
     /// Merges `patch` into the record's attributes and bumps `updatedAt`.
     pub fn update(&self, entity: &str, id: &str, patch: Value) -> Option<Value> {
-        self.state().modify(
-            entity,
-            id,
-            |v, _| {
-                if let (Some(attrs), Value::Object(patch)) =
-                    (v["attributes"].as_object_mut(), patch)
-                {
-                    for (k, val) in patch {
-                        attrs.insert(k, val);
+        self.mutate(|s| {
+            s.modify(
+                entity,
+                id,
+                |v, _| {
+                    if let (Some(attrs), Value::Object(patch)) =
+                        (v["attributes"].as_object_mut(), patch)
+                    {
+                        for (k, val) in patch {
+                            attrs.insert(k, val);
+                        }
                     }
-                }
-            },
-            None,
-        )
+                },
+                None,
+            )
+        })
     }
 
     /// Updates `n` live records, each at its own timestamp; returns their ids.
     pub fn update_many(&self, entity: &str, n: usize) -> Vec<String> {
-        self.state().update_many(entity, n)
+        self.mutate(|s| s.update_many(entity, n))
     }
 
     /// Updates `n` live records to one shared `updatedAt`; returns the ids and the timestamp.
     pub fn touch_many_same_timestamp(&self, entity: &str, n: usize) -> (Vec<String>, String) {
-        self.state().touch_same(entity, n)
+        self.mutate(|s| s.touch_same(entity, n))
     }
 
     /// Serves `text` verbatim as record `id` of `key` (an entity or `kobjects:<klass>`), updated at
     /// `updated`, visible to search at once (a record of that id is replaced).
     pub fn put_raw(&self, key: &str, id: &str, text: &str, updated: &str) {
-        self.state().put_raw(key, id, text, updated);
+        self.mutate(|s| s.put_raw(key, id, text, updated));
     }
 
     /// The text served for record `id` of `entity`, exactly.
@@ -310,12 +329,12 @@ impl FakeHandle {
 
     /// Creates a record (kobjects: of `klass`); returns its id (empty for an unknown entity).
     pub fn insert(&self, entity: &str, klass: Option<&str>) -> String {
-        self.state().insert(entity, klass).unwrap_or_default()
+        self.mutate(|s| s.insert(entity, klass)).unwrap_or_default()
     }
 
     /// Soft-deletes a record.
     pub fn soft_delete(&self, entity: &str, id: &str) -> bool {
-        self.state().soft_delete(entity, id)
+        self.mutate(|s| s.soft_delete(entity, id))
     }
 
     /// Hard-deletes a record.
@@ -355,6 +374,40 @@ impl FakeHandle {
         self.control().membrane_revoked = true;
     }
 
+    /// Sets the webhook sender's switches (drop, duplicate, reorder, delay, retry scale).
+    pub fn set_webhook_switches(&self, switches: WebhookSwitches) {
+        sender::ledger(&self.webhooks().ledger).switches = switches;
+    }
+
+    /// The webhook sender's switches.
+    pub fn webhook_switches(&self) -> WebhookSwitches {
+        sender::ledger(&self.webhooks().ledger).switches.clone()
+    }
+
+    /// The webhook sender's counters.
+    pub fn webhook_stats(&self) -> WebhookStats {
+        sender::ledger(&self.webhooks().ledger).stats()
+    }
+
+    /// Every delivery (or drop) of an event to a webhook so far, oldest first.
+    pub fn webhook_events(&self) -> Vec<WebhookEvent> {
+        sender::ledger(&self.webhooks().ledger).log.clone()
+    }
+
+    /// Waits until no delivery is pending (each answered 2xx or given up); false after `timeout`.
+    pub async fn webhooks_settled(&self, timeout: std::time::Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.webhook_stats().pending == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Runs `f` once, just before serving the `after`-th request from now (without locks held).
     pub fn on_request(&self, after: u64, f: Box<dyn FnOnce(&FakeHandle) + Send>) {
         let mut c = self.control();
@@ -382,7 +435,11 @@ impl FakeServer {
         let state = tokio::task::spawn_blocking(move || State::generate(seed, scale, lag))
             .await
             .map_err(std::io::Error::other)?;
-        let registry = webhooks::Registry::new(options.seed);
+        let client = sender::client().map_err(std::io::Error::other)?;
+        let (outbox, inbox) = tokio::sync::mpsc::unbounded_channel();
+        let ledger = Arc::new(Mutex::new(sender::Ledger::default()));
+        tokio::spawn(sender::run(inbox, ledger.clone(), client));
+        let registry = webhooks::Registry::new(options.seed, outbox, ledger);
         let control = Control {
             faults: Faults::default(),
             rng: rng::Rng::new(options.seed ^ 0xFA17),

@@ -1,5 +1,6 @@
 //! The fake organisation's data: generation at a scale, and the mutations tests make (update, insert,
-//! soft and hard delete, many records at one timestamp).
+//! soft and hard delete, many records at one timestamp), each written to a journal of changes that
+//! the webhook sender turns into events (hard deletes are not: Kustomer sends no delete events).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use tokio::time::Instant;
 use super::Scale;
 use super::data::{self, DATA_END_MS, KLASSES, Pools, iso};
 use super::rng::Rng;
+use super::sender::Change;
 use super::table::{Rec, Table};
 
 /// Entity names the fake serves.
@@ -100,6 +102,8 @@ pub struct State {
     rotate: usize,
     /// Delay before search sees a change.
     pub index_lag: Duration,
+    /// Changes since the last drain, oldest first (creates, updates, soft deletes, raw puts).
+    pub journal: Vec<Change>,
 }
 
 /// A generation under way: the tables so far, the pools later records refer to, the RNG and the
@@ -242,6 +246,7 @@ impl State {
             serial: 1_000_000,
             rotate: 0,
             index_lag,
+            journal: Vec::new(),
         };
         state.delete_some_before_start();
         state
@@ -343,6 +348,7 @@ impl State {
         let ts = self.next_ts();
         let visible = self.visible_at(immediate);
         let table = self.tables.get_mut(&key)?;
+        let before = table.records.get(id)?.text.clone();
         let mut value = table.records.get(id)?.value();
         if let Some(rev) = value["attributes"]["rev"].as_u64() {
             value["attributes"]["rev"] = json!(rev + 1);
@@ -352,7 +358,15 @@ impl State {
             value["attributes"]["modifiedAt"] = json!(ts);
         }
         change(&mut value, &ts);
-        table.put(id, Rec::from_value(&value), visible);
+        let rec = Rec::from_value(&value);
+        let after = rec.text.clone();
+        table.put(id, rec, visible);
+        self.journal.push(Change {
+            key,
+            id: id.to_string(),
+            before: Some(before),
+            after,
+        });
         Some(value)
     }
 
@@ -473,10 +487,16 @@ impl State {
             conversation: None,
             indexed: None,
         };
-        self.tables
-            .entry(key.to_string())
-            .or_default()
-            .put(id, rec, None);
+        let after = rec.text.clone();
+        let table = self.tables.entry(key.to_string()).or_default();
+        let before = table.records.get(id).map(|r| r.text.clone());
+        table.put(id, rec, None);
+        self.journal.push(Change {
+            key: key.to_string(),
+            id: id.to_string(),
+            before,
+            after,
+        });
     }
 
     /// Creates a new record of `entity` (kobjects: of `klass`, default the first) now.
@@ -536,10 +556,18 @@ impl State {
             _ => return None,
         };
         let visible = self.visible_at(None);
+        let rec = Rec::from_value(&value);
+        let after = rec.text.clone();
         self.tables
-            .entry(key)
+            .entry(key.clone())
             .or_default()
-            .put(&id, Rec::from_value(&value), visible);
+            .put(&id, rec, visible);
+        self.journal.push(Change {
+            key,
+            id: id.clone(),
+            before: None,
+            after,
+        });
         Some(id)
     }
 }

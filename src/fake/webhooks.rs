@@ -6,6 +6,11 @@
 //! `kustomer.{customer,conversation,message,user,team,tag}.{create,update}`, `headers` a list of
 //! `{name, value}`, at most 5 webhooks per org; the create answer and a by-id read carry the `token`
 //! (the HMAC key of `X-Kustomer-Webhook-Signature`).
+//!
+//! The registry also decides which data changes become which deliveries ([`Registry::emit`]): one
+//! event per change of a customer, conversation, message, user, team or tag, to every enabled hook
+//! subscribed to its name, with the sender's drop/duplicate/reorder switches drawn from a seeded
+//! RNG so runs repeat; `sender` makes the envelopes and the POSTs.
 
 use std::collections::BTreeSet;
 
@@ -17,6 +22,7 @@ use serde_json::{Value, json};
 use super::body::{error, json_response};
 use super::data::iso;
 use super::rng::Rng;
+use super::sender::{self, Change, Delivery, Outbox, SharedLedger, WebhookEvent};
 
 /// The twelve events an outbound webhook can subscribe to, as `GET /v1/outbound-webhooks/events`
 /// lists them.
@@ -80,19 +86,112 @@ impl Webhook {
     }
 }
 
-/// The registered webhooks and the generator of their ids and tokens.
+/// The registered webhooks, the generator of their ids, tokens and switch draws, and the way to
+/// the sender.
 #[derive(Debug)]
 pub struct Registry {
     pub hooks: Vec<Webhook>,
     rng: Rng,
+    outbox: Outbox,
+    /// Switches, counters and event log, shared with the delivery tasks.
+    pub ledger: SharedLedger,
 }
 
 impl Registry {
-    /// An empty registry whose ids and tokens follow from `seed`.
-    pub fn new(seed: u64) -> Registry {
+    /// An empty registry whose ids, tokens and draws follow from `seed`, sending through `outbox`.
+    pub fn new(seed: u64, outbox: Outbox, ledger: SharedLedger) -> Registry {
         Registry {
             hooks: Vec::new(),
             rng: Rng::new(seed ^ 0x0E7B_0C45),
+            outbox,
+            ledger,
+        }
+    }
+
+    /// Queues the events of `changes` (oldest first) to the hooks subscribed to them; returns at
+    /// once (the sender delivers in tasks of its own).
+    pub fn emit(&mut self, changes: Vec<Change>) {
+        if self.hooks.is_empty() {
+            return;
+        }
+        let now = iso(chrono::Utc::now().timestamp_millis());
+        for change in changes {
+            let Some(kind) = sender::event_type(&change.key) else {
+                continue;
+            };
+            let verb = if change.before.is_none() {
+                "create"
+            } else {
+                "update"
+            };
+            let name = format!("kustomer.{kind}.{verb}");
+            let targets: Vec<Webhook> = self
+                .hooks
+                .iter()
+                .filter(|h| h.enabled && h.events.contains(&name))
+                .cloned()
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            let event_id = self.new_id();
+            let body = Bytes::from(sender::envelope(&event_id, &name, &change, &now));
+            for hook in targets {
+                self.queue(&hook, &event_id, &name, &change.id, &body);
+            }
+        }
+    }
+
+    /// Draws the switches for one event to one hook and queues its deliveries (none if dropped).
+    fn queue(&mut self, hook: &Webhook, event_id: &str, name: &str, data_id: &str, body: &Bytes) {
+        let mut ledger = sender::ledger(&self.ledger);
+        let switches = ledger.switches.clone();
+        let entry = |status: &str, duplicate: bool| WebhookEvent {
+            id: event_id.to_string(),
+            name: name.to_string(),
+            data_id: data_id.to_string(),
+            hook: hook.id.clone(),
+            status: status.to_string(),
+            attempts: 0,
+            last_status: None,
+            duplicate,
+        };
+        if self.rng.chance(switches.drop) {
+            ledger.stats.dropped += 1;
+            ledger.log.push(entry("dropped", false));
+            return;
+        }
+        let copies = if self.rng.chance(switches.duplicate) {
+            2
+        } else {
+            1
+        };
+        let reorder = self.rng.chance(switches.reorder);
+        let signature = sender::sign(&hook.token, body);
+        for copy in 0..copies {
+            ledger.stats.sent += 1;
+            if copy > 0 {
+                ledger.stats.duplicated += 1;
+            }
+            let index = ledger.log.len();
+            ledger.log.push(entry("pending", copy > 0));
+            let delivery = Delivery {
+                entry: index,
+                hook: hook.id.clone(),
+                url: hook.url.clone(),
+                headers: hook.headers.clone(),
+                name: name.to_string(),
+                body: body.clone(),
+                signature: signature.clone(),
+                reorder: reorder && copy == 0,
+            };
+            if self.outbox.send(delivery).is_err() {
+                // The dispatcher is gone (the runtime is shutting down): nothing will be sent.
+                ledger.stats.failed += 1;
+                if let Some(e) = ledger.log.get_mut(index) {
+                    e.status = "failed".into();
+                }
+            }
         }
     }
 
