@@ -87,5 +87,6 @@ pub mod progress;
 pub mod record;
 pub mod sqlite;
 pub mod status;
+pub mod webhooks;
 pub mod sync;
 pub mod write;

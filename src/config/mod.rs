@@ -69,12 +69,10 @@ impl WebhookSettings {
                         .map(Secret::new),
                 ),
                 Err(e) if tokens.is_empty() => {
-                    return Err(ConfigError::KeyFile {
-                        path: path.clone(),
-                        reason: format!(
-                            "{e} (webhooks.token_file; `kustomer-mirror webhooks register --url https://…` writes it)"
-                        ),
-                    });
+                    return Err(ConfigError::Invalid(vec![format!(
+                        "cannot read webhooks.token_file {}: {e} (`kustomer-mirror webhooks register --url https://…` writes it)",
+                        path.display()
+                    )]));
                 }
                 Err(_) => {}
             }

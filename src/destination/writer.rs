@@ -31,6 +31,8 @@ type Run = Box<dyn FnOnce(&mut dyn Destination) + Send>;
 
 enum Job {
     Run(Run),
+    /// Wakes the thread for the urgent lane (the jobs themselves are in [`Urgent`]).
+    Wake,
     /// Boxed: a page job is much larger than a closure's pointer.
     Page(Box<PageJob>),
 }
@@ -65,12 +67,43 @@ impl PageJob {
 #[derive(Debug, Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    urgent: Arc<Urgent>,
+}
+
+/// The urgent lane: jobs run before anything queued in the channel, between two transactions
+/// (pushed webhook events, which must not wait behind a first sync's backlog of pages).
+#[derive(Default)]
+struct Urgent(std::sync::Mutex<VecDeque<Run>>);
+
+impl std::fmt::Debug for Urgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Urgent")
+    }
+}
+
+impl Urgent {
+    fn pop(&self) -> Option<Run> {
+        // A poisoned lock means a job panicked while queueing, which cannot happen (push and pop
+        // hold it for one VecDeque call); the queue itself is still sound, so use it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front()
+    }
+
+    fn push(&self, job: Run) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push_back(job);
+    }
 }
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Job::Run(_) => f.write_str("Job::Run"),
+            Job::Wake => f.write_str("Job::Wake"),
             Job::Page(p) => write!(f, "Job::Page({})", p.page.state_key),
         }
     }
@@ -85,11 +118,28 @@ impl Writer {
     /// [`Writer::spawn`] for a destination chosen at run time ([`super::open`]).
     pub fn spawn_boxed(destination: Box<dyn Destination>) -> Result<Writer, Error> {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let urgent = Arc::new(Urgent::default());
+        let lane = Arc::clone(&urgent);
         std::thread::Builder::new()
             .name("kustomer-mirror-writer".to_string())
-            .spawn(move || work(destination, &queue))
+            .spawn(move || work(destination, &queue, &lane))
             .map_err(Error::Thread)?;
-        Ok(Writer { jobs })
+        Ok(Writer { jobs, urgent })
+    }
+
+    /// Runs `f` on the writer thread before the jobs queued so far (after the transaction under way,
+    /// if any) and returns its result.
+    pub async fn call_urgent<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Destination) -> R + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.urgent.push(Box::new(move |destination| {
+            let _ = reply.send(f(destination));
+        }));
+        self.jobs.send(Job::Wake).map_err(|_| Error::WriterGone)?;
+        answer.await.map_err(|_| Error::WriterGone)
     }
 
     /// Runs `f` on the writer thread and returns its result.
@@ -153,12 +203,15 @@ impl Writer {
     }
 }
 
-/// The writer thread's loop: jobs in order, queued pages batched.
-fn work(mut destination: Box<dyn Destination>, queue: &mpsc::Receiver<Job>) {
+/// The writer thread's loop: urgent jobs first, then jobs in order, queued pages batched.
+fn work(mut destination: Box<dyn Destination>, queue: &mpsc::Receiver<Job>, urgent: &Urgent) {
     // Jobs taken from the queue but not run yet (a non-page job met while gathering a batch, pages
     // a batch's deadline left): they go before anything still in the queue.
     let mut pending: VecDeque<Job> = VecDeque::new();
     loop {
+        while let Some(f) = urgent.pop() {
+            f(destination.as_mut());
+        }
         let job = match pending.pop_front() {
             Some(job) => job,
             None => match queue.recv() {
@@ -168,6 +221,7 @@ fn work(mut destination: Box<dyn Destination>, queue: &mpsc::Receiver<Job>) {
         };
         match job {
             Job::Run(f) => f(destination.as_mut()),
+            Job::Wake => {}
             Job::Page(first) => {
                 let mut bytes = first.bytes();
                 let mut batch = vec![*first];

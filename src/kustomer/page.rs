@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::record::scan::{Bad, Scanner};
+use crate::record::scan::{Bad, Scanner, members};
 use crate::record::{self, Record, Rejected, canonical};
 
 /// One page of a list or search answer.
@@ -98,35 +98,6 @@ pub fn decode_page(body: &[u8]) -> Result<Page, String> {
         return Err("\"data\" is not an array".to_string());
     }
     Ok(page)
-}
-
-/// Walks the members of the object at the scanner (its `{` next), calling `f` with each key's
-/// decoded bytes and the scanner before the value.
-fn members(
-    s: &mut Scanner<'_>,
-    mut f: impl FnMut(&mut Scanner<'_>, &[u8]) -> Result<(), Bad>,
-) -> Result<(), Bad> {
-    s.expect(b'{', "'{'")?;
-    if s.peek() == Some(b'}') {
-        s.pos += 1;
-        return Ok(());
-    }
-    loop {
-        if s.peek() != Some(b'"') {
-            return Err(s.unexpected("an object key"));
-        }
-        let key = s.string()?.bytes().to_vec();
-        s.expect(b':', "':'")?;
-        f(s, &key)?;
-        match s.peek() {
-            Some(b',') => s.pos += 1,
-            Some(b'}') => {
-                s.pos += 1;
-                return Ok(());
-            }
-            _ => return Err(s.unexpected("',' or '}'")),
-        }
-    }
 }
 
 /// Reads the items of `data` (its `[` next) into the page.

@@ -378,6 +378,35 @@ fn push_code_point(out: &mut Vec<u8>, code: u32) {
     }
 }
 
+/// Walks the members of the object at the scanner (its `{` next), calling `f` with each key's
+/// decoded bytes and the scanner before the value.
+pub fn members(
+    s: &mut Scanner<'_>,
+    mut f: impl FnMut(&mut Scanner<'_>, &[u8]) -> Result<(), Bad>,
+) -> Result<(), Bad> {
+    s.expect(b'{', "'{'")?;
+    if s.peek() == Some(b'}') {
+        s.pos += 1;
+        return Ok(());
+    }
+    loop {
+        if s.peek() != Some(b'"') {
+            return Err(s.unexpected("an object key"));
+        }
+        let key = s.string()?.bytes().to_vec();
+        s.expect(b':', "':'")?;
+        f(s, &key)?;
+        match s.peek() {
+            Some(b',') => s.pos += 1,
+            Some(b'}') => {
+                s.pos += 1;
+                return Ok(());
+            }
+            _ => return Err(s.unexpected("',' or '}'")),
+        }
+    }
+}
+
 /// Appends WTF-8 `text` as a JSON string, escaped exactly as serde_json escapes a `str` (quote,
 /// backslash and control characters only; `\b \f \n \r \t` short, others `\u00xx`), with each lone
 /// surrogate written back as its `\uxxxx` escape.

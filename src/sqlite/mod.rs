@@ -9,7 +9,7 @@ pub mod bulk;
 mod checkpoint;
 pub mod lock;
 mod migrate;
-mod mode;
+pub mod mode;
 pub mod runs;
 pub mod status;
 pub mod views;
