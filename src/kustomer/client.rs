@@ -146,6 +146,33 @@ type ServerTime = chrono::DateTime<chrono::Utc>;
 /// 429s in a row after which a request gives up (each one waited for a whole window).
 const MAX_RATE_LIMITED: u32 = 30;
 
+/// What kind of call a request is: which budget it spends and whether its transient failures are
+/// retried.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    /// The limiter's budget.
+    kind: Kind,
+    /// Retry 5xx, timeouts, dropped connections and cut-off bodies. Reads and searches may be sent
+    /// again; writes may not (the first try may have been carried out). A 429 is waited out either
+    /// way: the server refused the request without carrying it out.
+    retry: bool,
+}
+
+impl Call {
+    const READ: Call = Call {
+        kind: Kind::Read,
+        retry: true,
+    };
+    const SEARCH: Call = Call {
+        kind: Kind::Search,
+        retry: true,
+    };
+    const WRITE: Call = Call {
+        kind: Kind::Read,
+        retry: false,
+    };
+}
+
 impl Client {
     /// Builds a client for `base_url` (any path prefix is kept: links `/v1/…` are appended to it)
     /// that sends `Authorization: Bearer <api_key>`. The key is marked sensitive so that it is never
@@ -307,7 +334,7 @@ impl Client {
 
     /// GETs one page of a list (`/v1/users?page=1&pageSize=500`, or a `links.next` value).
     pub async fn get_page(&self, link: &str) -> Result<Page, ApiError> {
-        let (body, attempts, server_time) = self.send(Method::GET, link, None).await?;
+        let (body, attempts, server_time) = self.send(Method::GET, link, None, Call::READ).await?;
         let mut page = decode_page(&body).map_err(|reason| ApiError::Malformed {
             path: link.to_string(),
             reason,
@@ -330,7 +357,9 @@ impl Client {
         if ids_only {
             path.push_str("&idsOnly=true");
         }
-        let (bytes, attempts, server_time) = self.send(Method::POST, &path, Some(body)).await?;
+        let (bytes, attempts, server_time) = self
+            .send(Method::POST, &path, Some(body), Call::SEARCH)
+            .await?;
         let mut page = decode_page(&bytes).map_err(|reason| ApiError::Malformed {
             path: path.clone(),
             reason,
@@ -342,7 +371,7 @@ impl Client {
 
     /// GETs one object by path; `Ok(None)` on 404.
     pub async fn get_one(&self, path: &str) -> Result<Option<Record>, ApiError> {
-        match self.send(Method::GET, path, None).await {
+        match self.send(Method::GET, path, None, Call::READ).await {
             Ok((body, _, _)) => {
                 decode_single(&body)
                     .map(Some)
@@ -356,13 +385,47 @@ impl Client {
         }
     }
 
-    /// Sends a request, retrying transient failures with exponential backoff; returns the body of a
-    /// 2xx answer, the number of attempts it took and the server's `Date`, when it sent one.
+    /// GETs any JSON document (a path or a `links` value), with the retries of a read. Unlike
+    /// [`Client::get_one`] the document is not decoded as a mirrored record: it is for the
+    /// management endpoints (`/v1/outbound-webhooks`), whose answers carry fields nothing may keep
+    /// or print, such as a webhook's token.
+    pub async fn get_json(&self, link: &str) -> Result<Value, ApiError> {
+        let (bytes, _, _) = self.send(Method::GET, link, None, Call::READ).await?;
+        json_document(link, &bytes)?.ok_or_else(|| ApiError::Malformed {
+            path: strip_query(link).to_string(),
+            reason: "the answer is empty".to_string(),
+        })
+    }
+
+    /// POSTs a JSON body that changes something in Kustomer (creates an object); returns the
+    /// answer's JSON, `None` when it has no body. Sent at most once unless Kustomer refused it
+    /// unprocessed (429): a timeout or a 5xx may come after the object was created, and a retry
+    /// would create it twice.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Option<Value>, ApiError> {
+        let (bytes, _, _) = self
+            .send(Method::POST, path, Some(body), Call::WRITE)
+            .await?;
+        json_document(path, &bytes)
+    }
+
+    /// DELETEs an object; `Ok` on any 2xx (Kustomer answers 204). Sent at most once unless refused
+    /// unprocessed (429), as [`Client::post_json`]: a retry after a lost answer would find the
+    /// object gone (404) and report a deletion that did happen as a failure.
+    pub async fn delete(&self, path: &str) -> Result<(), ApiError> {
+        self.send(Method::DELETE, path, None, Call::WRITE)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends a request, retrying transient failures with exponential backoff (only 429s for
+    /// writes, see [`Call`]); returns the body of a 2xx answer, the number of attempts it took and
+    /// the server's `Date`, when it sent one.
     async fn send(
         &self,
         method: Method,
         link: &str,
         body: Option<&Value>,
+        call: Call,
     ) -> Result<(Vec<u8>, u32, Option<ServerTime>), ApiError> {
         let mut attempt = 0;
         let mut rate_limited = 0u32;
@@ -370,7 +433,7 @@ impl Client {
         let mut repeated: Option<(String, u32)> = None;
         let result = loop {
             attempt += 1;
-            let result = self.send_once(method.clone(), link, body).await;
+            let result = self.send_once(method.clone(), link, body, call.kind).await;
             match result {
                 Ok((bytes, date)) => break Ok((bytes, attempt + rate_limited, date)),
                 // A 429 is not a failure: the limiter now holds requests until the server's window
@@ -385,7 +448,9 @@ impl Client {
                         "rate limited; waiting for the window to reset"
                     );
                 }
-                Err(err) if err.is_transient() && attempt < self.options.max_attempts => {
+                Err(err)
+                    if call.retry && err.is_transient() && attempt < self.options.max_attempts =>
+                {
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     let wait = self.backoff_for(&err, attempt);
                     let text = err.to_string();
@@ -410,7 +475,7 @@ impl Client {
     /// written: `GET /v1/auth/tokens/current` answers for any valid key whatever its roles.
     pub async fn check_access(&self) -> Result<(), ApiError> {
         let path = "/v1/auth/tokens/current";
-        match self.send(Method::GET, path, None).await {
+        match self.send(Method::GET, path, None, Call::READ).await {
             Ok(_) => Ok(()),
             Err(ApiError::NotFound { .. }) => Err(ApiError::Rejected {
                 status: 404,
@@ -447,13 +512,9 @@ impl Client {
         method: Method,
         link: &str,
         body: Option<&Value>,
+        kind: Kind,
     ) -> Result<(Vec<u8>, Option<ServerTime>), ApiError> {
         let url = self.resolve(link)?;
-        let kind = if method == Method::POST {
-            Kind::Search
-        } else {
-            Kind::Read
-        };
         self.limiter.acquire(kind).await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         // Outside any `counted` scope there is nothing to add to.
@@ -568,6 +629,28 @@ fn log_repeats(path: &str, repeated: Option<(String, u32)>) {
     {
         tracing::warn!(path, error = %error, count, "the same failure repeated {count} times");
     }
+}
+
+/// A 2xx answer's body as JSON; `None` when it is empty (a 204). The reason of a malformed one
+/// never quotes the body, which may hold a secret (a webhook's token).
+fn json_document(link: &str, bytes: &[u8]) -> Result<Option<Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| ApiError::Malformed {
+            path: strip_query(link).to_string(),
+            reason: format!(
+                "not JSON ({} at line {}, column {})",
+                match e.classify() {
+                    serde_json::error::Category::Eof => "cut off",
+                    _ => "invalid",
+                },
+                e.line(),
+                e.column()
+            ),
+        })
 }
 
 /// Membrane's own error (`{type, message}` at the top level, where Kustomer has `errors[]`), as a
