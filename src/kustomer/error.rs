@@ -148,11 +148,22 @@ pub fn error_message(body: &[u8]) -> String {
         let text = String::from_utf8_lossy(body);
         return excerpt(&text, 200);
     };
-    let first = value
-        .get("errors")
-        .and_then(|e| e.as_array())
-        .and_then(|a| a.first())
-        .unwrap_or(&value);
+    match value.get("errors").and_then(Value::as_array) {
+        // Several errors (one per invalid field, say) are all worth reading: up to five of them.
+        Some(errors) if !errors.is_empty() => {
+            let mut texts: Vec<String> = errors.iter().take(5).map(one_error).collect();
+            texts.dedup();
+            if errors.len() > 5 {
+                texts.push(format!("and {} more", errors.len() - 5));
+            }
+            texts.join("; ")
+        }
+        _ => one_error(&value),
+    }
+}
+
+/// One error object (`{title, detail, message, code}` in any combination) as a line.
+fn one_error(first: &Value) -> String {
     let pick = |key: &str| {
         first
             .get(key)
@@ -167,7 +178,16 @@ pub fn error_message(body: &[u8]) -> String {
         (None, None, None) => pick("code")
             .or_else(|| pick("type"))
             .map(str::to_string)
-            .unwrap_or_else(|| excerpt(&value.to_string(), 200)),
+            .unwrap_or_else(|| excerpt(&first.to_string(), 200)),
+    };
+    let text = match first
+        .pointer("/source/pointer")
+        .or_else(|| first.pointer("/source/parameter"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        Some(at) if !text.contains(at) => format!("{text} (at {at})"),
+        _ => text,
     };
     match pick("code").or_else(|| pick("type")) {
         Some(code) if !text.contains(code) => format!("{text} [{code}]"),
@@ -203,6 +223,12 @@ mod tests {
         assert_eq!(
             error_message(br#"{"type":"connection_is_defunct","message":"Connection is defunct"}"#),
             "Connection is defunct [connection_is_defunct]"
+        );
+        assert_eq!(
+            error_message(
+                br#"{"errors":[{"status":"400","title":"Invalid url","detail":"url must be https","source":{"pointer":"/data/attributes/url"}},{"status":"400","title":"Invalid name"}]}"#
+            ),
+            "Invalid url: url must be https (at /data/attributes/url); Invalid name"
         );
         assert_eq!(error_message(b""), "empty body");
         assert_eq!(
