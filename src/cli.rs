@@ -39,6 +39,10 @@ pub enum Command {
     Demo(crate::commands::demo::DemoArgs),
     /// Print the effective configuration (secrets redacted) and exit 2 if it is invalid.
     CheckConfig,
+    /// Manage the Kustomer outbound webhook that feeds the receiver ([webhooks]): register, list,
+    /// remove. Needs the role org.permission.outbound_webhook.* (or org.admin.outbound_webhooks).
+    #[command(subcommand)]
+    Webhooks(crate::commands::webhooks::WebhooksCommand),
     /// Serve the built-in fake Kustomer API (for trying the mirror out and for tests).
     FakeApi(crate::commands::fake_api::FakeApiArgs),
     /// Print shell completions: `kustomer-mirror completions bash > /etc/bash_completion.d/kustomer-mirror`.
@@ -72,6 +76,9 @@ pub fn main() -> ExitCode {
         Command::Status(args) => crate::commands::status::run(cli.config.as_deref(), args),
         Command::Demo(args) => crate::commands::demo::run(args),
         Command::CheckConfig => crate::commands::check_config::run(cli.config.as_deref()),
+        Command::Webhooks(command) => {
+            crate::commands::webhooks::run(cli.config.as_deref(), command)
+        }
         Command::FakeApi(args) => crate::commands::fake_api::serve(args),
         Command::Completions { shell } => crate::commands::completions::run(shell, definitions()),
         Command::Man => crate::commands::man::run(definitions()),

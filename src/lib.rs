@@ -9,11 +9,12 @@
 //! - [`cli`]: the command line (clap): parses arguments and dispatches to commands.
 //! - [`failpoint`]: failure injection for the tests that drive the real binary
 //!   (`KUSTOMER_MIRROR_FAILPOINTS`; unset in production).
-//! - [`exit`]: the exit codes every command answers with (0 ok, 1 sync failed or another writer,
-//!   2 bad usage or config, 130 second signal).
+//! - [`exit`]: the exit codes every command answers with (0 ok, 1 sync failed, another writer or
+//!   a failed request of `webhooks`, 2 bad usage or config, 130 second signal).
 //! - [`commands`]: one file per command (`sync`, `run`, `status`, `demo`, `fake-api`,
-//!   `check-config`, `completions`, `man`): settings to engine, the writer lock, printed reports,
-//!   exit codes.
+//!   `check-config`, `webhooks`, `completions`, `man`): settings to engine, the writer lock,
+//!   printed reports, exit codes. `commands::webhooks` registers, lists and removes the outbound
+//!   webhook and keeps `webhooks.token_file` (atomic rewrites, mode 0600).
 //! - [`config`]: settings: defaults (`config::defaults`, shared with the options' `Default`) → TOML
 //!   file → environment, validation with messages that name the key, secrets that never print (the
 //!   PostgreSQL URL's password included), the effective settings as `check-config` shows them.
@@ -60,7 +61,8 @@
 //!   cursor) and the run bookkeeping types (mode, outcome, typed run state); knows no SQL.
 //! - [`kustomer`]: the Kustomer HTTP client: bearer auth, timeouts, retries, JSON:API page decoding
 //!   into records, typed errors that say what to do; links and redirects followed only on the
-//!   configured origin; rate-limit headers read as bounded hints (`kustomer::hold`) by the limiter.
+//!   configured origin; rate-limit headers read as bounded hints (`kustomer::hold`) by the limiter;
+//!   the outbound-webhook management calls (`kustomer::webhooks`), writes sent at most once.
 //! - [`fake`]: the built-in fake Kustomer API used by `demo`, `fake-api` and the tests: deterministic
 //!   data, JSON:API lists and search, rate limits, fault injection, a control API, and outbound
 //!   webhooks (the management endpoints and a sender that POSTs signed events for every change,

@@ -1,5 +1,5 @@
 //! The commands, a file each (`run`, `sync`, `status`, `demo`, `fake-api`, `check-config`,
-//! `completions`, `man`): turning settings into a client, a writer and an engine, printing
+//! `webhooks`, `completions`, `man`): turning settings into a client, a writer and an engine, printing
 //! outcomes, and choosing exit codes.
 
 pub mod check_config;
@@ -10,6 +10,7 @@ pub mod man;
 pub mod run;
 pub mod status;
 pub mod sync;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::Arc;
