@@ -39,8 +39,9 @@ pub enum Command {
     Demo(crate::commands::demo::DemoArgs),
     /// Print the effective configuration (secrets redacted) and exit 2 if it is invalid.
     CheckConfig,
-    /// Manage the Kustomer outbound webhook that feeds the receiver ([webhooks]): register, list,
-    /// remove. Needs the role org.permission.outbound_webhook.* (or org.admin.outbound_webhooks).
+    /// Register, list and remove the Kustomer outbound webhook that feeds the receiver ([webhooks]).
+    ///
+    /// Needs the role org.permission.outbound_webhook.* (or the legacy org.admin.outbound_webhooks).
     #[command(subcommand)]
     Webhooks(crate::commands::webhooks::WebhooksCommand),
     /// Serve the built-in fake Kustomer API (for trying the mirror out and for tests).

@@ -22,10 +22,12 @@ const MAX_NAME: usize = 255;
 /// The `webhooks` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum WebhooksCommand {
-    /// Create a Kustomer outbound webhook posting all 12 events to --url, and write its token
-    /// (the key events are signed with) as the first line of webhooks.token_file, mode 0600; the
-    /// file's earlier tokens stay after it, so a hook registered before keeps verifying until it
-    /// is removed. The token is never printed.
+    /// Create an outbound webhook posting all 12 events to --url; its token goes to webhooks.token_file.
+    ///
+    /// The token (the key Kustomer signs events with) becomes the first line of
+    /// webhooks.token_file, written atomically with mode 0600; the file's earlier tokens stay
+    /// after it, so a hook registered before keeps verifying until it is removed. The token is
+    /// never printed.
     Register(RegisterArgs),
     /// List the org's outbound webhooks: id, name, enabled, URL and number of events.
     List(ListArgs),
@@ -279,7 +281,9 @@ fn remove(settings: &Settings, args: &RemoveArgs) -> Result<(), Failure> {
         // Its token, to take out of the token file once the hook is gone.
         let hook = match hooks.get(id).await {
             Ok(hook) => Some(hook),
-            Err(e @ WebhookError::NoWebhook { .. }) => return Err(e.into()),
+            Err(e @ (WebhookError::NoWebhook { .. } | WebhookError::Denied { .. })) => {
+                return Err(e.into());
+            }
             Err(e) => {
                 eprintln!("warning: {e}; deleting it anyway (its token stays in the token file)");
                 None

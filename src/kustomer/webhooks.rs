@@ -59,9 +59,7 @@ pub struct Webhook {
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     /// 401/403: the key is invalid, expired or lacks the webhook role.
-    #[error(
-        "Kustomer refused to {action} ({status} on {path}: {message}); the credentials in use need the role {ROLES}. An API key's roles are fixed when it is created: make a key with one of them{through}"
-    )]
+    #[error("Kustomer refused to {action} ({status} on {path}: {message}): {advice}")]
     Denied {
         /// What was attempted ("create the webhook", "list webhooks", …).
         action: &'static str,
@@ -71,8 +69,8 @@ pub enum WebhookError {
         path: String,
         /// Kustomer's message.
         message: String,
-        /// How the credentials are reached (empty, or the Membrane connection to fix).
-        through: String,
+        /// What to do, for the transport in use: which role, on which credentials.
+        advice: String,
     },
     /// 404 on a hook by id.
     #[error("no webhook {id}; `kustomer-mirror webhooks list` shows the ids")]
@@ -238,11 +236,13 @@ impl<'a> Webhooks<'a> {
     /// The error of a failed call: 404 on a hook by id is "no such hook", 401/403 name the role,
     /// 400 shows Kustomer's detail.
     fn error(&self, action: &'static str, err: ApiError, id: Option<&str>) -> WebhookError {
-        let through = match self.membrane {
+        let advice = || match self.membrane {
             Some(connection) => format!(
-                " and connect Kustomer with it in Membrane (connection {connection}), whose Kustomer credentials these requests use"
+                "the Kustomer credentials behind Membrane connection {connection} are invalid or lack the role {ROLES}; reconnect Kustomer in Membrane with credentials that have one of them"
             ),
-            None => " and set it as kustomer.api_key".to_string(),
+            None => format!(
+                "the API key (kustomer.api_key) is invalid or expired, or lacks the role {ROLES}; a key's roles are fixed when it is created, so make a key with one of them"
+            ),
         };
         if let (ApiError::NotFound { .. }, Some(id)) = (&err, id) {
             return WebhookError::NoWebhook { id: id.to_string() };
@@ -257,14 +257,14 @@ impl<'a> Webhooks<'a> {
                 status,
                 path: strip_query(&path),
                 message,
-                through,
+                advice: advice(),
             },
             ApiError::Forbidden { path, message } => WebhookError::Denied {
                 action,
                 status: 403,
                 path: strip_query(&path),
                 message,
-                through,
+                advice: advice(),
             },
             ApiError::Rejected {
                 status, message, ..
