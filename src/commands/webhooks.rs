@@ -148,7 +148,10 @@ fn register(settings: &Settings, args: &RegisterArgs) -> Result<(), Failure> {
             "webhooks register needs webhooks.token_file (or KUSTOMER_MIRROR__WEBHOOKS__TOKEN_FILE): the file the new webhook's token is written to, for the receiver to verify events with",
         )
     })?;
-    let earlier = TokenFile::new(file).read_for_update()?;
+    // A token file that cannot be kept is the configuration's problem, found before any request.
+    let earlier = TokenFile::new(file)
+        .read_for_update()
+        .map_err(|e| Failure::usage(e.to_string()))?;
     with_webhooks(settings, async |hooks| {
         let hook = hooks.create(name, url.as_str()).await.map_err(|e| {
             let mut message = e.to_string();
