@@ -32,4 +32,5 @@ mod reliability;
 mod stop;
 mod store;
 mod sync;
+mod webhook_commands;
 mod writers;

@@ -16,11 +16,11 @@ use kustomer_mirror::kustomer::jwt::{Minter, sign};
 use kustomer_mirror::kustomer::{Client, MembraneAuth};
 use kustomer_mirror::sync::{Engine, SyncOptions};
 
-const WORKSPACE: &str = "ws-test";
-const SECRET: &str = "ws-secret-5f1d0c2b9a";
-const CONNECTION: &str = "conn-kustomer-1";
+pub(crate) const WORKSPACE: &str = "ws-test";
+pub(crate) const SECRET: &str = "ws-secret-5f1d0c2b9a";
+pub(crate) const CONNECTION: &str = "conn-kustomer-1";
 
-async fn membrane_fake() -> FakeServer {
+pub(crate) async fn membrane_fake() -> FakeServer {
     let mut opts = FakeOptions::new(21, Scale::Small, KEY);
     opts.membrane = Some(MembraneFake {
         workspace_key: WORKSPACE.into(),
@@ -32,7 +32,7 @@ async fn membrane_fake() -> FakeServer {
 
 /// A stand-in for the `membrane` CLI: `request <connection> <path> [-X M] [--query k=v]… [-d B] [--json]`
 /// against the fake's proxy, authenticated from `$HOME/.membrane/credentials.json`, logging its argv.
-fn fake_cli(dir: &Path, base: &str) -> PathBuf {
+pub(crate) fn fake_cli(dir: &Path, base: &str) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let script = format!(
