@@ -89,6 +89,6 @@ pub mod progress;
 pub mod record;
 pub mod sqlite;
 pub mod status;
-pub mod webhooks;
 pub mod sync;
+pub mod webhooks;
 pub mod write;

@@ -33,4 +33,5 @@ mod stop;
 mod store;
 mod sync;
 mod webhook_commands;
+mod webhooks;
 mod writers;

@@ -25,6 +25,8 @@ pub struct HttpState {
     pub db: Arc<Reader>,
     /// The client whose counters `/metrics` reports.
     pub client: Arc<Client>,
+    /// The webhook receiver's counters, when it runs.
+    pub webhooks: Option<Arc<crate::webhooks::Metrics>>,
     /// Failures in a row that make an entity unhealthy.
     pub max_failures: u32,
     /// Time since the last success that makes an entity unhealthy.
@@ -444,12 +446,15 @@ fn render_budget_usage(o: &mut String, usage: crate::kustomer::limiter::Usage) {
 async fn metrics(State(state): State<HttpState>) -> Response {
     match statuses(&state, Scope::Full).await {
         Ok((statuses, totals)) => {
-            let body = render(
+            let mut body = render(
                 &statuses,
                 &totals,
                 &state.client.stats(),
                 state.client.budget_usage(),
             );
+            if let Some(webhooks) = &state.webhooks {
+                body.push_str(&webhooks.render());
+            }
             let mut r = (StatusCode::OK, body).into_response();
             r.headers_mut().insert(
                 "content-type",

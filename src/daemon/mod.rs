@@ -39,6 +39,9 @@ pub enum DaemonError {
         "the scheduler failed: {0}; check sync.schedule, sync.full_refresh_schedule, sync.reconcile_schedule, sync.sweep_schedule and [schedules]"
     )]
     Scheduler(String),
+    /// The webhook receiver could not start.
+    #[error("{0}")]
+    Webhooks(#[from] crate::webhooks::WebhookError),
     /// The health/metrics listener could not start.
     #[error("cannot listen on {addr} for http.listen: {reason}")]
     Listen {
@@ -162,9 +165,29 @@ pub async fn run(
     let plans = plans(&settings)?;
     let engine = engine.with_shutdown(shutdown.clone());
     let listener = bind_listener(listener, &settings).await?;
+    let webhooks = match settings.webhooks.listen {
+        Some(_) => Some(
+            crate::webhooks::start(
+                &settings.webhooks,
+                engine.writer().clone(),
+                None,
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let mut background = JoinSet::new();
     if let Some(listener) = listener {
-        spawn_http(&mut background, listener, &settings, &engine, &shutdown);
+        let metrics = webhooks.as_ref().map(|w| Arc::clone(&w.metrics));
+        spawn_http(
+            &mut background,
+            listener,
+            &settings,
+            &engine,
+            metrics,
+            &shutdown,
+        );
     }
     if let Some(interval) = notify::watchdog_interval() {
         spawn_watchdog(&mut background, interval, &engine, &shutdown);
@@ -179,6 +202,9 @@ pub async fn run(
     dispatch_until_stopped(&plans, &mut dispatcher, &mut tick_rx, &mut shutdown).await;
 
     stop_gracefully(&mut scheduler, &mut dispatcher, &mut background).await;
+    if let Some(webhooks) = webhooks {
+        webhooks.stop(SHUTDOWN_GRACE).await;
+    }
     Ok(())
 }
 
@@ -209,11 +235,13 @@ fn spawn_http(
     listener: tokio::net::TcpListener,
     settings: &Settings,
     engine: &Engine,
+    webhooks: Option<Arc<crate::webhooks::Metrics>>,
     shutdown: &watch::Receiver<bool>,
 ) {
     let state = http::HttpState {
         db: Arc::new(crate::destination::Reader::new(&settings.database)),
         client: engine.client().clone(),
+        webhooks,
         max_failures: settings.http.max_consecutive_failures,
         max_lag: settings.http.max_lag,
     };

@@ -278,6 +278,11 @@ impl Engine {
         &self.client
     }
 
+    /// The writer this engine writes through (the webhook drain shares it).
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
     /// True when the writer thread answers (the daemon's watchdog check).
     pub async fn writer_alive(&self) -> bool {
         self.writer.call(|_| ()).await.is_ok()

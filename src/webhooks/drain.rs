@@ -186,12 +186,20 @@ fn sort(
             continue;
         };
         let share = &mut shares
-            .entry(entity.name).or_insert_with(|| (entity, Share::default())).1;
+            .entry(entity.name)
+            .or_insert_with(|| (entity, Share::default()))
+            .1;
         share.events += 1;
         let (event_id, item) = match envelope::read(&entry.body) {
             Ok(e) => (e.id, e.item),
             Err(reason) => {
-                set_aside(share, &entry, None, Rejection::Body, format!("the event body is not a JSON object: {reason}"));
+                set_aside(
+                    share,
+                    &entry,
+                    None,
+                    Rejection::Body,
+                    format!("the event body is not a JSON object: {reason}"),
+                );
                 continue;
             }
         };
@@ -204,7 +212,13 @@ fn sort(
         match item {
             None => {
                 share.last = Some(last);
-                set_aside(share, &entry, None, Rejection::NoData, "the event carries no data".to_string());
+                set_aside(
+                    share,
+                    &entry,
+                    None,
+                    Rejection::NoData,
+                    "the event carries no data".to_string(),
+                );
             }
             Some(Err(mut rejected)) => {
                 last.record_id = rejected.id.clone();

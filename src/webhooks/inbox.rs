@@ -19,7 +19,9 @@ const GROUP: usize = 512;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InboxError {
     /// The file could not be opened, written or read.
-    #[error("webhook inbox {path}: {what}: {reason}; check that the directory exists and is writable by the service (webhooks.inbox)")]
+    #[error(
+        "webhook inbox {path}: {what}: {reason}; check that the directory exists and is writable by the service (webhooks.inbox)"
+    )]
     File {
         /// The inbox file.
         path: PathBuf,
@@ -201,8 +203,7 @@ fn work(mut conn: Connection, path: &Path, queue: &mpsc::Receiver<Job>) {
                 let _ = reply.send(take(&conn, limit).map_err(|e| fail("reading events", e)));
             }
             Job::Done { seqs, reply } => {
-                let _ =
-                    reply.send(done(&mut conn, &seqs).map_err(|e| fail("removing events", e)));
+                let _ = reply.send(done(&mut conn, &seqs).map_err(|e| fail("removing events", e)));
             }
         }
     }
@@ -218,9 +219,8 @@ type Put = (
 fn put_all(conn: &mut Connection, group: &[Put]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO inbox (event, received_at, body) VALUES (?1, ?2, ?3)",
-        )?;
+        let mut insert =
+            tx.prepare_cached("INSERT INTO inbox (event, received_at, body) VALUES (?1, ?2, ?3)")?;
         for (event, body, received_at, _) in group {
             insert.execute(params![event, received_at, body.as_ref()])?;
         }
@@ -229,9 +229,8 @@ fn put_all(conn: &mut Connection, group: &[Put]) -> rusqlite::Result<()> {
 }
 
 fn take(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Entry>> {
-    let mut select = conn.prepare_cached(
-        "SELECT seq, event, received_at, body FROM inbox ORDER BY seq LIMIT ?1",
-    )?;
+    let mut select = conn
+        .prepare_cached("SELECT seq, event, received_at, body FROM inbox ORDER BY seq LIMIT ?1")?;
     let rows = select.query_map([limit as i64], |r| {
         Ok(Entry {
             seq: r.get(0)?,

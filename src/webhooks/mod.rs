@@ -139,7 +139,9 @@ impl Running {
             .await
             .is_err()
         {
-            tracing::warn!("the webhook receiver did not stop in time; what it stored stays in the inbox");
+            tracing::warn!(
+                "the webhook receiver did not stop in time; what it stored stays in the inbox"
+            );
             self.tasks.abort_all();
         }
         let run_id = self.run_id;
@@ -148,7 +150,10 @@ impl Running {
             .call(move |d| d.finish_run(WEBHOOK_KEY, run_id, Mode::Webhook, Outcome::Ok, Some(0)))
             .await;
         if !matches!(ended, Ok(Ok(()))) {
-            tracing::warn!(run = run_id, "could not mark the webhook run finished; the next start marks it interrupted");
+            tracing::warn!(
+                run = run_id,
+                "could not mark the webhook run finished; the next start marks it interrupted"
+            );
         }
     }
 }

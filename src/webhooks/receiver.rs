@@ -41,9 +41,7 @@ pub struct Shared {
 
 /// The route at `path` (everything else is 404).
 pub fn router(path: &str, shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route(path, post(receive))
-        .with_state(shared)
+    Router::new().route(path, post(receive)).with_state(shared)
 }
 
 /// The webhook tokens, read again from `webhooks.token_file` when it changes (a rotation by
@@ -75,7 +73,9 @@ impl Tokens {
             match self.settings.tokens() {
                 Ok(tokens) => *cache = (now, tokens),
                 // Keep the tokens that worked; the next change of the file is tried again.
-                Err(e) => tracing::warn!(error = %e, "cannot read the webhook tokens again; keeping the previous ones"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the webhook tokens again; keeping the previous ones")
+                }
             }
         }
         cache.1.clone()

@@ -47,7 +47,7 @@ pub fn sign(token: &str, body: &[u8]) -> String {
 /// Hex digits to bytes; `None` for anything else (odd length, a non-hex byte, more than 64 bytes).
 fn unhex(text: &[u8]) -> Option<Vec<u8>> {
     let text = text.trim_ascii();
-    if text.len() % 2 != 0 || text.len() > 128 {
+    if !text.len().is_multiple_of(2) || text.len() > 128 {
         return None;
     }
     let digit = |b: u8| match b {
@@ -86,7 +86,11 @@ mod tests {
         assert!(!verify(&tokens, DATA, Some(b"")));
         assert!(!verify(&tokens, DATA, Some(&MAC.as_bytes()[..62])));
         assert!(!verify(&tokens, DATA, Some(&MAC.as_bytes()[..63])));
-        assert!(!verify(&tokens, b"what do ya want for nothing!", Some(MAC.as_bytes())));
+        assert!(!verify(
+            &tokens,
+            b"what do ya want for nothing!",
+            Some(MAC.as_bytes())
+        ));
         assert!(!verify(&[Secret::new("jefe")], DATA, Some(MAC.as_bytes())));
         assert!(!verify(&tokens, DATA, Some("zz".repeat(32).as_bytes())));
         assert!(!verify(&[], DATA, Some(MAC.as_bytes())));
