@@ -28,7 +28,8 @@
 //! - [`mirror`]: the core, the mirror's rules written once for both destinations, with no SQL and
 //!   no I/O: what a page writes (`mirror::plan`: inserts, updates with their change-log diff,
 //!   unchanged records, tombstones, quarantine), how a cursor moves (`mirror::cursor`), what a run
-//!   records (`mirror::runs`), what each custom view shows (`mirror::views`).
+//!   records (`mirror::runs`), what each custom view shows (`mirror::views`), whether a pushed record is newer than its row
+//!   (`mirror::fresh`).
 //! - [`escape`]: SQL literals and identifiers, percent-decoding: written once.
 //! - [`daemon`]: `run`: cron jobs feeding one dispatcher (`daemon::dispatch`: runs going, deferred
 //!   runs, backoff, panicked tasks) over the sync engine, graceful stop,
@@ -63,6 +64,11 @@
 //!   into records, typed errors that say what to do; links and redirects followed only on the
 //!   configured origin; rate-limit headers read as bounded hints (`kustomer::hold`) by the limiter;
 //!   the outbound-webhook management calls (`kustomer::webhooks`), writes sent at most once.
+//! - [`webhooks`]: real time through Kustomer's outbound webhooks: the receiver on its own
+//!   listener (signature over the raw body in constant time, size and time limits), the durable
+//!   inbox that holds each event from its 2xx until it is applied, the drain that hands pushed
+//!   records to the one writer's urgent lane (applied only when newer: `mirror::fresh`), and their
+//!   metrics. Never moves a cursor.
 //! - [`fake`]: the built-in fake Kustomer API used by `demo`, `fake-api` and the tests: deterministic
 //!   data, JSON:API lists and search, rate limits, fault injection, a control API, and outbound
 //!   webhooks (the management endpoints and a sender that POSTs signed events for every change,

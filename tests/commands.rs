@@ -108,6 +108,26 @@ async fn the_demo_leaves_a_database_the_printed_queries_run_against() {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(stdout.contains("Second sync"), "{stdout}");
+    // Real time: the pushed change arrives through the webhook, with no request and no sync.
+    let real_time = stdout
+        .lines()
+        .find(|l| l.starts_with("Real time: conversation "))
+        .unwrap_or_else(|| panic!("no real-time line: {stdout}"));
+    assert!(
+        real_time
+            .contains("ms later through a signed webhook (0 API requests, no sync in between)"),
+        "{real_time}"
+    );
+    let pushed = rusqlite::Connection::open(db.dir.path().join("demo.db"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM change_log c JOIN sync_runs r ON r.id = c.run_id \
+             WHERE r.mode = 'webhook' AND c.entity = 'conversations' AND c.op = 'update'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap();
+    assert_eq!(pushed, 1);
     let queries: Vec<&str> = stdout
         .lines()
         .map(str::trim)
