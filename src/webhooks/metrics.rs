@@ -72,8 +72,9 @@ impl Rejection {
 }
 
 /// Upper bounds (seconds) of the histogram buckets.
-const BOUNDS: [f64; 14] = [
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+const BOUNDS: [f64; 19] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+    60.0, 300.0, 3600.0,
 ];
 
 /// A Prometheus histogram of seconds.
@@ -101,6 +102,33 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum
             .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The `q` quantile (0..=1) estimated as Prometheus's `histogram_quantile` does: linear within
+    /// the bucket it falls in; `None` without observations or past the last bound.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let count = self.count.load(Ordering::Relaxed);
+        if count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * count as f64;
+        let mut below = 0u64;
+        let mut lower = 0.0;
+        for (bound, bucket) in BOUNDS.iter().zip(&self.buckets) {
+            let upto = bucket.load(Ordering::Relaxed);
+            if upto as f64 >= rank {
+                let inside = (upto - below).max(1) as f64;
+                return Some(lower + (bound - lower) * ((rank - below as f64) / inside));
+            }
+            below = upto;
+            lower = *bound;
+        }
+        None
     }
 
     fn render(&self, o: &mut String, name: &str, help: &str) {
@@ -235,9 +263,13 @@ mod tests {
         h.render(&mut o, "x", "help");
         assert!(o.contains("x_bucket{le=\"0.1\"} 1\n"), "{o}");
         assert!(o.contains("x_bucket{le=\"0.25\"} 2\n"), "{o}");
-        assert!(o.contains("x_bucket{le=\"2.5\"} 2\n"), "{o}");
+        assert!(o.contains("x_bucket{le=\"2\"} 2\n"), "{o}");
         assert!(o.contains("x_bucket{le=\"5\"} 3\n"), "{o}");
         assert!(o.contains("x_bucket{le=\"+Inf\"} 3\n"), "{o}");
         assert!(o.contains("x_sum 3.2\nx_count 3\n"), "{o}");
+        // Ranks 1.5 of 3 (0.1..0.25 bucket, holding 1) and 3 (2..3, holding 1): linear inside.
+        assert!((h.quantile(0.5).unwrap() - 0.175).abs() < 1e-12);
+        assert_eq!(h.quantile(1.0), Some(3.0));
+        assert_eq!(Histogram::default().quantile(0.5), None);
     }
 }
