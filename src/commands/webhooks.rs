@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use crate::config::{Secret, Settings, Transport};
 use crate::exit::{EXIT_OK, EXIT_SYNC_FAILED, EXIT_USAGE};
-use crate::kustomer::webhooks::{EVENTS, Webhook, WebhookError, Webhooks};
+use crate::kustomer::webhooks::{Webhook, WebhookError, Webhooks, events};
 
 /// The default `--name`.
 pub const DEFAULT_NAME: &str = "kustomer-mirror";
@@ -211,11 +211,11 @@ fn print_registered(hook: &Webhook, file: &Path, count: usize) {
     } else {
         println!("its token was written to {}", file.display());
     }
-    if hook.events.len() != EVENTS.len() {
+    if hook.events.len() != events().len() {
         eprintln!(
             "warning: Kustomer subscribed the webhook to {} of the {} events asked for",
             hook.events.len(),
-            EVENTS.len()
+            events().len()
         );
     }
 }

@@ -33,7 +33,8 @@ use serde_json::Value;
 
 use state::State;
 
-pub use sender::{WebhookEvent, WebhookStats, WebhookSwitches, sign as webhook_signature};
+pub use crate::webhooks::signature::sign as webhook_signature;
+pub use sender::{WebhookEvent, WebhookStats, WebhookSwitches};
 
 /// Size of the fake organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -11,14 +11,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
 use super::data::ORG;
-
-type HmacSha256 = Hmac<sha2::Sha256>;
 
 /// Kustomer's retry schedule after a failed attempt, in minutes (scaled by `retry_scale`).
 const RETRY_MINUTES: [u64; 7] = [1, 1, 2, 5, 10, 15, 30];
@@ -26,20 +23,6 @@ const RETRY_MINUTES: [u64; 7] = [1, 1, 2, 5, 10, 15, 30];
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a reordered delivery waits for a newer one to overtake it.
 const REORDER_HOLD: Duration = Duration::from_secs(1);
-
-/// Lowercase hex of HMAC-SHA256 over `body` keyed with `token`: `X-Kustomer-Webhook-Signature`.
-pub fn sign(token: &str, body: &[u8]) -> String {
-    // HMAC takes keys of any length, so `new_from_slice` cannot fail; the fallback is unreachable.
-    let Ok(mut mac) = HmacSha256::new_from_slice(token.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// How the sender misbehaves. Probabilities are per event and per webhook.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -418,7 +401,7 @@ mod tests {
     #[test]
     fn signature_is_rfc_4231_test_case_2() {
         assert_eq!(
-            sign("Jefe", b"what do ya want for nothing?"),
+            crate::webhooks::signature::sign("Jefe", b"what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }

@@ -167,7 +167,7 @@ impl Registry {
             1
         };
         let reorder = self.rng.chance(switches.reorder);
-        let signature = sender::sign(&hook.token, body);
+        let signature = crate::webhooks::signature::sign(&hook.token, body);
         for copy in 0..copies {
             ledger.stats.sent += 1;
             if copy > 0 {

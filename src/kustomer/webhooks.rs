@@ -13,21 +13,11 @@ use crate::config::Secret;
 /// The collection's path.
 pub const PATH: &str = "/v1/outbound-webhooks";
 
-/// The events the mirror subscribes to: every one outbound webhooks offer (`kustomer-api.md` §9).
-pub const EVENTS: [&str; 12] = [
-    "kustomer.customer.create",
-    "kustomer.customer.update",
-    "kustomer.conversation.create",
-    "kustomer.conversation.update",
-    "kustomer.message.create",
-    "kustomer.message.update",
-    "kustomer.user.create",
-    "kustomer.user.update",
-    "kustomer.team.create",
-    "kustomer.team.update",
-    "kustomer.tag.create",
-    "kustomer.tag.update",
-];
+/// The events the mirror subscribes to: every one outbound webhooks offer (`kustomer-api.md` §9),
+/// as the entity table names them.
+pub fn events() -> Vec<String> {
+    crate::entity::webhook_event_names()
+}
 
 /// The roles a key needs to manage outbound webhooks (any one of them).
 pub const ROLES: &str = "org.permission.outbound_webhook.* (create, read, delete) or the legacy org.admin.outbound_webhooks";
@@ -143,7 +133,7 @@ impl<'a> Webhooks<'a> {
     /// The body of `POST /v1/outbound-webhooks` for a hook named `name` posting every event to
     /// `url`, with no extra headers.
     pub fn create_body(name: &str, url: &str) -> Value {
-        json!({"name": name, "url": url, "events": EVENTS, "headers": []})
+        json!({"name": name, "url": url, "events": events(), "headers": []})
     }
 
     /// Creates a hook. Its token is the one in the create answer or, when that has none, the one
@@ -356,7 +346,7 @@ mod tests {
     #[test]
     fn decoding_takes_the_token_out_of_the_attributes_and_hides_header_values() {
         let data = json!({"type": "outbound-webhook", "id": "wh1", "attributes": {
-            "name": "n", "url": "https://x/webhooks/kustomer", "events": EVENTS, "enabled": true,
+            "name": "n", "url": "https://x/webhooks/kustomer", "events": events(), "enabled": true,
             "token": "tok-123", "headers": [{"name": "X-Auth", "value": "s3cret"}]}});
         let hook = decode("read", PATH, Some(&data)).expect("a webhook");
         assert_eq!(hook.id, "wh1");
