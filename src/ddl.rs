@@ -1,10 +1,27 @@
-//! Reading the non-unique index definitions out of a schema file. Both dialects' `schema.sql` write
+//! Reading parts of a schema file. The non-unique index definitions: both dialects' `schema.sql` write
 //! them as `CREATE INDEX name ON table (col, …)`; the first-sync bulk loads of `sqlite` and `postgres` drop
-//! the costly ones and rebuild them from these definitions when the load ends.
+//! the costly ones and rebuild them from these definitions when the load ends. And named sections
+//! (`-- @<name>` … `-- @end <name>`), which upgrade steps create as the file writes them.
 
 /// Leading columns whose index stays during a bulk load: their values arrive in sync order or have a
 /// handful of distinct values, so each page's rows land on a few B-tree pages.
 const CHEAP_LEADING_COLUMNS: &[&str] = &["updated_at", "run_id", "status", "channel", "klass"];
+
+/// The section `name` of a schema file: from the line `-- @<name>` up to `-- @end <name>`; empty
+/// if the markers are missing, which each dialect's upgrade test rules out (an upgraded database
+/// would lack the section's tables).
+pub fn section<'a>(schema_sql: &'a str, name: &str) -> &'a str {
+    let start = format!("-- @{name}\n");
+    let start_colon = format!("-- @{name}:");
+    let end = format!("-- @end {name}");
+    let from = schema_sql
+        .find(&start)
+        .or_else(|| schema_sql.find(&start_colon));
+    match (from, schema_sql.find(&end)) {
+        (Some(a), Some(b)) if a < b => &schema_sql[a..b],
+        _ => "",
+    }
+}
 
 /// One non-unique index of a schema file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! The eleven mirrored entities described as data (docs/design.md §2): table, API paths, sync strategy and
+//! The mirrored entities described as data (docs/design.md §2): table, API paths, sync strategy and
 //! search attributes. The engine (`sync`), the core (`mirror`) and both executors (`sqlite`,
 //! `postgres`) are generic over these descriptors: no code path names an entity.
 //!
@@ -23,7 +23,7 @@
 pub enum Strategy {
     /// `POST /v1/customers/search` on `<context>_updated_at`, keyset-paged (docs/design.md §2).
     Search,
-    /// Search if the org accepts the context, else a full refresh (companies).
+    /// Search if the org accepts the context, else a full refresh (companies, work sessions).
     SearchOrFull,
     /// Page the GET list to the end; rows not seen become tombstones.
     FullRefresh,
@@ -73,6 +73,13 @@ pub struct Entity {
     /// Whether Kustomer's outbound webhooks send `kustomer.<context>.{create,update}` events for it
     /// (customers, conversations, messages, users, teams and tags; no deletes for any).
     pub webhook_events: bool,
+    /// Whether an org or a key may not offer the entity at all (the coverage entities: routing,
+    /// SLAs, schedules…). Its first request answering 404, 403 or 400 marks it unsupported in
+    /// `sync_state.unsupported`, with the reason, instead of failing the run.
+    pub optional: bool,
+    /// The Kustomer role a key needs to read it, named when Kustomer answers 403 (the roles of
+    /// `../shared/kustomer-api.md` §12; empty for the first eleven, whose 403 message is generic).
+    pub role: &'static str,
 }
 
 impl Entity {
@@ -142,6 +149,17 @@ const fn entity(
         strategy,
         custom_views: false,
         webhook_events: false,
+        optional: false,
+        role: "",
+    }
+}
+
+/// `e` as an entity an org or key may not offer, read with `role`.
+const fn optional(e: Entity, role: &'static str) -> Entity {
+    Entity {
+        optional: true,
+        role,
+        ..e
     }
 }
 
@@ -162,7 +180,7 @@ const fn with_custom_views(e: Entity) -> Entity {
 }
 
 /// All entities in the order a full pass syncs them (klasses before kobjects).
-pub const ENTITIES: [Entity; 11] = [
+pub const ENTITIES: [Entity; 20] = [
     with_webhook_events(entity(
         "users",
         "user",
@@ -234,6 +252,88 @@ pub const ENTITIES: [Entity; 11] = [
         100,
         Strategy::PerKlass,
     )),
+    // The coverage entities (../shared/kustomer-api.md §12). Page sizes: no maximum is documented
+    // for these lists (uncertain), so 100, which every Kustomer list accepts. `work_session` as a
+    // search context is only seen in unofficial code (uncertain): probed, with the full list as the
+    // fallback, as for companies.
+    optional(
+        entity(
+            "work_sessions",
+            "work_session",
+            "/v1/routing/work-sessions",
+            100,
+            Strategy::SearchOrFull,
+        ),
+        "org.permission.work_session.read",
+    ),
+    optional(
+        entity("slas", "sla", "/v1/slas", 100, Strategy::FullRefresh),
+        "org.permission.sla.read",
+    ),
+    optional(
+        entity(
+            "schedules",
+            "schedule",
+            "/v1/schedules",
+            100,
+            Strategy::FullRefresh,
+        ),
+        "org.permission.schedule.read",
+    ),
+    optional(
+        entity(
+            "snoozes",
+            "snooze",
+            "/v1/snoozes",
+            100,
+            Strategy::FullRefresh,
+        ),
+        "org.permission.snooze.read",
+    ),
+    optional(
+        entity("brands", "brand", "/v1/brands", 100, Strategy::FullRefresh),
+        "org.permission.brand.read",
+    ),
+    optional(
+        entity(
+            "shortcuts",
+            "shortcut",
+            "/v1/shortcuts",
+            100,
+            Strategy::FullRefresh,
+        ),
+        "org.permission.shortcut.read",
+    ),
+    optional(
+        entity(
+            "satisfaction_forms",
+            "satisfaction",
+            "/v1/satisfaction",
+            100,
+            Strategy::FullRefresh,
+        ),
+        "org.permission.satisfaction.read",
+    ),
+    optional(
+        entity(
+            "team_routing_settings",
+            "team_routing_settings",
+            "/v1/routing/settings",
+            100,
+            Strategy::FullRefresh,
+        ),
+        "org.permission.routing.read",
+    ),
+    optional(
+        entity(
+            "assistants",
+            "assistant",
+            "/v1/ai/automations",
+            100,
+            Strategy::FullRefresh,
+        ),
+        "org.permission.assistant.read",
+    ),
 ];
 
 /// Looks an entity up by its plural name.

@@ -134,6 +134,9 @@ pub struct EntityStatus {
     /// The last outbound-webhook event applied to this entity, and the counts since the mirror
     /// began receiving them (`None` before the first, and for entities Kustomer sends none for).
     pub webhook: Option<WebhookStatus>,
+    /// Why the org or key does not offer the entity (404, 403 with the role to grant, 400), when
+    /// its last probe found so; `None` while it is mirrored (or never tried).
+    pub unsupported: Option<String>,
 }
 
 /// A `webhook_events` row: the last pushed event of an entity and the counts of all of them.
@@ -211,6 +214,8 @@ pub struct StateRow {
     pub consecutive_failures: i64,
     /// The most recent run.
     pub last_run_id: Option<i64>,
+    /// Why the org or key does not offer the entity, if so.
+    pub unsupported: Option<String>,
 }
 
 /// The status of every entity (kobjects: one entry per klass seen, or one for the table until a
@@ -280,6 +285,7 @@ fn read_one<S: Source>(
         last_run,
         view_problems,
         webhook,
+        unsupported: row.unsupported,
     })
 }
 
@@ -354,6 +360,16 @@ pub fn render_table(statuses: &[EntityStatus]) -> String {
                 w.stale,
                 w.rejected
             ));
+        }
+    }
+    let unsupported: Vec<(&str, &String)> = statuses
+        .iter()
+        .filter_map(|s| s.unsupported.as_ref().map(|why| (s.entity.as_str(), why)))
+        .collect();
+    if !unsupported.is_empty() {
+        out.push_str("\nNot offered by this org or API key (the rest of the mirror syncs):\n");
+        for (entity, why) in unsupported {
+            out.push_str(&format!("  {entity:<28} unsupported: {why}\n"));
         }
     }
     if !problems.is_empty() {

@@ -161,6 +161,8 @@ pub struct State {
     pub strategy: Option<crate::entity::Strategy>,
     /// Where the next incremental pass starts (before the overlap is applied).
     pub cursor: Option<Cursor>,
+    /// Why the org or key does not offer the entity, when its last probe said so.
+    pub unsupported: Option<String>,
 }
 
 /// How a run ended.
@@ -172,6 +174,9 @@ pub enum Outcome<'a> {
     Failed(&'a str),
     /// Stopped by a shutdown between pages: neither a success nor a failure of the entity.
     Interrupted,
+    /// The org or key does not offer the entity (404, 403 or 400 on its first request), for this
+    /// reason: the run is ok, and the entity is marked unsupported rather than failed.
+    Unsupported(&'a str),
 }
 
 impl<'a> Outcome<'a> {
@@ -181,6 +186,7 @@ impl<'a> Outcome<'a> {
             Outcome::Ok => (RunState::Ok, None),
             Outcome::Failed(e) => (RunState::Failed, Some(e)),
             Outcome::Interrupted => (RunState::Interrupted, Some("stopped by shutdown")),
+            Outcome::Unsupported(why) => (RunState::Ok, Some(why)),
         }
     }
 }

@@ -188,10 +188,11 @@ pub fn print_report(report: &SyncReport) {
             p.applied.unchanged,
             p.requests,
             p.duration.as_secs_f64(),
-            p.error
-                .as_ref()
-                .map(|e| format!("  FAILED: {e}"))
-                .unwrap_or_default()
+            match (&p.error, p.unsupported()) {
+                (Some(e), _) => format!("  FAILED: {e}"),
+                (None, Some(why)) => format!("  UNSUPPORTED: {why}"),
+                (None, None) => String::new(),
+            }
         );
     }
     let (applied, fetched, requests) = report.totals();

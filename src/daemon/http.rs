@@ -60,6 +60,10 @@ pub fn problems(
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for s in statuses {
+        // An entity the org or key does not offer is reported by `status`, not a health problem.
+        if s.unsupported.is_some() {
+            continue;
+        }
         if s.consecutive_failures >= i64::from(max_failures) {
             out.push((
                 s.entity.clone(),
@@ -366,6 +370,20 @@ fn render_freshness(o: &mut String, statuses: &[EntityStatus]) {
                 t.timestamp_millis() as f64 / 1000.0
             );
         }
+    }
+    family(
+        o,
+        "kustomer_mirror_entity_unsupported",
+        "gauge",
+        "1 when the org or API key does not offer the entity (see `status` for why), else 0.",
+    );
+    for s in statuses {
+        let _ = writeln!(
+            o,
+            "kustomer_mirror_entity_unsupported{{entity=\"{}\"}} {}",
+            s.entity,
+            u8::from(s.unsupported.is_some())
+        );
     }
     family(
         o,

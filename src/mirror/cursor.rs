@@ -60,5 +60,6 @@ pub fn state(
             at,
             ids: ids(key, ids_text),
         }),
+        unsupported: None,
     }
 }

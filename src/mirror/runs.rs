@@ -15,8 +15,12 @@ pub enum StateChange<'a> {
     Leave,
     /// `last_error` set and `consecutive_failures` up by one.
     Failed(&'a str),
-    /// `last_error` cleared, `consecutive_failures` reset, `last_success_at` now; `last_full_at`
-    /// too when `full` (a full refresh or reconcile).
+    /// `unsupported` set to the reason, `last_error` cleared and `consecutive_failures` reset: the
+    /// org or key does not offer the entity, which is neither a failure nor a success (no
+    /// `last_success_at`, so no lag is claimed for data never read).
+    Unsupported(&'a str),
+    /// `last_error` and `unsupported` cleared, `consecutive_failures` reset, `last_success_at` now;
+    /// `last_full_at` too when `full` (a full refresh or reconcile).
     Succeeded {
         /// Whether the pass read everything.
         full: bool,
@@ -41,6 +45,7 @@ pub fn finish(mode: Mode, outcome: Outcome<'_>) -> (RunState, Option<&str>, Stat
     let change = match (outcome, error) {
         (Outcome::Interrupted, _) => StateChange::Leave,
         _ if mode == Mode::Webhook => StateChange::Leave,
+        (Outcome::Unsupported(why), _) => StateChange::Unsupported(why),
         (_, Some(e)) => StateChange::Failed(e),
         (_, None) => StateChange::Succeeded {
             full: matches!(mode, Mode::Full | Mode::Reconcile),

@@ -15,7 +15,7 @@ pub const SCHEMA_SQL: &str = include_str!("schema.sql");
 pub const VIEWS_MARKER: &str = "-- @views";
 
 /// The version this binary writes. Upgrades from older versions go in `upgrade`.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The tables part and the views part of [`SCHEMA_SQL`].
 pub fn parts() -> (&'static str, &'static str) {
@@ -134,6 +134,12 @@ fn upgrade(tx: &mut postgres::Transaction<'_>, from: i32) -> Result<(), postgres
                CHECK (mode IN ('incremental', 'full', 'reconcile', 'preflight', 'webhook'));",
         )?;
         tx.batch_execute(WEBHOOK_EVENTS)?;
+    }
+    if from < 5 {
+        // 4 → 5: `sync_state.unsupported` (why an org or key does not offer an entity), and the
+        // coverage entities' tables, created from schema.sql's own `@coverage` section.
+        tx.batch_execute("ALTER TABLE sync_state ADD COLUMN IF NOT EXISTS unsupported text")?;
+        tx.batch_execute(crate::ddl::section(SCHEMA_SQL, "coverage"))?;
     }
     Ok(())
 }

@@ -93,9 +93,15 @@ pub fn finish_run(
                 &[&key, &error],
             )?;
         }
+        StateChange::Unsupported(_) => {
+            tx.execute(
+                "UPDATE sync_state SET unsupported = $2, last_error = NULL, consecutive_failures = 0 WHERE entity = $1",
+                &[&key, &error],
+            )?;
+        }
         StateChange::Succeeded { full } => {
             tx.execute(
-                "UPDATE sync_state SET last_error = NULL, consecutive_failures = 0, last_success_at = now(), \
+                "UPDATE sync_state SET last_error = NULL, unsupported = NULL, consecutive_failures = 0, last_success_at = now(), \
                  last_full_at = CASE WHEN $2 THEN now() ELSE last_full_at END WHERE entity = $1",
                 &[&key, &full],
             )?;
@@ -108,17 +114,20 @@ pub fn finish_run(
 /// is logged and read as no ids, as in SQLite.
 pub fn read_state(c: &mut Client, key: &str) -> Result<State, postgres::Error> {
     let row = c.query_opt(
-        "SELECT strategy, cursor, cursor_ids::text FROM sync_state WHERE entity = $1",
+        "SELECT strategy, cursor, cursor_ids::text, unsupported FROM sync_state WHERE entity = $1",
         &[&key],
     )?;
     Ok(match row {
         None => State::default(),
-        Some(row) => crate::mirror::cursor::state(
-            key,
-            row.get::<_, Option<&str>>(0),
-            row.get(1),
-            row.get::<_, &str>(2),
-        ),
+        Some(row) => State {
+            unsupported: row.get(3),
+            ..crate::mirror::cursor::state(
+                key,
+                row.get::<_, Option<&str>>(0),
+                row.get(1),
+                row.get::<_, &str>(2),
+            )
+        },
     })
 }
 

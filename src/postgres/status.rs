@@ -177,7 +177,7 @@ impl<C: GenericClient> status::Source for Reads<'_, C> {
     fn state(&mut self, key: &str) -> Result<Option<StateRow>, postgres::Error> {
         let row = self.0.query_opt(
             &format!(
-                "SELECT strategy, cursor, {}, last_error, consecutive_failures, last_run_id \
+                "SELECT strategy, cursor, {}, last_error, consecutive_failures, last_run_id, unsupported \
                  FROM sync_state WHERE entity = $1",
                 iso("last_success_at")
             ),
@@ -190,6 +190,7 @@ impl<C: GenericClient> status::Source for Reads<'_, C> {
             last_error: r.get(3),
             consecutive_failures: r.get(4),
             last_run_id: r.get(5),
+            unsupported: r.get(6),
         }))
     }
 

@@ -16,7 +16,7 @@ use super::StoreError;
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// The schema version `schema.sql` describes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Upgrade steps for tables: `UPGRADES[i]` takes a database at version `i + 1` to version `i + 2`.
 /// Views are not upgraded step by step: after the steps, the views section of `schema.sql` (after
@@ -127,7 +127,35 @@ const UPGRADES: &[&str] = &[
      DROP TABLE sync_runs_v5;
      PRAGMA legacy_alter_table = OFF;
      CREATE TABLE webhook_events (\n    entity      TEXT PRIMARY KEY,\n    event       TEXT NOT NULL,\n    event_id    TEXT,\n    record_id   TEXT,\n    received_at TEXT NOT NULL,\n    applied_at  TEXT NOT NULL,\n    events      INTEGER NOT NULL DEFAULT 0,\n    changed     INTEGER NOT NULL DEFAULT 0,\n    stale       INTEGER NOT NULL DEFAULT 0,\n    rejected    INTEGER NOT NULL DEFAULT 0\n);",
+    // 6 → 7: `sync_state.unsupported`, why an org or key does not offer an entity (rebuilt as in
+    // 2 → 3, so the stored text reads as in schema.sql); the coverage tables are created from
+    // schema.sql's own `@coverage` section (`SECTIONS`).
+    "PRAGMA legacy_alter_table = ON;
+     ALTER TABLE sync_state RENAME TO sync_state_v6;
+     CREATE TABLE sync_state (
+    entity               TEXT PRIMARY KEY,
+    strategy             TEXT,
+    cursor               TEXT,
+    cursor_ids           TEXT NOT NULL DEFAULT '[]',
+    last_run_id          INTEGER,
+    last_success_at      TEXT,
+    last_full_at         TEXT,
+    last_error           TEXT,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    unsupported          TEXT
+);
+     INSERT INTO sync_state (entity, strategy, cursor, cursor_ids, last_run_id, last_success_at,
+                             last_full_at, last_error, consecutive_failures)
+       SELECT entity, strategy, cursor, cursor_ids, last_run_id, last_success_at, last_full_at,
+              last_error, consecutive_failures FROM sync_state_v6;
+     DROP TABLE sync_state_v6;
+     PRAGMA legacy_alter_table = OFF;",
 ];
+
+/// Sections of `schema.sql` an upgrade step creates as written there, after its own SQL: (the version
+/// the step arrives at, the section's name). A section runs from the line `-- @<name>` to
+/// `-- @end <name>`.
+const SECTIONS: &[(u32, &str)] = &[(7, "coverage")];
 
 /// The line in `schema.sql` after which only views follow.
 pub const VIEWS_MARKER: &str = "-- @views";
@@ -205,6 +233,10 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
                 .ok_or_else(|| migrate_err(version, version + 1)(rusqlite::Error::InvalidQuery))?;
             tx.execute_batch(step)
                 .map_err(migrate_err(version, version + 1))?;
+            for (_, name) in SECTIONS.iter().filter(|(to, _)| *to == version + 1) {
+                tx.execute_batch(crate::ddl::section(SCHEMA_SQL, name))
+                    .map_err(migrate_err(version, version + 1))?;
+            }
         }
         tx.execute_batch(views_sql())
             .map_err(migrate_err(found, SCHEMA_VERSION))?;

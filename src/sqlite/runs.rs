@@ -123,9 +123,16 @@ pub fn finish_run(
             )
             .map_err(err)?;
         }
+        StateChange::Unsupported(why) => {
+            tx.execute(
+                "UPDATE sync_state SET unsupported = ?2, last_error = NULL, consecutive_failures = 0 WHERE entity = ?1",
+                params![key, why],
+            )
+            .map_err(err)?;
+        }
         StateChange::Succeeded { full } => {
             tx.execute(
-                "UPDATE sync_state SET last_error = NULL, consecutive_failures = 0, last_success_at = ?2, \
+                "UPDATE sync_state SET last_error = NULL, unsupported = NULL, consecutive_failures = 0, last_success_at = ?2, \
                  last_full_at = CASE WHEN ?3 THEN ?2 ELSE last_full_at END WHERE entity = ?1",
                 params![key, now, full],
             )
@@ -137,20 +144,22 @@ pub fn finish_run(
 
 /// Reads the saved state of `key`.
 pub fn read_state(store: &Store, key: &str) -> Result<State, StoreError> {
-    let row: Option<(Option<String>, Option<String>, String)> = store
+    type Row = (Option<String>, Option<String>, String, Option<String>);
+    let row: Option<Row> = store
         .conn()
         .query_row(
-            "SELECT strategy, cursor, cursor_ids FROM sync_state WHERE entity = ?1",
+            "SELECT strategy, cursor, cursor_ids, unsupported FROM sync_state WHERE entity = ?1",
             [key],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .optional()
         .map_err(|e| StoreError::sqlite(format!("reading the sync state of {key}"), e))?;
     Ok(match row {
         None => State::default(),
-        Some((strategy, cursor, ids)) => {
-            crate::mirror::cursor::state(key, strategy.as_deref(), cursor, &ids)
-        }
+        Some((strategy, cursor, ids, unsupported)) => State {
+            unsupported,
+            ..crate::mirror::cursor::state(key, strategy.as_deref(), cursor, &ids)
+        },
     })
 }
 

@@ -54,7 +54,7 @@ impl status::Source for Reads<'_> {
     fn state(&mut self, key: &str) -> rusqlite::Result<Option<StateRow>> {
         self.0
             .query_row(
-                "SELECT strategy, cursor, last_success_at, last_error, consecutive_failures, last_run_id \
+                "SELECT strategy, cursor, last_success_at, last_error, consecutive_failures, last_run_id, unsupported \
                  FROM sync_state WHERE entity = ?1",
                 [key],
                 |r| {
@@ -65,6 +65,7 @@ impl status::Source for Reads<'_> {
                         last_error: r.get(3)?,
                         consecutive_failures: r.get(4)?,
                         last_run_id: r.get(5)?,
+                        unsupported: r.get(6)?,
                     })
                 },
             )

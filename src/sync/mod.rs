@@ -7,6 +7,7 @@ mod full;
 mod pages;
 mod reconcile;
 mod search;
+mod unsupported;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,6 +111,8 @@ pub enum PassOutcome {
     Failed(Arc<SyncError>),
     /// Stopped by a shutdown between pages: neither a success nor a failure of the entity.
     Interrupted,
+    /// The org or key does not offer the entity (an optional one), for this reason: not a failure.
+    Unsupported(String),
 }
 
 /// The outcome of one pass (one entity, or one klass of kobjects, in one mode).
@@ -137,6 +140,14 @@ impl PassReport {
     /// True when a shutdown stopped the pass.
     pub fn interrupted(&self) -> bool {
         matches!(self.outcome, PassOutcome::Interrupted)
+    }
+
+    /// Why the org or key does not offer the entity, when the pass found that out.
+    pub fn unsupported(&self) -> Option<&str> {
+        match &self.outcome {
+            PassOutcome::Unsupported(why) => Some(why),
+            _ => None,
+        }
     }
 }
 
@@ -402,6 +413,16 @@ impl Engine {
     }
 
     async fn run_entity(&self, entity: &'static Entity) -> Vec<PassReport> {
+        if let Some(why) = self.remembered_unsupported(entity).await {
+            let target = Target::plain(entity);
+            return vec![self.report(
+                &target,
+                Mode::Incremental,
+                Tally::default(),
+                Instant::now(),
+                Err(why),
+            )];
+        }
         match entity.strategy {
             Strategy::FullRefresh => vec![self.pass(Target::plain(entity), Mode::Full).await],
             Strategy::Search => self.search_entity(Target::plain(entity)).await,
@@ -445,8 +466,30 @@ impl Engine {
         reports
     }
 
-    /// Decides whether companies can use search: remembered in `sync_state.strategy`, probed with one
-    /// small search on the first run and on `--full`.
+    /// The reason an optional entity was found unsupported, when this sync should not ask again: an
+    /// incremental run of an entity read by search (work sessions). Full refreshes, `--full` and the
+    /// daemon's full-refresh runs ask again (one request), so a role granted later is picked up.
+    async fn remembered_unsupported(&self, entity: &'static Entity) -> Option<String> {
+        if !entity.optional
+            || self.options.full
+            || self.options.fallback == Fallback::RefreshOnly
+            || entity.strategy == Strategy::FullRefresh
+        {
+            return None;
+        }
+        let key = StateKey::entity(entity).to_string();
+        let read = key.clone();
+        match self.store(&key, move |s| s.read_state(&read)).await {
+            Ok(state) => state.unsupported,
+            // The pass reads the state again and reports the error there.
+            Err(_) => None,
+        }
+    }
+
+    /// Decides whether an entity that may use search (companies, work sessions) does: remembered in
+    /// `sync_state.strategy`, probed with one small search on the first run and on `--full`. An
+    /// optional entity also falls back to its list when search answers 403 or 404 (the list may
+    /// still be readable; its own answer decides whether the entity is unsupported).
     async fn company_strategy(&self, target: &Target) -> Result<bool, SyncError> {
         let key = target.key.clone();
         let state = self.store(&target.key, move |s| s.read_state(&key)).await?;
@@ -468,7 +511,11 @@ impl Engine {
         let probe = match probe {
             Ok(Ok(_)) => Ok(true),
             Ok(Err(ApiError::Rejected { status: 400, .. })) => {
-                tracing::warn!(entity = %target.key, "the org rejects company search; companies will be fully refreshed each run");
+                tracing::warn!(entity = %target.key, "the org rejects this search context; the entity will be fully refreshed each run");
+                Ok(false)
+            }
+            Ok(Err(e)) if unsupported::probe_falls_back(target.entity, &e) => {
+                tracing::warn!(entity = %target.key, error = %e, "search is not offered for this entity; reading its full list instead");
                 Ok(false)
             }
             Ok(Err(e)) => Err(SyncError::api(&target.key, Some(1), e)),
@@ -577,7 +624,7 @@ impl Engine {
                     mode,
                     Tally::default(),
                     started,
-                    Some(SyncError::store(&target.key, e)),
+                    Ok(Some(SyncError::store(&target.key, e))),
                 );
             }
         };
@@ -630,6 +677,12 @@ impl Engine {
         tally.requests = counter.load(Ordering::Relaxed);
         let requests = tally.requests;
         let error = result.err();
+        // An optional entity whose first request was refused is unsupported, not failed.
+        let unsupported = error
+            .as_ref()
+            .filter(|_| tally.fetched == 0)
+            .and_then(|e| unsupported::reason(target.entity, e));
+        let error = if unsupported.is_some() { None } else { error };
         let message = error.as_ref().map(ToString::to_string);
         let interrupted = matches!(error, Some(SyncError::Interrupted { .. }));
         if bulk {
@@ -644,13 +697,15 @@ impl Engine {
         }
         let key = target.key.clone();
         let live = self.live_runs.clone();
+        let why = unsupported.clone();
         let finished = self
             .writer
             .call(move |s| {
-                let outcome = match (&message, interrupted) {
-                    (_, true) => Outcome::Interrupted,
-                    (Some(m), false) => Outcome::Failed(m),
-                    (None, false) => Outcome::Ok,
+                let outcome = match (&message, interrupted, &why) {
+                    (_, true, _) => Outcome::Interrupted,
+                    (Some(m), false, _) => Outcome::Failed(m),
+                    (None, false, Some(why)) => Outcome::Unsupported(why),
+                    (None, false, None) => Outcome::Ok,
                 };
                 live.lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -659,34 +714,44 @@ impl Engine {
             })
             .await
             .and_then(|r| r);
-        let error = match (error, finished) {
-            (Some(e), _) => Some(e),
-            (None, Err(e)) => Some(SyncError::store(&target.key, e)),
-            (None, Ok(())) => None,
+        let ended = match (error, finished, unsupported) {
+            (Some(e), _, _) => Ok(Some(e)),
+            (None, Err(e), _) => Ok(Some(SyncError::store(&target.key, e))),
+            (None, Ok(()), Some(why)) => Err(why),
+            (None, Ok(()), None) => Ok(None),
         };
-        self.report(&target, mode, tally, started, error)
+        self.report(&target, mode, tally, started, ended)
     }
 
     async fn failed(&self, target: &Target, mode: Mode, error: SyncError) -> PassReport {
-        self.report(target, mode, Tally::default(), Instant::now(), Some(error))
+        self.report(
+            target,
+            mode,
+            Tally::default(),
+            Instant::now(),
+            Ok(Some(error)),
+        )
     }
 
+    /// The report of a pass that ended with `ended`: `Ok(None)` a success, `Ok(Some(e))` an error,
+    /// `Err(why)` the entity found (or known) unsupported.
     fn report(
         &self,
         target: &Target,
         mode: Mode,
         tally: Tally,
         started: Instant,
-        error: Option<SyncError>,
+        ended: Result<Option<SyncError>, String>,
     ) -> PassReport {
         let duration = started.elapsed();
-        let outcome = match error {
-            None => PassOutcome::Ok,
-            Some(SyncError::Interrupted { .. }) => PassOutcome::Interrupted,
-            Some(e) => PassOutcome::Failed(Arc::new(e)),
+        let outcome = match ended {
+            Ok(None) => PassOutcome::Ok,
+            Ok(Some(SyncError::Interrupted { .. })) => PassOutcome::Interrupted,
+            Ok(Some(e)) => PassOutcome::Failed(Arc::new(e)),
+            Err(why) => PassOutcome::Unsupported(why),
         };
         let error = match &outcome {
-            PassOutcome::Ok => None,
+            PassOutcome::Ok | PassOutcome::Unsupported(_) => None,
             PassOutcome::Interrupted => Some(
                 SyncError::Interrupted {
                     entity: target.key.clone(),
@@ -696,6 +761,10 @@ impl Engine {
             PassOutcome::Failed(e) => Some(e.to_string()),
         };
         match (&outcome, &error) {
+            (PassOutcome::Unsupported(why), _) => tracing::warn!(
+                entity = %target.key, mode = mode.as_str(), requests = tally.requests,
+                reason = %why, "entity not offered by this org or key; marked unsupported"
+            ),
             (PassOutcome::Ok, _) | (_, None) => tracing::info!(
                 entity = %target.key, mode = mode.as_str(), rows = tally.fetched,
                 changed = tally.applied.changed(), requests = tally.requests,
