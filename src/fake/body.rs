@@ -62,6 +62,22 @@ pub fn page_body(
     items: &[&str],
     kind: Meta,
 ) -> Response {
+    page_body_with(path, extra, page, size, total, items, kind, "")
+}
+
+/// A JSON:API list document with relative links and `tail` (members after `data`, each written
+/// as `,"name":value`, e.g. `included`).
+#[allow(clippy::too_many_arguments)]
+pub fn page_body_with(
+    path: &str,
+    extra: &str,
+    page: usize,
+    size: usize,
+    total: usize,
+    items: &[&str],
+    kind: Meta,
+    tail: &str,
+) -> Response {
     let with_total = kind != Meta::Plain;
     let link = |p: usize| format!("\"{path}?page={p}&pageSize={size}{extra}\"");
     let pages = total.div_ceil(size).max(1);
@@ -100,6 +116,8 @@ pub fn page_body(
         }
         out.push_str(item);
     }
-    out.push_str("]}");
+    out.push(']');
+    out.push_str(tail);
+    out.push('}');
     json_response(StatusCode::OK, out)
 }

@@ -1,6 +1,7 @@
 //! The fake's HTTP control API under `/_fake/` (no auth): a thin layer over [`FakeHandle`] for people
 //! and out-of-process tools (benchmarks, the real binary's tests) to change data and inject faults,
-//! and to steer and watch the webhook sender (`/_fake/webhooks…`).
+//! to steer and watch the webhook sender (`/_fake/webhooks…`), and to make resources answer an error
+//! (`/_fake/resources`) or search refuse contexts (`/_fake/search-contexts`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,6 +24,11 @@ pub fn router(handle: FakeHandle) -> Router {
         .route("/_fake/faults", post(faults))
         .route("/_fake/rate-limit", post(rate_limit))
         .route("/_fake/webhooks", post(webhook_switches))
+        .route("/_fake/resources", get(resources).post(set_resources))
+        .route(
+            "/_fake/search-contexts",
+            get(search_contexts).post(set_search_contexts),
+        )
         .route("/_fake/webhooks/stats", get(webhook_stats))
         .route("/_fake/webhooks/events", get(webhook_events))
         .route("/_fake/{entity}/update-many", post(update_many))
@@ -157,4 +163,53 @@ async fn webhook_stats(State(f): State<FakeHandle>) -> Response {
 
 async fn webhook_events(State(f): State<FakeHandle>) -> Response {
     ok(json!({"events": f.webhook_events()}))
+}
+
+/// `{"work_sessions": 403, "slas": 404, "brands": null}`: every GET of each named entity answers
+/// that status (null serves it again). Answers the statuses now in force.
+async fn set_resources(State(f): State<FakeHandle>, body: axum::body::Bytes) -> Response {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("expected an object of entity → status or null".to_string());
+    };
+    let mut changes = Vec::new();
+    for (entity, status) in map {
+        let status = match status {
+            Value::Null => None,
+            v => match v.as_u64().filter(|s| (100..600).contains(s)) {
+                Some(s) => Some(s as u16),
+                None => return bad_request(format!("{entity}: {v} is not an HTTP status")),
+            },
+        };
+        changes.push((entity, status));
+    }
+    for (entity, status) in changes {
+        f.set_resource_answer(&entity, status);
+    }
+    resources(State(f)).await
+}
+
+async fn resources(State(f): State<FakeHandle>) -> Response {
+    ok(serde_json::to_value(f.resource_answers()).unwrap_or(Value::Null))
+}
+
+/// `{"refuse": ["work_session"]}`: search answers 400 for these contexts (an empty list clears).
+/// Answers the contexts refused now.
+async fn set_search_contexts(State(f): State<FakeHandle>, body: axum::body::Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(list) = v["refuse"].as_array() else {
+        return bad_request("expected {\"refuse\": [context, …]}".to_string());
+    };
+    let contexts: Option<Vec<String>> = list
+        .iter()
+        .map(|c| c.as_str().map(str::to_string))
+        .collect();
+    let Some(contexts) = contexts else {
+        return bad_request("contexts must be strings".to_string());
+    };
+    f.refuse_search_contexts(contexts);
+    search_contexts(State(f)).await
+}
+
+async fn search_contexts(State(f): State<FakeHandle>) -> Response {
+    ok(json!({"refuse": f.refused_search_contexts()}))
 }

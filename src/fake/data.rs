@@ -10,7 +10,8 @@ use super::rng::Rng;
 pub const ORG: &str = "5a79d3e2c8b66e0001ba953e";
 /// Generated data lies in the two years before this instant (ms since the epoch: 2026-01-01).
 pub const DATA_END_MS: i64 = 1_767_225_600_000;
-const TWO_YEARS_MS: i64 = 730 * 86_400_000;
+/// The length of the data range.
+pub const TWO_YEARS_MS: i64 = 730 * 86_400_000;
 
 /// ISO-8601 UTC with milliseconds, as Kustomer writes timestamps.
 pub fn iso(ms: i64) -> String {
@@ -172,7 +173,8 @@ pub fn times(rng: &mut Rng, last_updated: &mut i64) -> (i64, i64) {
     (created, updated)
 }
 
-fn rel(kind: &str, id: &str) -> Value {
+/// A to-one relationship with its `links.self`.
+pub fn rel(kind: &str, id: &str) -> Value {
     let plural = if kind == "company" {
         "companies".to_string()
     } else {
@@ -196,7 +198,14 @@ fn some<'a>(rng: &mut Rng, pool: &'a [String], max: u64) -> Vec<&'a str> {
     out
 }
 
-fn base(kind: &str, id: &str, path: &str, attributes: Value, mut relationships: Value) -> Value {
+/// A resource object: `type`, `id`, attributes, relationships (with the org) and `links.self`.
+pub fn base(
+    kind: &str,
+    id: &str,
+    path: &str,
+    attributes: Value,
+    mut relationships: Value,
+) -> Value {
     relationships["org"] =
         json!({"data": {"type": "org", "id": ORG}, "links": {"self": format!("/v1/orgs/{ORG}")}});
     json!({"type": kind, "id": id, "attributes": attributes, "relationships": relationships,

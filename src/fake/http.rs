@@ -13,7 +13,8 @@ use axum::routing::any;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::body::{Meta, error, json_response, page_body, page_params};
+use super::body::{Meta, error, json_response, page_body, page_body_with, page_params};
+use super::coverage;
 use super::limits::{self, Fault};
 use super::search;
 use super::table::Table;
@@ -359,6 +360,7 @@ fn is_list(segs: &[String], fake: &FakeHandle) -> bool {
         1 => true,
         2 => {
             segs[0] == "routing"
+                || segs[0] == "ai"
                 || (segs[0] == "klasses" && fake.state().klasses.iter().any(|(n, _)| *n == segs[1]))
         }
         3 => matches!(
@@ -385,9 +387,14 @@ fn answer(
     if let ["outbound-webhooks", rest @ ..] = s.as_slice() {
         return webhooks::serve(&mut fake.webhooks(), method, rest, body);
     }
+    if *method == Method::GET
+        && let Some(r) = extra_get(fake, &s, query)
+    {
+        return r;
+    }
     let state = fake.state();
     let entity_of = |plural: &str| -> Option<&'static str> {
-        super::state::ENTITIES
+        super::state::ENTITIES[..super::state::ORIGINAL]
             .iter()
             .copied()
             .find(|e| *e == plural && *e != "kobjects")
@@ -471,8 +478,24 @@ fn list(
     let (page, size) = page_params(query, max);
     let empty = Table::default();
     let table = state.tables.get(key).unwrap_or(&empty);
-    let start = (page - 1) * size;
-    let mut items: Vec<&str> = Vec::with_capacity(size);
+    let (recs, total) = page_of(table, (page - 1) * size, size, keep);
+    let items: Vec<&str> = recs.iter().map(|r| &*r.text).collect();
+    let meta = if path == "/v1/customers" {
+        Meta::Total
+    } else {
+        Meta::Plain
+    };
+    page_body(path, "", page, size, total, &items, meta)
+}
+
+/// The records kept by `keep` from the `start`-th on (at most `size`), and how many are kept in all.
+fn page_of(
+    table: &Table,
+    start: usize,
+    size: usize,
+    keep: impl Fn(&super::table::Rec) -> bool,
+) -> (Vec<&super::table::Rec>, usize) {
+    let mut items = Vec::with_capacity(size);
     let mut total = 0usize;
     for id in &table.order {
         let Some(rec) = table.records.get(id) else {
@@ -482,14 +505,102 @@ fn list(
             continue;
         }
         if total >= start && items.len() < size {
-            items.push(&rec.text);
+            items.push(rec);
         }
         total += 1;
     }
-    let meta = if path == "/v1/customers" {
-        Meta::Total
-    } else {
-        Meta::Plain
+    (items, total)
+}
+
+/// Kustomer's error answer for a status a test chose.
+pub fn chosen_error(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (kind, title) = match status {
+        400 => ("bad_request", "Bad request"),
+        401 => ("unauthorized", "Unauthorized"),
+        403 => ("forbidden", "Forbidden"),
+        404 => ("not_found", "Not found"),
+        429 => ("rate_limit_exceeded", "Too many requests"),
+        s if s >= 500 => ("internal_error", "Internal server error"),
+        _ => ("error", code.canonical_reason().unwrap_or("Error")),
     };
-    page_body(path, "", page, size, total, &items, meta)
+    error(code, kind, title)
+}
+
+/// GETs of the resources of [`coverage`] (and schedules' holidays by id): lists, by-id reads and
+/// the status a test chose for the resource. `None` when the path is none of theirs.
+fn extra_get(fake: &FakeHandle, s: &[&str], query: &HashMap<String, String>) -> Option<Response> {
+    let (key, id) = if let Some(r) = coverage::by_segments(s) {
+        (r.key, None)
+    } else if let ["holidays", id] = s {
+        (coverage::HOLIDAYS, Some(*id))
+    } else {
+        let (id, list) = s.split_last()?;
+        (coverage::by_segments(list)?.key, Some(*id))
+    };
+    let owner = if key == coverage::HOLIDAYS {
+        "schedules"
+    } else {
+        key
+    };
+    if let Some(status) = fake.control().resource_answers.get(owner).copied() {
+        return Some(chosen_error(status));
+    }
+    let state = fake.state();
+    Some(match id {
+        Some(id) => by_id(&state, key, id),
+        None => extra_list(&state, key, query),
+    })
+}
+
+/// A page of one of the resources of [`coverage`]; schedules with `include=holidays` also carry
+/// the holidays of the schedules on the page as `included`.
+fn extra_list(state: &super::state::State, key: &str, query: &HashMap<String, String>) -> Response {
+    let Some(resource) = coverage::by_key(key) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "Not found");
+    };
+    let include = key == "schedules"
+        && query
+            .get("include")
+            .is_some_and(|v| v.split(',').any(|x| x.trim() == "holidays"));
+    let (page, size) = page_params(query, 100);
+    let empty = Table::default();
+    let table = state.tables.get(key).unwrap_or(&empty);
+    let (recs, total) = page_of(table, (page - 1) * size, size, |_| true);
+    let items: Vec<&str> = recs.iter().map(|r| &*r.text).collect();
+    let mut tail = String::new();
+    if include {
+        let holidays = state.tables.get(coverage::HOLIDAYS).unwrap_or(&empty);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut texts: Vec<&str> = Vec::new();
+        for rec in &recs {
+            let v = rec.value();
+            for h in v["relationships"]["holidays"]["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let Some(hid) = h["id"].as_str() else {
+                    continue;
+                };
+                if seen.insert(hid.to_string())
+                    && let Some(hrec) = holidays.records.get(hid)
+                {
+                    texts.push(&hrec.text);
+                }
+            }
+        }
+        tail = format!(",\"included\":[{}]", texts.join(","));
+    }
+    let extra = if include { "&include=holidays" } else { "" };
+    page_body_with(
+        resource.path,
+        extra,
+        page,
+        size,
+        total,
+        &items,
+        Meta::Plain,
+        &tail,
+    )
 }

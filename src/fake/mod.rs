@@ -14,6 +14,7 @@
 
 mod body;
 mod control;
+mod coverage;
 mod data;
 mod http;
 mod limits;
@@ -205,6 +206,10 @@ struct Control {
     hooks: Vec<(u64, Hook)>,
     membrane_tokens: std::collections::BTreeSet<String>,
     membrane_revoked: bool,
+    /// Entity → the status every GET of it answers (see [`FakeHandle::set_resource_answer`]).
+    resource_answers: BTreeMap<String, u16>,
+    /// Search contexts answered 400 (see [`FakeHandle::refuse_search_contexts`]).
+    refused_contexts: std::collections::BTreeSet<String>,
 }
 
 struct Shared {
@@ -375,6 +380,37 @@ impl FakeHandle {
         self.control().membrane_revoked = true;
     }
 
+    /// Makes every GET of `entity` (list and by id; for `schedules` also `/v1/holidays/{id}`; for
+    /// `work_sessions` also search with `queryContext: "work_session"`) answer `status` with
+    /// Kustomer's error body; `None` serves it again.
+    pub fn set_resource_answer(&self, entity: &str, status: Option<u16>) {
+        let mut c = self.control();
+        match status {
+            Some(s) => {
+                c.resource_answers.insert(entity.to_string(), s);
+            }
+            None => {
+                c.resource_answers.remove(entity);
+            }
+        }
+    }
+
+    /// The statuses set by [`FakeHandle::set_resource_answer`], by entity.
+    pub fn resource_answers(&self) -> BTreeMap<String, u16> {
+        self.control().resource_answers.clone()
+    }
+
+    /// Makes search refuse these query contexts with a 400 saying the context is not supported
+    /// (an empty list accepts them all again).
+    pub fn refuse_search_contexts(&self, contexts: Vec<String>) {
+        self.control().refused_contexts = contexts.into_iter().collect();
+    }
+
+    /// The search contexts refused now.
+    pub fn refused_search_contexts(&self) -> Vec<String> {
+        self.control().refused_contexts.iter().cloned().collect()
+    }
+
     /// Sets the webhook sender's switches (drop, duplicate, reorder, delay, retry scale).
     pub fn set_webhook_switches(&self, switches: WebhookSwitches) {
         sender::ledger(&self.webhooks().ledger).switches = switches;
@@ -451,6 +487,8 @@ impl FakeServer {
             hooks: Vec::new(),
             membrane_tokens: Default::default(),
             membrane_revoked: false,
+            resource_answers: BTreeMap::new(),
+            refused_contexts: Default::default(),
             options,
         };
         let handle = FakeHandle {

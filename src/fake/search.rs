@@ -86,14 +86,27 @@ pub fn search(fake: &FakeHandle, query: &HashMap<String, String>, body: &Bytes) 
     let Ok(body) = serde_json::from_slice::<Value>(body) else {
         return bad("Invalid request body or parameters.");
     };
-    let (max_pages, window, company_ok) = {
+    let context = body["queryContext"].as_str().unwrap_or_default();
+    let (max_pages, window, company_ok, refused, chosen) = {
         let c = fake.control();
         (
             c.options.max_pages as usize,
             c.options.max_result_window as usize,
             c.options.company_search,
+            c.refused_contexts.contains(context),
+            (context == "work_session")
+                .then(|| c.resource_answers.get("work_sessions").copied())
+                .flatten(),
         )
     };
+    if refused {
+        return bad(&format!(
+            "Invalid queryContext: {context} is not supported for this org"
+        ));
+    }
+    if let Some(status) = chosen {
+        return super::http::chosen_error(status);
+    }
     let (key, prefix) = match table_of(&body, company_ok) {
         Ok(found) => found,
         Err(msg) => return bad(&msg),
@@ -161,6 +174,7 @@ fn table_of(body: &Value, company_ok: bool) -> Result<(String, &'static str), St
         "conversation" => ("conversations".to_string(), "conversation"),
         "message" => ("messages".to_string(), "message"),
         "note" => ("notes".to_string(), "note"),
+        "work_session" => ("work_sessions".to_string(), "work_session"),
         "company" if company_ok => ("companies".to_string(), "company"),
         "company" => {
             return Err(

@@ -9,13 +9,14 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Scale;
+use super::coverage;
 use super::data::{self, DATA_END_MS, KLASSES, Pools, iso};
 use super::rng::Rng;
 use super::sender::Change;
 use super::table::{Rec, Table};
 
-/// Entity names the fake serves.
-pub const ENTITIES: [&str; 11] = [
+/// Entity names the fake serves: the original eleven, then the resources of [`coverage`].
+pub const ENTITIES: [&str; 20] = [
     "customers",
     "companies",
     "conversations",
@@ -27,7 +28,19 @@ pub const ENTITIES: [&str; 11] = [
     "queues",
     "klasses",
     "kobjects",
+    "work_sessions",
+    "slas",
+    "schedules",
+    "snoozes",
+    "brands",
+    "shortcuts",
+    "satisfaction_forms",
+    "team_routing_settings",
+    "assistants",
 ];
+
+/// The original eleven entities, whose generated records never change with new resources.
+pub const ORIGINAL: usize = 11;
 
 /// How many of each entity a scale has.
 struct Counts {
@@ -97,6 +110,8 @@ pub struct State {
     pub klasses: Vec<(String, String)>,
     pools: Pools,
     rng: Rng,
+    /// The RNG of the resources added after the original eleven (their generation and inserts).
+    cover_rng: Rng,
     last_ts: i64,
     serial: usize,
     rotate: usize,
@@ -237,11 +252,15 @@ impl State {
         for (name, _) in &klasses {
             tables.entry(format!("kobjects:{name}")).or_default();
         }
+        // After everything else, from its own RNG: the original records and `rng` stay as they were.
+        let mut cover_rng = Rng::new(seed ^ coverage::SALT);
+        coverage::generate(&mut cover_rng, scale, &mut tables, &pools);
         let mut state = State {
             tables,
             klasses,
             pools,
             rng,
+            cover_rng,
             last_ts: DATA_END_MS,
             serial: 1_000_000,
             rotate: 0,
@@ -448,9 +467,10 @@ impl State {
         (ids, ts)
     }
 
-    /// Soft-deletes a record: `deleted: true` (teams and tags also get `deletedAt`).
+    /// Soft-deletes a record: `deleted: true` (teams, tags and the resources of [`coverage`] also
+    /// get `deletedAt`).
     pub fn soft_delete(&mut self, entity: &str, id: &str) -> bool {
-        let dated = matches!(entity, "teams" | "tags");
+        let dated = matches!(entity, "teams" | "tags") || coverage::by_key(entity).is_some();
         self.modify(
             entity,
             id,
@@ -501,6 +521,9 @@ impl State {
 
     /// Creates a new record of `entity` (kobjects: of `klass`, default the first) now.
     pub fn insert(&mut self, entity: &str, klass: Option<&str>) -> Option<String> {
+        if coverage::by_key(entity).is_some() {
+            return self.insert_extra(entity);
+        }
         let ts_ms = {
             self.next_ts();
             self.last_ts
@@ -555,20 +578,44 @@ impl State {
             }
             _ => return None,
         };
+        self.store_new(key, &id, &value);
+        Some(id)
+    }
+
+    /// Creates a new record of one of the resources of [`coverage`] now, drawing on its own RNG.
+    fn insert_extra(&mut self, entity: &str) -> Option<String> {
+        self.next_ts();
+        let ts_ms = self.last_ts;
+        self.serial += 1;
+        let i = self.serial;
+        let id = self.cover_rng.object_id(ts_ms / 1000);
+        let (agents, machines) = coverage::user_kinds(&self.tables);
+        let pools = self.pools.clone_small();
+        let refs = coverage::Refs {
+            pools: &pools,
+            agents: &agents,
+            machines: &machines,
+        };
+        let value = coverage::make(entity, &mut self.cover_rng, &id, ts_ms, i, &refs)?;
+        self.store_new(entity.to_string(), &id, &value);
+        Some(id)
+    }
+
+    /// Stores a created record (search sees it after the index lag) and journals its creation.
+    fn store_new(&mut self, key: String, id: &str, value: &Value) {
         let visible = self.visible_at(None);
-        let rec = Rec::from_value(&value);
+        let rec = Rec::from_value(value);
         let after = rec.text.clone();
         self.tables
             .entry(key.clone())
             .or_default()
-            .put(&id, rec, visible);
+            .put(id, rec, visible);
         self.journal.push(Change {
             key,
-            id: id.clone(),
+            id: id.to_string(),
             before: None,
             after,
         });
-        Some(id)
     }
 }
 
@@ -583,6 +630,79 @@ impl Pools {
             queues: self.queues.clone(),
             companies: self.companies.clone(),
             ..Pools::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hash of every record of the eleven original tables (conversations without the `sla` and
+    /// `satisfactionLevel` attributes added later) in serving order, and of the mutation RNG.
+    pub(crate) fn fingerprint(state: &State) -> String {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut count = 0usize;
+        for (key, table) in &state.tables {
+            let original =
+                ENTITIES[..ORIGINAL].contains(&key.as_str()) || key.starts_with("kobjects:");
+            if !original {
+                continue;
+            }
+            h.update(key.as_bytes());
+            for id in &table.order {
+                let Some(rec) = table.records.get(id) else {
+                    continue;
+                };
+                let text = if key == "conversations" {
+                    let mut v = rec.value();
+                    if let Some(a) = v["attributes"].as_object_mut() {
+                        a.remove("sla");
+                        a.remove("satisfactionLevel");
+                    }
+                    v.to_string()
+                } else {
+                    rec.text.to_string()
+                };
+                h.update(id.as_bytes());
+                h.update(text.as_bytes());
+                count += 1;
+            }
+        }
+        h.update(format!("{:?}", state.rng).as_bytes());
+        format!("{count}:{:016x}", h.digest())
+    }
+
+    /// The fingerprints were taken on `main` before the resources of `coverage` were added: the
+    /// original records (conversations less their two new attributes), their order, and the RNG
+    /// later mutations draw from must stay exactly as they were.
+    #[test]
+    fn the_original_tables_are_unchanged() {
+        let state = State::generate(7, Scale::Small, Duration::ZERO);
+        assert_eq!(fingerprint(&state), "2359:6309c140beae2804");
+    }
+
+    #[test]
+    #[ignore = "medium generation takes ~25 s in debug builds"]
+    fn the_original_tables_are_unchanged_at_medium_scale() {
+        let state = State::generate(42, Scale::Medium, Duration::ZERO);
+        assert_eq!(fingerprint(&state), "53731:97bca70f1243fed5");
+    }
+
+    #[test]
+    fn inserting_and_soft_deleting_new_resources_work() {
+        let mut state = State::generate(7, Scale::Small, Duration::ZERO);
+        for entity in &ENTITIES[ORIGINAL..] {
+            let before = state.count(entity);
+            let id = state.insert(entity, None).unwrap();
+            assert_eq!(state.count(entity), before + 1, "{entity}");
+            assert!(state.soft_delete(entity, &id), "{entity}");
+            let key = state.key_of(entity, &id).unwrap();
+            let v = state.tables[&key].records[&id].value();
+            assert_eq!(v["attributes"]["deleted"], true, "{entity}");
+            assert!(v["attributes"]["deletedAt"].is_string(), "{entity}");
+            assert!(state.hard_delete(entity, &id), "{entity}");
+            assert_eq!(state.count(entity), before, "{entity}");
         }
     }
 }
