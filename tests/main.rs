@@ -16,6 +16,7 @@ mod bi;
 mod commands;
 mod config;
 mod contract;
+mod coverage;
 mod custom_views;
 mod daemon;
 mod decoder;

@@ -258,7 +258,7 @@ async fn a_version_1_schema_upgrades_to_the_current_one_with_its_rows() {
     tokio::task::spawn_blocking(move || {
         // A current schema as the binary creates it, taken back to version 1 by hand: version 2
         // added `sync_runs.expected`, version 3 `view_problems`, version 4 `webhook_events` and the
-        // `webhook` mode.
+        // `webhook` mode, version 5 `sync_state.unsupported` and the coverage tables.
         drop(kustomer_mirror::postgres::Pg::open(&settings, false).unwrap());
         let current = columns_of(cluster, &name, "kustomer");
         cluster.execute(
@@ -267,6 +267,9 @@ async fn a_version_1_schema_upgrades_to_the_current_one_with_its_rows() {
              ALTER TABLE sync_runs DROP COLUMN expected CASCADE; \
              DROP TABLE view_problems; \
              DROP TABLE webhook_events; \
+             DROP TABLE work_sessions, slas, schedules, snoozes, brands, shortcuts, \
+               satisfaction_forms, team_routing_settings, assistants CASCADE; \
+             ALTER TABLE sync_state DROP COLUMN unsupported; \
              ALTER TABLE sync_runs DROP CONSTRAINT sync_runs_mode_check; \
              ALTER TABLE sync_runs ADD CONSTRAINT sync_runs_mode_check \
                CHECK (mode IN ('incremental', 'full', 'reconcile', 'preflight')); \

@@ -136,8 +136,12 @@ async fn requests_in_sync_runs_equal_the_requests_the_server_counted() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    // The access check, the companies probe of a first sync, and klass discovery.
-    assert_eq!(preflights, ["access", "companies", "kobjects"]);
+    // The access check, the companies and work sessions probes of a first sync, and klass
+    // discovery.
+    assert_eq!(
+        preflights,
+        ["access", "companies", "kobjects", "work_sessions"]
+    );
 
     let before = recorded(&db.path);
     fake.reset_stats();

@@ -388,7 +388,14 @@ fn is_deleted(v: &Value) -> bool {
 /// `deleted_at` set exactly for records deleted upstream, and every other row a tombstone.
 pub fn assert_mirror_equals_fake(m: &(impl Mirror + ?Sized), fake: &FakeHandle) {
     for entity in ENTITIES {
-        let table = entity.name;
+        assert_table_equals_fake(m, fake, entity.name);
+    }
+}
+
+/// One table of the mirror equals the fake's records of that entity (see
+/// [`assert_mirror_equals_fake`]).
+pub fn assert_table_equals_fake(m: &(impl Mirror + ?Sized), fake: &FakeHandle, table: &str) {
+    {
         let local = rows(m, table);
         let upstream = fake.records(table);
         let mut seen = 0;
