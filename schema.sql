@@ -506,6 +506,18 @@ DROP VIEW IF EXISTS customer_phones;
 DROP VIEW IF EXISTS conversation_facts;
 DROP VIEW IF EXISTS message_facts;
 DROP VIEW IF EXISTS conversation_status_history;
+DROP VIEW IF EXISTS work_sessions_live;
+DROP VIEW IF EXISTS slas_live;
+DROP VIEW IF EXISTS schedules_live;
+DROP VIEW IF EXISTS snoozes_live;
+DROP VIEW IF EXISTS brands_live;
+DROP VIEW IF EXISTS shortcuts_live;
+DROP VIEW IF EXISTS satisfaction_forms_live;
+DROP VIEW IF EXISTS team_routing_settings_live;
+DROP VIEW IF EXISTS assistants_live;
+DROP VIEW IF EXISTS agent_availability_daily;
+DROP VIEW IF EXISTS conversation_sla;
+DROP VIEW IF EXISTS conversation_csat;
 
 -- Rows not deleted upstream. Columns are listed (not *) so DuckDB's SQLite reader sees the generated
 -- ones too.
@@ -609,3 +621,82 @@ SELECT l.seq, l.record_id AS conversation_id,
 FROM change_log l
 WHERE l.entity = 'conversations' AND l.op IN ('update', 'delete')
   AND json_extract(l.changes, '$."attributes.status"') IS NOT NULL;
+
+-- The coverage entities' rows not deleted upstream, and their reporting views (docs/schema.md,
+-- docs/queries.md).
+
+CREATE VIEW work_sessions_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, user_id, team_id, status_type, signed_in_at, signed_out_at, routable, total_capacity, work_item_count, handled_item_count, handled_conversation_count, available_ms, available_business_ms
+    FROM work_sessions WHERE deleted_at IS NULL;
+
+CREATE VIEW slas_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, description, enabled, version
+    FROM slas WHERE deleted_at IS NULL;
+
+CREATE VIEW schedules_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, timezone, is_default
+    FROM schedules WHERE deleted_at IS NULL;
+
+CREATE VIEW snoozes_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, snooze_type, enabled
+    FROM snoozes WHERE deleted_at IS NULL;
+
+CREATE VIEW brands_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, is_default
+    FROM brands WHERE deleted_at IS NULL;
+
+CREATE VIEW shortcuts_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, text, is_private, parent_id
+    FROM shortcuts WHERE deleted_at IS NULL;
+
+CREATE VIEW satisfaction_forms_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, form_type, channel, enabled
+    FROM satisfaction_forms WHERE deleted_at IS NULL;
+
+CREATE VIEW team_routing_settings_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, team_id, enabled, capacity
+    FROM team_routing_settings WHERE deleted_at IS NULL;
+
+CREATE VIEW assistants_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, description, assistant_type, machine_user_id
+    FROM assistants WHERE deleted_at IS NULL;
+
+-- Agent availability per UTC day of sign-in, agent and team, from work sessions: signed-in minutes
+-- of the sessions that ended, available minutes (totalAvailable.time) and conversations handled.
+CREATE VIEW agent_availability_daily AS
+SELECT substr(w.signed_in_at, 1, 10) AS day, w.user_id, u.name AS user_name, w.team_id,
+       t.name AS team_name, count(w.id) AS sessions,
+       round(sum((julianday(w.signed_out_at) - julianday(w.signed_in_at)) * 1440), 1) AS signed_in_minutes,
+       round(sum(w.available_ms) / 60000.0, 1) AS available_minutes,
+       sum(w.handled_conversation_count) AS handled_conversations
+FROM work_sessions w
+LEFT JOIN users u ON u.id = w.user_id
+LEFT JOIN teams t ON t.id = w.team_id
+WHERE w.deleted_at IS NULL
+GROUP BY substr(w.signed_in_at, 1, 10), w.user_id, u.name, w.team_id, t.name;
+
+-- One row per live conversation an SLA applies to (attributes.sla): which SLA, its status, whether
+-- and on which metric it was breached.
+CREATE VIEW conversation_sla AS
+SELECT c.id AS conversation_id, c.assigned_team_id, t.name AS assigned_team_name, c.created_at,
+       strftime('%Y-W%W', c.created_at) AS created_week,
+       json_extract(c.data, '$.attributes.sla.id') AS sla_id,
+       json_extract(c.data, '$.attributes.sla.name') AS sla_name,
+       json_extract(c.data, '$.attributes.sla.version') AS sla_version,
+       json_extract(c.data, '$.attributes.sla.status') AS sla_status,
+       CASE WHEN json_extract(c.data, '$.attributes.sla.breached') = 1 THEN 1 ELSE 0 END AS breached,
+       json_extract(c.data, '$.attributes.sla.breach.metric') AS breach_metric,
+       json_extract(c.data, '$.attributes.sla.breach.at') AS breach_at
+FROM conversations c
+LEFT JOIN teams t ON t.id = c.assigned_team_id
+WHERE c.deleted_at IS NULL AND json_extract(c.data, '$.attributes.sla.name') IS NOT NULL;
+
+-- One row per live conversation a satisfaction survey was sent for (attributes.satisfactionLevel):
+-- the survey's status, rating and score; responded is 1 when it was rated.
+CREATE VIEW conversation_csat AS
+SELECT c.id AS conversation_id, c.assigned_user_id, u.name AS assigned_user_name,
+       c.assigned_team_id, t.name AS assigned_team_name, c.channel, c.created_at,
+       strftime('%Y-W%W', c.created_at) AS created_week,
+       json_extract(c.data, '$.attributes.satisfactionLevel.form') AS form_id,
+       json_extract(c.data, '$.attributes.satisfactionLevel.formResponse') AS form_response_id,
+       json_extract(c.data, '$.attributes.satisfactionLevel.status') AS survey_status,
+       json_extract(c.data, '$.attributes.satisfactionLevel.sentAt') AS sent_at,
+       json_extract(c.data, '$.attributes.satisfactionLevel.rating') AS rating,
+       json_extract(c.data, '$.attributes.satisfactionLevel.score') AS score,
+       CASE WHEN json_extract(c.data, '$.attributes.satisfactionLevel.rating') IS NOT NULL THEN 1 ELSE 0 END
+           AS responded
+FROM conversations c
+LEFT JOIN users u ON u.id = c.assigned_user_id
+LEFT JOIN teams t ON t.id = c.assigned_team_id
+WHERE c.deleted_at IS NULL AND json_extract(c.data, '$.attributes.satisfactionLevel.sentAt') IS NOT NULL;

@@ -334,6 +334,166 @@ fn expected(title: &str, fake: &FakeHandle) -> Rows {
                 .map(|(k, (n, sum))| vec![k, n.to_string(), round(sum / n as f64, 2).to_string()])
                 .collect()
         }
+        "Agent availability by day" => {
+            let users = names("users");
+            let teams = names("teams");
+            // (day, user id, team id) → (sessions, ended-session minutes, available ms, handled)
+            type Day = (i64, Option<f64>, i64, i64);
+            let mut m: HashMap<(String, String, String), Day> = HashMap::new();
+            for w in live(fake.records("work_sessions")) {
+                let a = &w["attributes"];
+                let signed_in = s(&a["signedInAt"]);
+                let key = (
+                    signed_in[..10].to_string(),
+                    s(&w["relationships"]["user"]["data"]["id"]),
+                    s(&w["relationships"]["team"]["data"]["id"]),
+                );
+                let e = m.entry(key).or_default();
+                e.0 += 1;
+                if let Some(out) = a["signedOutAt"].as_str() {
+                    let mins = (ms(out) - ms(&signed_in)) as f64 / 60_000.0;
+                    e.1 = Some(e.1.unwrap_or(0.0) + mins);
+                }
+                e.2 += a["totalAvailable"]["time"].as_i64().unwrap();
+                e.3 += a["handledConversationCount"].as_i64().unwrap();
+            }
+            let or = |name: Option<&String>, none: &str| {
+                name.cloned().unwrap_or_else(|| none.to_string())
+            };
+            let mut v: Vec<_> = m
+                .into_iter()
+                .map(|((day, user, team), n)| {
+                    let agent = or(users.get(&user), "(unknown)");
+                    let team_name = or(teams.get(&team), "(no team)");
+                    (day, agent, team_name, user, n)
+                })
+                .collect();
+            v.sort_by(|a, b| {
+                b.0.cmp(&a.0)
+                    .then(a.1.cmp(&b.1))
+                    .then(a.2.cmp(&b.2))
+                    .then(a.3.cmp(&b.3))
+            });
+            v.into_iter()
+                .take(20)
+                .map(|(day, agent, team, _, (n, signed, avail, handled))| {
+                    vec![
+                        day,
+                        agent,
+                        team,
+                        n.to_string(),
+                        signed.map(|x| round(x, 1).to_string()).unwrap_or_default(),
+                        round(avail as f64 / 60_000.0, 1).to_string(),
+                        handled.to_string(),
+                    ]
+                })
+                .collect()
+        }
+        "SLA breach rate by metric, team and week" => {
+            let teams = names("teams");
+            let mut totals: HashMap<(String, String), i64> = HashMap::new();
+            let mut breaches: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+            for c in convs
+                .iter()
+                .filter(|c| c["attributes"]["sla"]["name"].is_string())
+            {
+                let week = chrono::DateTime::parse_from_rfc3339(&s(&c["attributes"]["createdAt"]))
+                    .unwrap()
+                    .format("%Y-W%W")
+                    .to_string();
+                let team = c["attributes"]["assignedTeams"][0]
+                    .as_str()
+                    .and_then(|id| teams.get(id).cloned())
+                    .unwrap_or_else(|| "(no team)".to_string());
+                *totals.entry((week.clone(), team.clone())).or_default() += 1;
+                if c["attributes"]["sla"]["breached"] == true {
+                    let metric = s(&c["attributes"]["sla"]["breach"]["metric"]);
+                    *breaches.entry((week, team, metric)).or_default() += 1;
+                }
+            }
+            let mut v: Vec<_> = breaches.into_iter().collect();
+            // Week descending, then team and metric ascending.
+            v.sort_by(|a, b| {
+                b.0.0
+                    .cmp(&a.0.0)
+                    .then(a.0.1.cmp(&b.0.1))
+                    .then(a.0.2.cmp(&b.0.2))
+            });
+            v.into_iter()
+                .take(20)
+                .map(|((week, team, metric), b)| {
+                    let n = totals[&(week.clone(), team.clone())];
+                    vec![
+                        week,
+                        team,
+                        metric,
+                        b.to_string(),
+                        n.to_string(),
+                        round(100.0 * b as f64 / n as f64, 1).to_string(),
+                    ]
+                })
+                .collect()
+        }
+        "CSAT score and response rate by team and agent" => {
+            let users = names("users");
+            let teams = names("teams");
+            // (team id, user id) → (surveys, responses, rating sum)
+            let mut m: HashMap<(String, String), (i64, i64, f64)> = HashMap::new();
+            for c in convs
+                .iter()
+                .filter(|c| c["attributes"]["satisfactionLevel"]["sentAt"].is_string())
+            {
+                let level = &c["attributes"]["satisfactionLevel"];
+                let key = (
+                    s(&c["attributes"]["assignedTeams"][0]),
+                    s(&c["attributes"]["assignedUsers"][0]),
+                );
+                let e = m.entry(key).or_default();
+                e.0 += 1;
+                if let Some(r) = level["rating"].as_f64() {
+                    e.1 += 1;
+                    e.2 += r;
+                }
+            }
+            let mut v: Vec<_> = m
+                .into_iter()
+                .map(|((team, user), n)| {
+                    let team = teams
+                        .get(&team)
+                        .cloned()
+                        .unwrap_or_else(|| "(no team)".to_string());
+                    let agent = users
+                        .get(&user)
+                        .cloned()
+                        .unwrap_or_else(|| "(unassigned)".to_string());
+                    (team, agent, user, n)
+                })
+                .collect();
+            v.sort_by(|a, b| {
+                b.3.0
+                    .cmp(&a.3.0)
+                    .then(a.0.cmp(&b.0))
+                    .then(a.1.cmp(&b.1))
+                    .then(a.2.cmp(&b.2))
+            });
+            v.into_iter()
+                .take(15)
+                .map(|(team, agent, _, (n, responded, sum))| {
+                    vec![
+                        team,
+                        agent,
+                        n.to_string(),
+                        responded.to_string(),
+                        round(100.0 * responded as f64 / n as f64, 1).to_string(),
+                        if responded == 0 {
+                            String::new()
+                        } else {
+                            round(sum / responded as f64, 2).to_string()
+                        },
+                    ]
+                })
+                .collect()
+        }
         other => panic!(
             "docs/queries.md has a query this test does not know: {other:?}; add its expected values"
         ),
@@ -467,8 +627,8 @@ async fn every_documented_query_returns_what_the_fakes_data_says_in_sqlite3_and_
     let queries = documented_queries();
     assert_eq!(
         queries.len(),
-        12,
-        "docs/queries.md should hold a dozen queries"
+        15,
+        "docs/queries.md should hold fifteen queries"
     );
     let has_sqlite3 = sqlite3_available();
     let python = duckdb_python();
@@ -732,7 +892,7 @@ async fn every_documented_query_runs_on_postgresql_as_the_readme_reporting_role_
     assert_mirror_equals_fake(&db, &fake);
 
     let queries = documented_queries();
-    assert_eq!(queries.len(), 12);
+    assert_eq!(queries.len(), 15);
     assert!(
         queries.iter().filter(|q| q.postgres.is_some()).count() >= 4,
         "the averaging queries have PostgreSQL forms"

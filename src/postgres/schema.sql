@@ -650,6 +650,18 @@ DROP VIEW IF EXISTS customer_phones CASCADE;
 DROP VIEW IF EXISTS conversation_facts CASCADE;
 DROP VIEW IF EXISTS message_facts CASCADE;
 DROP VIEW IF EXISTS conversation_status_history CASCADE;
+DROP VIEW IF EXISTS work_sessions_live CASCADE;
+DROP VIEW IF EXISTS slas_live CASCADE;
+DROP VIEW IF EXISTS schedules_live CASCADE;
+DROP VIEW IF EXISTS snoozes_live CASCADE;
+DROP VIEW IF EXISTS brands_live CASCADE;
+DROP VIEW IF EXISTS shortcuts_live CASCADE;
+DROP VIEW IF EXISTS satisfaction_forms_live CASCADE;
+DROP VIEW IF EXISTS team_routing_settings_live CASCADE;
+DROP VIEW IF EXISTS assistants_live CASCADE;
+DROP VIEW IF EXISTS agent_availability_daily CASCADE;
+DROP VIEW IF EXISTS conversation_sla CASCADE;
+DROP VIEW IF EXISTS conversation_csat CASCADE;
 
 -- Rows not deleted upstream. Same columns as SQLite's views, so data_exact is left out: a report that
 -- needs the exact text of the rare record that has one reads the table.
@@ -779,3 +791,86 @@ SELECT l.seq, l.record_id AS conversation_id,
 FROM change_log l
 WHERE l.entity = 'conversations' AND l.op IN ('update', 'delete')
   AND l.changes ->> 'attributes.status' IS NOT NULL;
+
+-- The coverage entities' rows not deleted upstream, and their reporting views (docs/schema.md,
+-- docs/queries.md).
+
+CREATE VIEW work_sessions_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, user_id, team_id, status_type, signed_in_at, signed_out_at, routable, total_capacity, work_item_count, handled_item_count, handled_conversation_count, available_ms, available_business_ms
+    FROM work_sessions WHERE deleted_at IS NULL;
+
+CREATE VIEW slas_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, description, enabled, version
+    FROM slas WHERE deleted_at IS NULL;
+
+CREATE VIEW schedules_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, timezone, is_default
+    FROM schedules WHERE deleted_at IS NULL;
+
+CREATE VIEW snoozes_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, snooze_type, enabled
+    FROM snoozes WHERE deleted_at IS NULL;
+
+CREATE VIEW brands_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, is_default
+    FROM brands WHERE deleted_at IS NULL;
+
+CREATE VIEW shortcuts_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, text, is_private, parent_id
+    FROM shortcuts WHERE deleted_at IS NULL;
+
+CREATE VIEW satisfaction_forms_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, form_type, channel, enabled
+    FROM satisfaction_forms WHERE deleted_at IS NULL;
+
+CREATE VIEW team_routing_settings_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, team_id, enabled, capacity
+    FROM team_routing_settings WHERE deleted_at IS NULL;
+
+CREATE VIEW assistants_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, description, assistant_type, machine_user_id
+    FROM assistants WHERE deleted_at IS NULL;
+
+-- Agent availability per UTC day of sign-in, agent and team, from work sessions: signed-in minutes
+-- of the sessions that ended, available minutes (totalAvailable.time) and conversations handled.
+CREATE VIEW agent_availability_daily AS
+SELECT (w.signed_in_at AT TIME ZONE 'UTC')::date AS day, w.user_id, u.name AS user_name, w.team_id,
+       t.name AS team_name, count(w.id) AS sessions,
+       round(sum(extract(epoch FROM (w.signed_out_at - w.signed_in_at))) / 60, 1) AS signed_in_minutes,
+       round(sum(w.available_ms) / 60000.0, 1) AS available_minutes,
+       sum(w.handled_conversation_count) AS handled_conversations
+FROM work_sessions w
+LEFT JOIN users u ON u.id = w.user_id
+LEFT JOIN teams t ON t.id = w.team_id
+WHERE w.deleted_at IS NULL
+GROUP BY (w.signed_in_at AT TIME ZONE 'UTC')::date, w.user_id, u.name, w.team_id, t.name;
+
+-- One row per live conversation an SLA applies to (attributes.sla): which SLA, its status, whether
+-- and on which metric it was breached.
+CREATE VIEW conversation_sla AS
+SELECT c.id AS conversation_id, c.assigned_team_id, t.name AS assigned_team_name, c.created_at,
+       to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY') || '-W'
+           || lpad(((extract(doy FROM c.created_at AT TIME ZONE 'UTC')::integer + 7
+                     - extract(isodow FROM c.created_at AT TIME ZONE 'UTC')::integer) / 7)::text, 2, '0') AS created_week,
+       km_text(c.data #> '{attributes,sla,id}') AS sla_id,
+       km_text(c.data #> '{attributes,sla,name}') AS sla_name,
+       km_int4(c.data #> '{attributes,sla,version}') AS sla_version,
+       km_text(c.data #> '{attributes,sla,status}') AS sla_status,
+       CASE WHEN km_bool(c.data #> '{attributes,sla,breached}') THEN 1 ELSE 0 END AS breached,
+       km_text(c.data #> '{attributes,sla,breach,metric}') AS breach_metric,
+       km_ts(c.data #> '{attributes,sla,breach,at}') AS breach_at
+FROM conversations c
+LEFT JOIN teams t ON t.id = c.assigned_team_id
+WHERE c.deleted_at IS NULL AND km_text(c.data #> '{attributes,sla,name}') IS NOT NULL;
+
+-- One row per live conversation a satisfaction survey was sent for (attributes.satisfactionLevel):
+-- the survey's status, rating and score; responded is 1 when it was rated.
+CREATE VIEW conversation_csat AS
+SELECT c.id AS conversation_id, c.assigned_user_id, u.name AS assigned_user_name,
+       c.assigned_team_id, t.name AS assigned_team_name, c.channel, c.created_at,
+       to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY') || '-W'
+           || lpad(((extract(doy FROM c.created_at AT TIME ZONE 'UTC')::integer + 7
+                     - extract(isodow FROM c.created_at AT TIME ZONE 'UTC')::integer) / 7)::text, 2, '0') AS created_week,
+       km_text(c.data #> '{attributes,satisfactionLevel,form}') AS form_id,
+       km_text(c.data #> '{attributes,satisfactionLevel,formResponse}') AS form_response_id,
+       km_text(c.data #> '{attributes,satisfactionLevel,status}') AS survey_status,
+       km_ts(c.data #> '{attributes,satisfactionLevel,sentAt}') AS sent_at,
+       km_num(c.data #> '{attributes,satisfactionLevel,rating}') AS rating,
+       km_num(c.data #> '{attributes,satisfactionLevel,score}') AS score,
+       CASE WHEN km_num(c.data #> '{attributes,satisfactionLevel,rating}') IS NOT NULL THEN 1 ELSE 0 END
+           AS responded
+FROM conversations c
+LEFT JOIN users u ON u.id = c.assigned_user_id
+LEFT JOIN teams t ON t.id = c.assigned_team_id
+WHERE c.deleted_at IS NULL AND km_ts(c.data #> '{attributes,satisfactionLevel,sentAt}') IS NOT NULL;
