@@ -296,6 +296,21 @@ CREATE TABLE schedules (
     is_default      INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.default')) STORED
 );
 
+CREATE TABLE holidays (
+    id              TEXT PRIMARY KEY,
+    data            TEXT NOT NULL,
+    created_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.createdAt')) STORED,
+    updated_at      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.updatedAt')) STORED,
+    deleted_at      TEXT,
+    first_synced_at TEXT NOT NULL,
+    last_changed_at TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    name            TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.name')) STORED,
+    start_date      TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.startDate')) STORED,
+    end_date        TEXT GENERATED ALWAYS AS (json_extract(data, '$.attributes.endDate')) STORED,
+    enabled         INTEGER GENERATED ALWAYS AS (json_extract(data, '$.attributes.enabled')) STORED
+);
+
 CREATE TABLE snoozes (
     id              TEXT PRIMARY KEY,
     data            TEXT NOT NULL,
@@ -509,6 +524,8 @@ DROP VIEW IF EXISTS conversation_status_history;
 DROP VIEW IF EXISTS work_sessions_live;
 DROP VIEW IF EXISTS slas_live;
 DROP VIEW IF EXISTS schedules_live;
+DROP VIEW IF EXISTS holidays_live;
+DROP VIEW IF EXISTS schedule_holidays;
 DROP VIEW IF EXISTS snoozes_live;
 DROP VIEW IF EXISTS brands_live;
 DROP VIEW IF EXISTS shortcuts_live;
@@ -634,6 +651,9 @@ CREATE VIEW slas_live AS SELECT id, data, created_at, updated_at, deleted_at, fi
 CREATE VIEW schedules_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, timezone, is_default
     FROM schedules WHERE deleted_at IS NULL;
 
+CREATE VIEW holidays_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, start_date, end_date, enabled
+    FROM holidays WHERE deleted_at IS NULL;
+
 CREATE VIEW snoozes_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, snooze_type, enabled
     FROM snoozes WHERE deleted_at IS NULL;
 
@@ -651,6 +671,15 @@ CREATE VIEW team_routing_settings_live AS SELECT id, data, created_at, updated_a
 
 CREATE VIEW assistants_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, description, assistant_type, machine_user_id
     FROM assistants WHERE deleted_at IS NULL;
+
+-- One row per holiday of a live schedule (schedules.relationships.holidays), with the holiday's
+-- dates when the mirror holds it live.
+CREATE VIEW schedule_holidays AS
+SELECT s.id AS schedule_id, s.name AS schedule_name, json_extract(j.value, '$.id') AS holiday_id,
+       h.name AS holiday_name, h.start_date, h.end_date, h.enabled
+FROM schedules s CROSS JOIN json_each(s.data, '$.relationships.holidays.data') j
+LEFT JOIN holidays h ON h.id = json_extract(j.value, '$.id') AND h.deleted_at IS NULL
+WHERE s.deleted_at IS NULL;
 
 -- Agent availability per UTC day of sign-in, agent and team, from work sessions: signed-in minutes
 -- of the sessions that ended, available minutes (totalAvailable.time) and conversations handled.

@@ -63,6 +63,14 @@ pub struct Entity {
     pub context: &'static str,
     /// The GET list path (`/v1/...`); for kobjects, `/v1/klasses` + `/{klass}`.
     pub list_path: &'static str,
+    /// Query parameters the list needs besides paging (`include=holidays`), or empty.
+    pub list_query: &'static str,
+    /// Where one record is read by id: `<item_path>/<id>` (the list path, except for records that
+    /// only arrive inside another list, such as holidays at `/v1/holidays`).
+    pub item_path: &'static str,
+    /// For records that only arrive as related objects: the JSON:API type taken from the `included`
+    /// of `list_path`'s pages instead of `data` (holidays, from the schedules list).
+    pub included: Option<&'static str>,
     /// Largest `pageSize` the GET list accepts (design: most lists 100, users and teams 500).
     pub list_max_page_size: u32,
     /// How it is synced.
@@ -99,7 +107,7 @@ impl Entity {
         let id = segment(id);
         match klass {
             Some(klass) => format!("/v1/klasses/{}/{id}", segment(klass)),
-            None => format!("{}/{id}", self.list_path),
+            None => format!("{}/{id}", self.item_path),
         }
     }
 
@@ -145,6 +153,9 @@ const fn entity(
         name,
         context,
         list_path,
+        list_query: "",
+        item_path: list_path,
+        included: None,
         list_max_page_size,
         strategy,
         custom_views: false,
@@ -180,7 +191,7 @@ const fn with_custom_views(e: Entity) -> Entity {
 }
 
 /// All entities in the order a full pass syncs them (klasses before kobjects).
-pub const ENTITIES: [Entity; 20] = [
+pub const ENTITIES: [Entity; 21] = [
     with_webhook_events(entity(
         "users",
         "user",
@@ -278,6 +289,23 @@ pub const ENTITIES: [Entity; 20] = [
             100,
             Strategy::FullRefresh,
         ),
+        "org.permission.schedule.read",
+    ),
+    // Holidays have no list of their own: they arrive as the `included` objects of the schedules
+    // list, and are read one by one at `/v1/holidays/{id}` (their self link) to confirm a delete.
+    optional(
+        Entity {
+            list_query: "include=holidays",
+            item_path: "/v1/holidays",
+            included: Some("holiday"),
+            ..entity(
+                "holidays",
+                "holiday",
+                "/v1/schedules",
+                100,
+                Strategy::FullRefresh,
+            )
+        },
         "org.permission.schedule.read",
     ),
     optional(

@@ -20,7 +20,8 @@
 //!   PostgreSQL URL's password included), the effective settings as `check-config` shows them.
 //! - [`custom`]: the naming rules of the per-org custom attribute views (view per table or klass,
 //!   column and kind per attribute, identifiers bounded to 63 bytes); no SQL.
-//! - [`ddl`]: reading the index definitions out of a schema file, for the first-sync bulk loads.
+//! - [`ddl`]: reading parts of a schema file: the index definitions, for the first-sync bulk loads,
+//!   and named sections, which upgrade steps create as written (`-- @coverage`).
 //! - [`destination`]: the seam between the engine and the database: the `Destination` trait (what
 //!   the writer does with a batch), its SQLite and PostgreSQL implementations over the two
 //!   executors, the writer thread that owns one (and commits queued pages together), and the
@@ -34,7 +35,8 @@
 //! - [`daemon`]: `run`: cron jobs feeding one dispatcher (`daemon::dispatch`: runs going, deferred
 //!   runs, backoff, panicked tasks) over the sync engine, graceful stop,
 //!   systemd notify and watchdog, `/healthz` and `/metrics`.
-//! - [`entity`]: the eleven entities as data: table, API paths, strategy, search attributes.
+//! - [`entity`]: the entities as data: table, API paths, strategy, search attributes, and for the
+//!   coverage entities the role they need and whether an org may not offer them.
 //! - [`logging`]: tracing setup (human or JSON, level from config).
 //! - [`progress`]: what `sync` shows while it runs: live bars per entity on a terminal (totals,
 //!   records/s, ETA, the rate budgets' use), a log line per entity every `log.progress_interval`
@@ -43,7 +45,8 @@
 //!   (numbers as their served text, lone surrogate escapes kept), quarantined items, the change-log
 //!   diff, `updatedAt` in one normal form for cursors (`record::time`). Knows neither HTTP nor SQL.
 //! - [`sync`]: the sync engine: search-incremental, full refresh and reconcile passes over entities,
-//!   exact request accounting, the cursor bounded by the server's clock.
+//!   exact request accounting, the cursor bounded by the server's clock; an optional entity the org
+//!   or key does not offer is marked unsupported (`sync::unsupported`) rather than failed.
 //! - [`status`]: the one status model (rows, quarantined records, cursor, last run with its typed
 //!   state, lag), assembled from the reads each destination answers (`status::Source`); a cheaper
 //!   scope for `/healthz`; the terminal table.

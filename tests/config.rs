@@ -60,7 +60,7 @@ fn the_example_config_parses_to_the_defaults() {
         v
     };
     assert_eq!(sorted(&s.sync.entities), sorted(&d.sync.entities));
-    assert_eq!(s.sync.entities.len(), 20);
+    assert_eq!(s.sync.entities.len(), 21);
     assert_eq!(s.sync.concurrency, d.sync.concurrency);
     assert_eq!(s.log.level, d.log.level);
     assert_eq!(s.log.progress_interval, d.log.progress_interval);

@@ -14,10 +14,11 @@ use kustomer_mirror::sync::SyncOptions;
 use kustomer_mirror::write::Mode;
 
 /// The coverage entities, written out here rather than read from `entity.rs`.
-const COVERAGE: [&str; 9] = [
+const COVERAGE: [&str; 10] = [
     "work_sessions",
     "slas",
     "schedules",
+    "holidays",
     "snoozes",
     "brands",
     "shortcuts",
@@ -99,6 +100,12 @@ on_every_destination! {
         assert!(f.hard_delete("brands", &brand));
         let assistant = one_live_id(&f, "assistants", 0);
         assert!(f.hard_delete("assistants", &assistant));
+        // Holidays only arrive inside the schedules list: one soft-deleted there, one gone from it
+        // (confirmed by its own 404 at /v1/holidays/{id}).
+        let holiday_gone = one_live_id(&f, "holidays", 0);
+        assert!(f.hard_delete("holidays", &holiday_gone));
+        let holiday_off = one_live_id(&f, "holidays", 1);
+        assert!(f.soft_delete("holidays", &holiday_off));
         // Past the search index lag.
         tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -127,11 +134,19 @@ on_every_destination! {
         assert_eq!(logged("shortcuts", "delete", &shortcut), 1);
         assert_eq!(logged("brands", "delete", &brand), 1);
         assert_eq!(logged("assistants", "delete", &assistant), 1);
+        assert_eq!(logged("holidays", "delete", &holiday_gone), 1);
+        assert_eq!(logged("holidays", "delete", &holiday_off), 1);
         let tombstone = |table: &str, id: &str| {
             db.query(&format!("SELECT deleted_at IS NOT NULL FROM {table} WHERE id = '{id}'"))
         };
         let yes = if db.is_postgres() { "t" } else { "1" };
-        for (table, id) in [("brands", &brand), ("assistants", &assistant), ("shortcuts", &shortcut)] {
+        for (table, id) in [
+            ("brands", &brand),
+            ("assistants", &assistant),
+            ("shortcuts", &shortcut),
+            ("holidays", &holiday_gone),
+            ("holidays", &holiday_off),
+        ] {
             assert_eq!(tombstone(table, id), [[Some(yes.to_string())]], "{table} {id}");
         }
         // Typed columns read what the fake served.
@@ -155,6 +170,28 @@ on_every_destination! {
                 text(&s["attributes"]["totalAvailable"]["time"]),
             ]]
         );
+        // Each live schedule's live holidays, as the fake relates them.
+        let mut want: Vec<(String, String)> = Vec::new();
+        let live_holidays: std::collections::HashSet<String> = live(f.records("holidays"))
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_string())
+            .collect();
+        for s in live(f.records("schedules")) {
+            for h in s["relationships"]["holidays"]["data"].as_array().unwrap() {
+                let hid = h["id"].as_str().unwrap().to_string();
+                if live_holidays.contains(&hid) {
+                    want.push((s["id"].as_str().unwrap().to_string(), hid));
+                }
+            }
+        }
+        want.sort();
+        let got: Vec<(String, String)> = db
+            .query("SELECT schedule_id, holiday_id FROM schedule_holidays WHERE holiday_name IS NOT NULL ORDER BY schedule_id, holiday_id")
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(got, want);
         // A third sync with nothing new writes nothing.
         let third = sync_ok(&engine).await;
         let (applied, _, _) = third.totals();

@@ -267,7 +267,7 @@ async fn a_version_1_schema_upgrades_to_the_current_one_with_its_rows() {
              ALTER TABLE sync_runs DROP COLUMN expected CASCADE; \
              DROP TABLE view_problems; \
              DROP TABLE webhook_events; \
-             DROP TABLE work_sessions, slas, schedules, snoozes, brands, shortcuts, \
+             DROP TABLE work_sessions, slas, schedules, holidays, snoozes, brands, shortcuts, \
                satisfaction_forms, team_routing_settings, assistants CASCADE; \
              ALTER TABLE sync_state DROP COLUMN unsupported; \
              ALTER TABLE sync_runs DROP CONSTRAINT sync_runs_mode_check; \

@@ -19,6 +19,11 @@ pub struct Page {
     pub records: Vec<Record>,
     /// Items of `data` that could not be kept as records (quarantined; the rest of the page stands).
     pub rejected: Vec<Rejected>,
+    /// The resource objects of `included` (related records a list sends along when asked, such as
+    /// `GET /v1/schedules?include=holidays`), of any type, decoded like `data`'s.
+    pub included: Vec<Record>,
+    /// Items of `included` that could not be kept as records.
+    pub included_rejected: Vec<Rejected>,
     /// `links.next` verbatim (a relative path), `None` on the last page.
     pub next: Option<String>,
     /// `meta.total` where the endpoint reports it (customers list, search).
@@ -60,10 +65,29 @@ pub fn decode_page(body: &[u8]) -> Result<Page, String> {
                 page.rejected.clear();
                 not_array = false;
                 match s.peek() {
-                    Some(b'[') => items(s, &mut page)?,
+                    Some(b'[') => {
+                        let (records, rejected) = items(s)?;
+                        page.records = records;
+                        page.rejected = rejected;
+                    }
                     Some(b'n') => s.literal(b"null")?,
                     _ => {
                         not_array = true;
+                        s.skip()?;
+                    }
+                }
+            }
+            b"included" => {
+                page.included.clear();
+                page.included_rejected.clear();
+                match s.peek() {
+                    Some(b'[') => {
+                        let (records, rejected) = items(s)?;
+                        page.included = records;
+                        page.included_rejected = rejected;
+                    }
+                    // Anything else is not a list of related records: nothing to take from it.
+                    _ => {
                         s.skip()?;
                     }
                 }
@@ -100,23 +124,25 @@ pub fn decode_page(body: &[u8]) -> Result<Page, String> {
     Ok(page)
 }
 
-/// Reads the items of `data` (its `[` next) into the page.
-fn items(s: &mut Scanner<'_>, page: &mut Page) -> Result<(), Bad> {
+/// Reads the items of an array of resource objects (`data` or `included`, its `[` next): the
+/// records, and the items that could not be records.
+fn items(s: &mut Scanner<'_>) -> Result<(Vec<Record>, Vec<Rejected>), Bad> {
+    let (mut records, mut rejected) = (Vec::new(), Vec::new());
     s.pos += 1;
     if s.peek() == Some(b']') {
         s.pos += 1;
-        return Ok(());
+        return Ok((records, rejected));
     }
     loop {
         match record::decode_item(s)? {
-            Ok(record) => page.records.push(record),
-            Err(rejected) => page.rejected.push(rejected),
+            Ok(record) => records.push(record),
+            Err(bad) => rejected.push(bad),
         }
         match s.peek() {
             Some(b',') => s.pos += 1,
             Some(b']') => {
                 s.pos += 1;
-                return Ok(());
+                return Ok((records, rejected));
             }
             _ => return Err(s.unexpected("',' or ']'")),
         }
@@ -164,6 +190,28 @@ pub fn decode_single(body: &[u8]) -> Result<Record, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn included_objects_are_decoded_beside_data_and_a_bad_one_is_set_aside() {
+        let page = decode_page(
+            r#"{"data":[{"type":"schedule","id":"s1","relationships":{"holidays":{"data":[{"type":"holiday","id":"h1"}]}}}],
+                "included":[{"type":"holiday","id":"h1","attributes":{"name":"Noël","startDate":"2025-12-25"}},
+                            {"type":"holiday","attributes":{}},
+                            {"type":"team","id":"t1"}],
+                "links":{"next":null}}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(page.records.len(), 1);
+        assert_eq!(page.served(), 1, "paging counts the list's own items");
+        let ids: Vec<&str> = page.included.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["h1", "t1"]);
+        assert!(page.included[0].data.contains(r#""name":"Noël""#));
+        assert_eq!(page.included_rejected.len(), 1, "the holiday without an id");
+        // `included` that is not an array is ignored; the page stands.
+        let page = decode_page(br#"{"data":[],"included":{"x":1}}"#).unwrap();
+        assert!(page.included.is_empty());
+    }
 
     #[test]
     fn pages_tolerate_unknown_fields_and_missing_links() {

@@ -424,6 +424,22 @@ CREATE TABLE schedules (
     is_default      boolean GENERATED ALWAYS AS (km_bool(data #> '{attributes,default}')) STORED
 );
 
+CREATE TABLE holidays (
+    id              text PRIMARY KEY,
+    data            jsonb NOT NULL,
+    data_exact      text,
+    created_at      timestamptz GENERATED ALWAYS AS (km_ts(data #> '{attributes,createdAt}')) STORED,
+    updated_at      timestamptz GENERATED ALWAYS AS (km_ts(data #> '{attributes,updatedAt}')) STORED,
+    deleted_at      timestamptz,
+    first_synced_at timestamptz NOT NULL,
+    last_changed_at timestamptz NOT NULL,
+    hash            text NOT NULL,
+    name            text GENERATED ALWAYS AS (km_text(data #> '{attributes,name}')) STORED,
+    start_date      text GENERATED ALWAYS AS (km_text(data #> '{attributes,startDate}')) STORED,
+    end_date        text GENERATED ALWAYS AS (km_text(data #> '{attributes,endDate}')) STORED,
+    enabled         boolean GENERATED ALWAYS AS (km_bool(data #> '{attributes,enabled}')) STORED
+);
+
 CREATE TABLE snoozes (
     id              text PRIMARY KEY,
     data            jsonb NOT NULL,
@@ -653,6 +669,8 @@ DROP VIEW IF EXISTS conversation_status_history CASCADE;
 DROP VIEW IF EXISTS work_sessions_live CASCADE;
 DROP VIEW IF EXISTS slas_live CASCADE;
 DROP VIEW IF EXISTS schedules_live CASCADE;
+DROP VIEW IF EXISTS holidays_live CASCADE;
+DROP VIEW IF EXISTS schedule_holidays CASCADE;
 DROP VIEW IF EXISTS snoozes_live CASCADE;
 DROP VIEW IF EXISTS brands_live CASCADE;
 DROP VIEW IF EXISTS shortcuts_live CASCADE;
@@ -804,6 +822,9 @@ CREATE VIEW slas_live AS SELECT id, data, created_at, updated_at, deleted_at, fi
 CREATE VIEW schedules_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, timezone, is_default
     FROM schedules WHERE deleted_at IS NULL;
 
+CREATE VIEW holidays_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, start_date, end_date, enabled
+    FROM holidays WHERE deleted_at IS NULL;
+
 CREATE VIEW snoozes_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, snooze_type, enabled
     FROM snoozes WHERE deleted_at IS NULL;
 
@@ -821,6 +842,18 @@ CREATE VIEW team_routing_settings_live AS SELECT id, data, created_at, updated_a
 
 CREATE VIEW assistants_live AS SELECT id, data, created_at, updated_at, deleted_at, first_synced_at, last_changed_at, hash, name, description, assistant_type, machine_user_id
     FROM assistants WHERE deleted_at IS NULL;
+
+-- One row per holiday of a live schedule (schedules.relationships.holidays), with the holiday's
+-- dates when the mirror holds it live.
+CREATE VIEW schedule_holidays AS
+SELECT s.id AS schedule_id, s.name AS schedule_name, r.value AS holiday_id, h.name AS holiday_name,
+       h.start_date, h.end_date, h.enabled
+FROM schedules s
+CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(s.data #> '{relationships,holidays,data}') = 'array'
+    THEN s.data #> '{relationships,holidays,data}' ELSE '[]' END) AS j(value)
+CROSS JOIN LATERAL (SELECT km_text(j.value -> 'id') AS value) AS r
+LEFT JOIN holidays h ON h.id = r.value AND h.deleted_at IS NULL
+WHERE s.deleted_at IS NULL;
 
 -- Agent availability per UTC day of sign-in, agent and team, from work sessions: signed-in minutes
 -- of the sessions that ended, available minutes (totalAvailable.time) and conversations handled.

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 
 use super::pages::{Batch, PageSink};
 use super::{Engine, SyncError, Tally, Target};
-use crate::kustomer::Client;
+use crate::kustomer::{Client, Page};
+use crate::record::{Record, Rejected};
 
 /// Upper bound on pages of one list, against a server whose `next` links never end.
 const MAX_LIST_PAGES: u32 = 100_000;
@@ -59,22 +60,33 @@ async fn read(
         .options
         .page_size
         .clamp(1, target.entity.list_max_page_size);
-    let mut link = format!("{}?page=1&pageSize={page_size}", target.entity.list_path);
+    let entity = target.entity;
+    let mut link = match entity.list_query {
+        "" => format!("{}?page=1&pageSize={page_size}", entity.list_path),
+        query => format!("{}?{query}&page=1&pageSize={page_size}", entity.list_path),
+    };
     let mut seen: Vec<String> = Vec::new();
+    // Related records arrive once per page that refers to them: each is stored once per pass.
+    let mut taken: HashSet<String> = HashSet::new();
     for page_no in 1..=MAX_LIST_PAGES {
         let fetch = engine.unless_stopped(&target.key, engine.client.get_page(&link));
-        let page = sink
+        let mut page = sink
             .overlap(fetch, tally)
             .await??
             .map_err(|e| SyncError::api(&target.key, Some(page_no), e))?;
-        let fetched = page.served();
-        seen.extend(page.records.iter().map(|r| r.id.clone()));
+        // Paging follows the list's own items; the records are those items or their related ones.
+        let empty = page.served() == 0;
+        let (records, rejected) = match entity.included {
+            None => (page.records, page.rejected),
+            Some(kind) => included_of(&mut page, kind, &mut taken),
+        };
+        let fetched = (records.len() + rejected.len()) as u64;
+        seen.extend(records.iter().map(|r| r.id.clone()));
         // An item that could not be decoded is still upstream: its row must not be tombstoned.
-        seen.extend(page.rejected.iter().filter_map(|r| r.id.clone()));
-        let empty = fetched == 0;
+        seen.extend(rejected.iter().filter_map(|r| r.id.clone()));
         let batch = Batch {
-            records: page.records,
-            rejected: page.rejected,
+            records,
+            rejected,
             source: format!("GET {link}"),
             requests: u64::from(page.attempts),
             fetched,
@@ -95,6 +107,31 @@ async fn read(
             target.entity.list_path
         ),
     ))
+}
+
+/// The related records of JSON:API type `kind` on `page` (its `included`), each id once per pass
+/// (`taken`), with the related items of that type that could not be decoded. Items of other types,
+/// and rejected items whose type cannot be read, are not this entity's.
+fn included_of(
+    page: &mut Page,
+    kind: &str,
+    taken: &mut HashSet<String>,
+) -> (Vec<Record>, Vec<Rejected>) {
+    let type_of = |text: &str| -> Option<String> {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+    };
+    let records = std::mem::take(&mut page.included)
+        .into_iter()
+        .filter(|r| type_of(&r.data).as_deref() == Some(kind))
+        .filter(|r| taken.insert(r.id.clone()))
+        .collect();
+    let rejected = std::mem::take(&mut page.included_rejected)
+        .into_iter()
+        .filter(|r| type_of(&r.raw).as_deref() == Some(kind))
+        .collect();
+    (records, rejected)
 }
 
 /// Names of the org's klasses (`attributes.name`, the form used in API paths), from `GET /v1/klasses`.
