@@ -331,7 +331,12 @@ pub fn render_table(statuses: &[EntityStatus]) -> String {
             s.deleted,
             s.rejected,
             s.cursor.as_deref().unwrap_or("-"),
-            run.map_or("never".to_string(), |r| r.status.to_string()),
+            // An entity the org does not offer ran "ok": say what that run found instead.
+            match (run, &s.unsupported) {
+                (_, Some(_)) => "unsupported".to_string(),
+                (None, None) => "never".to_string(),
+                (Some(r), None) => r.status.to_string(),
+            },
             run.map_or(0, |r| r.requests),
             run.map_or(0, |r| r.inserted + r.updated + r.deleted),
             s.lag_seconds.map_or("-".to_string(), human_secs),

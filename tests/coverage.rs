@@ -239,6 +239,8 @@ on_every_destination! {
         cmd.arg("status");
         let table = text(&output(cmd).await);
         assert!(table.contains("Not offered by this org or API key"), "{table}");
+        let slas_line = table.lines().find(|l| l.starts_with("slas ")).unwrap();
+        assert!(slas_line.contains(" unsupported "), "{slas_line}");
 
         // Work sessions forbidden outright (search and list): unsupported, naming its role; an
         // ordinary sync then leaves it alone, without a request.
