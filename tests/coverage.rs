@@ -14,7 +14,7 @@ use kustomer_mirror::sync::SyncOptions;
 use kustomer_mirror::write::Mode;
 
 /// The coverage entities, written out here rather than read from `entity.rs`.
-const COVERAGE: [&str; 10] = [
+pub const COVERAGE: [&str; 10] = [
     "work_sessions",
     "slas",
     "schedules",

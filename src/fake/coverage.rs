@@ -233,11 +233,7 @@ pub fn sla(rng: &mut Rng, id: &str, c: i64, u: i64, i: usize) -> Value {
         "Escalations",
         "Weekend",
     ];
-    let name = if i < NAMES.len() {
-        NAMES[i].to_string()
-    } else {
-        format!("SLA {}", i + 1)
-    };
+    let name = nth_name(NAMES, i, "SLA");
     base(
         "sla",
         id,
@@ -380,6 +376,13 @@ pub fn snooze(rng: &mut Rng, id: &str, c: i64, u: i64, i: usize) -> Value {
     )
 }
 
+/// The `i`th of `names`, or `<prefix> <i + 1>` past their end.
+fn nth_name(names: &[&str], i: usize, prefix: &str) -> String {
+    names
+        .get(i)
+        .map_or_else(|| format!("{prefix} {}", i + 1), |n| (*n).to_string())
+}
+
 /// A brand; `default` for exactly one.
 pub fn brand(rng: &mut Rng, id: &str, c: i64, u: i64, i: usize, default: bool) -> Value {
     const NAMES: &[&str] = &[
@@ -389,11 +392,7 @@ pub fn brand(rng: &mut Rng, id: &str, c: i64, u: i64, i: usize, default: bool) -
         "Acme Kids",
         "Acmé Europe",
     ];
-    let name = if i < NAMES.len() {
-        NAMES[i].to_string()
-    } else {
-        format!("Acme {}", i + 1)
-    };
+    let name = nth_name(NAMES, i, "Acme");
     base(
         "brand",
         id,
